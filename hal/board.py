@@ -1,0 +1,135 @@
+"""Builds the devices of each EVSE from the ``[[evse]]`` sections of the station config.
+
+Every device section has a ``kind`` (the backend name). ``sim`` devices of one EVSE share a
+:class:`~hal.sim.SimPlant` (simulated EV, pilot, relay, meter, reader), so a fully simulated EVSE
+behaves like a real one with a car attached. New backends register a builder in ``BUILDERS``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hal.lock import ConnectorLock, NoLock
+from hal.meter import EnergyMeter
+from hal.pilot import ControlPilot
+from hal.relay import Relay
+from hal.rfid import RfidReader
+from hal.sim import SimPlant
+from hal.types import FaultCallback, Listeners
+
+
+@dataclass
+class EvseHardware:
+    """The devices of one EVSE. ``plant`` is set when any device is simulated."""
+
+    relay: Relay
+    lock: ConnectorLock
+    pilot: ControlPilot
+    meter: EnergyMeter
+    reader: RfidReader | None
+    plant: SimPlant | None = None
+    faults: Listeners = field(default_factory=Listeners)
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def on_fault(self, cb: FaultCallback) -> None:
+        self.faults.add(cb)
+
+    async def start(self) -> None:
+        if self.reader is not None:
+            await self.reader.start()
+        for dev in (self.pilot, self.relay, self.lock):
+            start = getattr(dev, "start", None)
+            if start is not None:
+                await start()
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            await self.reader.stop()
+        await self.meter.close()
+        for dev in (self.pilot, self.relay, self.lock):
+            stop = getattr(dev, "stop", None)
+            if stop is not None:
+                await stop()
+        for c in self.closers:
+            c()
+
+
+@dataclass
+class BuildContext:
+    """What a device builder may need besides its own section."""
+
+    evse_id: int
+    plant: SimPlant
+    gpio: Any = None  # a hal.gpio.PinFactory, made on first use
+    gpio_backend: str = "sim"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def pins(self) -> Any:
+        if self.gpio is None:
+            from hal.gpio import pin_factory
+
+            self.gpio = pin_factory(self.gpio_backend)
+        return self.gpio
+
+
+Builder = Callable[[dict[str, Any], BuildContext], Any]
+
+# device kind -> backend name -> builder(section, context)
+BUILDERS: dict[str, dict[str, Builder]] = {
+    "relay": {"sim": lambda s, c: c.plant.relay},
+    "lock": {"sim": lambda s, c: c.plant.lock, "none": lambda s, c: NoLock()},
+    "pilot": {"sim": lambda s, c: c.plant.pilot},
+    "meter": {"sim": lambda s, c: c.plant.meter},
+    "reader": {"sim": lambda s, c: c.plant.reader, "none": lambda s, c: None},
+}
+
+DEVICE_KINDS = tuple(BUILDERS)
+
+
+def backends(device: str) -> list[str]:
+    return sorted(BUILDERS[device])
+
+
+def build_evse(
+    evse_id: int,
+    devices: dict[str, dict[str, Any]],
+    gpio_backend: str = "sim",
+    clock: Callable[[], float] = time.monotonic,
+    start_wh: float = 0.0,
+    shared: dict[str, Any] | None = None,
+) -> EvseHardware:
+    """Build one EVSE. ``devices`` maps device kind -> its config section (with ``kind``)."""
+    plant = SimPlant(clock=clock, start_wh=start_wh)
+    ctx = BuildContext(evse_id=evse_id, plant=plant, gpio_backend=gpio_backend, extra=shared or {})
+    built: dict[str, Any] = {}
+    for device in DEVICE_KINDS:
+        section = devices.get(device, {"kind": "sim"})
+        kind = section.get("kind", "sim")
+        try:
+            builder = BUILDERS[device][kind]
+        except KeyError:
+            raise ValueError(
+                f"evse {evse_id}: {device}.kind = {kind!r} is not known (known: {', '.join(backends(device))})"
+            ) from None
+        built[device] = builder(section, ctx)
+    uses_sim = any(devices.get(d, {"kind": "sim"}).get("kind", "sim") == "sim" for d in DEVICE_KINDS)
+    hw = EvseHardware(
+        relay=built["relay"],
+        lock=built["lock"],
+        pilot=built["pilot"],
+        meter=built["meter"],
+        reader=built["reader"],
+        plant=plant if uses_sim else None,
+    )
+    plant.on_fault(hw.faults.emit)
+    if not uses_sim or built["relay"] is not plant.relay:
+        on_fault = getattr(built["relay"], "on_fault", None)
+        if on_fault is not None:
+            on_fault(hw.faults.emit)
+    for dev in (built["pilot"], built["lock"], built["meter"], built["reader"]):
+        if dev is not None and hasattr(dev, "on_fault") and dev is not plant.relay:
+            dev.on_fault(hw.faults.emit)
+    return hw

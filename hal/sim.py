@@ -1,0 +1,160 @@
+"""The simulated plant of one EVSE: an EV on a cable, the pilot, the relay and the meter.
+
+The simulated EV draws what it is offered (up to its own maximum, on its phases) while the relay
+is closed, the pilot offers current and it is not suspended, so energy and power are realistic.
+Energy is integrated from a monotonic clock function, so tests can use a fake clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from hal.lock import SimLock
+from hal.relay import SimRelay
+from hal.rfid.sim import SimReader
+from hal.types import CpCallback, CpState, Fault, FaultCallback, Listeners, MeterReading
+
+NOMINAL_VOLTAGE = 230.0
+
+
+class SimEv:
+    """The car: plugged or not, its maximum current and phases, and whether it wants energy."""
+
+    def __init__(self) -> None:
+        self.plugged = False
+        self.max_current_a = 32.0
+        self.phases = 3
+        self.suspended = False
+
+
+class SimPilot:
+    """Pilot of a simulated EVSE: its CP state follows the simulated EV and the offered current."""
+
+    def __init__(self, plant: SimPlant) -> None:
+        self._plant = plant
+        self.offered_a: float | None = None
+        self.state = CpState.A
+        self._listeners = Listeners()
+
+    async def offer(self, amps: float | None) -> None:
+        self._plant.settle()
+        self.offered_a = amps
+        self._plant.update()
+
+    def on_state(self, cb: CpCallback) -> None:
+        self._listeners.add(cb)
+
+    def _set_state(self, state: CpState) -> None:
+        if state != self.state:
+            self.state = state
+            self._listeners.emit(state)
+
+
+class SimMeter:
+    """Meter of a simulated EVSE: integrates the EV's power over the plant's clock."""
+
+    def __init__(self, plant: SimPlant) -> None:
+        self._plant = plant
+        self.failing = False
+
+    async def read(self) -> MeterReading:
+        if self.failing:
+            from hal.types import MeterError
+
+            raise MeterError("simulated meter does not answer")
+        return self._plant.reading()
+
+    async def close(self) -> None:
+        pass
+
+
+class SimPlant:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, start_wh: float = 0.0) -> None:
+        self.clock = clock
+        self.ev = SimEv()
+        self.relay = SimRelay()
+        self.lock = SimLock()
+        self.pilot = SimPilot(self)
+        self.meter = SimMeter(self)
+        self.reader = SimReader()
+        self.energy_wh = start_wh
+        self._last = clock()
+        self._faults = Listeners()
+        self.relay.on_fault(self._faults.emit)
+        self._relay_set = self.relay.set
+        self.relay.set = self._relay_and_update  # type: ignore[method-assign]
+
+    async def _relay_and_update(self, closed: bool) -> None:
+        self.settle()
+        await self._relay_set(closed)
+        self.update()
+
+    # -- physics -----------------------------------------------------------------------------
+    def current_a(self) -> float:
+        ev, offered = self.ev, self.pilot.offered_a
+        if not (ev.plugged and self.relay.closed and offered and not ev.suspended):
+            return 0.0
+        if offered < 6:
+            return 0.0
+        return min(offered, ev.max_current_a)
+
+    def power_w(self) -> float:
+        return self.current_a() * NOMINAL_VOLTAGE * self.ev.phases
+
+    def settle(self) -> None:
+        """Add the energy drawn since the last call."""
+        now = self.clock()
+        self.energy_wh += self.power_w() * max(0.0, now - self._last) / 3600.0
+        self._last = now
+
+    def reading(self) -> MeterReading:
+        self.settle()
+        amps = self.current_a()
+        phases = self.ev.phases
+        currents = tuple(amps if i < phases else 0.0 for i in range(3))
+        return MeterReading(
+            energy_import_wh=round(self.energy_wh, 3),
+            energy_export_wh=0.0,
+            power_w=self.power_w(),
+            current_a=currents,
+            voltage_v=(NOMINAL_VOLTAGE,) * 3,
+            frequency_hz=50.0,
+        )
+
+    def update(self) -> None:
+        """Recompute the CP state from the EV and the pilot."""
+        ev, pilot = self.ev, self.pilot
+        if not ev.plugged:
+            pilot._set_state(CpState.A)
+        elif ev.suspended or not pilot.offered_a:
+            pilot._set_state(CpState.B)
+        else:
+            pilot._set_state(CpState.C)
+
+    # -- what a person (or the API) does -------------------------------------------------------
+    def plug(self, max_current_a: float | None = None, phases: int | None = None) -> None:
+        self.settle()
+        if max_current_a is not None:
+            self.ev.max_current_a = float(max_current_a)
+        if phases is not None:
+            self.ev.phases = int(phases)
+        self.ev.plugged = True
+        self.ev.suspended = False
+        self.update()
+
+    def unplug(self) -> None:
+        self.settle()
+        self.ev.plugged = False
+        self.update()
+
+    def suspend(self, suspended: bool) -> None:
+        self.settle()
+        self.ev.suspended = suspended
+        self.update()
+
+    def fault(self, error_code: str, active: bool, info: str = "") -> None:
+        self._faults.emit(Fault(error_code, active, info))
+
+    def on_fault(self, cb: FaultCallback) -> None:
+        self._faults.add(cb)
