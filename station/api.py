@@ -1,0 +1,216 @@
+"""The local HTTP API (JSON): station status and controls for the simulated or real station.
+
+A deliberately small HTTP/1.1 server on asyncio streams (no framework): ``GET /api/status`` and
+the ``POST /api/...`` controls listed in the README. Errors come back as 4xx with
+``{"error": "..."}``, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from hal.types import IdToken
+from station.core.clock import iso
+from station.core.evse import ERROR_CODES
+
+ID_TOKEN_TYPES = ("ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "Central", "eMAID", "NoAuthorization")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Api:
+    def __init__(self, runtime_getter: Callable[[], Any], log: logging.Logger) -> None:
+        self.get_runtime = runtime_getter
+        self.log = log
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = await asyncio.start_server(self._client, host, port)
+        sock = self.server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                try:
+                    method, path, _ = line.decode("latin-1").split(" ", 2)
+                except ValueError:
+                    await self._reply(writer, 400, {"error": "bad request line"}, close=True)
+                    return
+                headers: dict[str, str] = {}
+                while True:
+                    h = await reader.readline()
+                    if h in (b"\r\n", b"\n", b""):
+                        break
+                    k, _, v = h.decode("latin-1").partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                length = int(headers.get("content-length", "0") or 0)
+                if length > 65536:
+                    await self._reply(writer, 413, {"error": "body too large"}, close=True)
+                    return
+                body = await reader.readexactly(length) if length else b""
+                try:
+                    status, result = 200, await self.dispatch(method, path.split("?")[0], body)
+                except ApiError as e:
+                    status, result = e.status, {"error": e.message}
+                except Exception as e:  # never a traceback to the caller
+                    self.log.error("API %s %s failed: %s", method, path, e, exc_info=True)
+                    status, result = 500, {"error": f"internal error: {e}"}
+                close = headers.get("connection", "").lower() == "close"
+                await self._reply(writer, status, result, close=close)
+                if close:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    async def _reply(self, writer: asyncio.StreamWriter, status: int, body: Any, close: bool = False) -> None:
+        data = json.dumps(body).encode()
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict"}.get(
+            status, "Error"
+        )
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
+        )
+        writer.write(head.encode() + data)
+        await writer.drain()
+
+    async def dispatch(self, method: str, path: str, body: bytes) -> Any:
+        rt = self.get_runtime()
+        if path == "/api/status":
+            if method != "GET":
+                raise ApiError(405, "use GET")
+            return status_of(rt)
+        if method != "POST":
+            raise ApiError(405 if path.startswith("/api/") else 404, f"no such endpoint: {method} {path}")
+        data = _json(body)
+        if path == "/api/link":
+            connected = _field(data, "connected", bool)
+            link = rt.adapter.link if rt.adapter else None
+            if link is None:
+                raise ApiError(409, "station is not running")
+            link.set_enabled(connected)
+            return {"connected": connected}
+        m = re.fullmatch(r"/api/evses/(\d+)/(plug|unplug|swipe|ev|fault)", path)
+        if not m:
+            raise ApiError(404, f"no such endpoint: {path}")
+        evse_id, action = int(m.group(1)), m.group(2)
+        hw = rt.hw.get(evse_id)
+        if hw is None:
+            raise ApiError(404, f"no EVSE {evse_id} (this station has {', '.join(map(str, sorted(rt.hw)))})")
+        plant = hw.plant
+        if action == "swipe":
+            token = _field(data, "id_token", str)
+            ttype = data.get("type", "ISO14443")
+            if ttype not in ID_TOKEN_TYPES:
+                raise ApiError(400, f"type: must be one of {', '.join(ID_TOKEN_TYPES)}")
+            if not token or len(token) > 20:
+                raise ApiError(400, "id_token: must be 1-20 characters (OCPP 1.6 IdToken)")
+            if plant is None or hw.reader is not plant.reader:
+                # a real reader: still allow a token for tests and service, through the station
+                if rt.station is None:
+                    raise ApiError(409, "station is not running")
+                rt.station.token(evse_id, IdToken(token, ttype))
+            else:
+                plant.reader.present(IdToken(token, ttype))
+            return {"ok": True}
+        if plant is None or hw.pilot is not plant.pilot:
+            raise ApiError(409, f"EVSE {evse_id} has real hardware: {action} works only in simulated mode")
+        if action == "plug":
+            max_current = data.get("max_current")
+            phases = data.get("phases")
+            if max_current is not None and (not isinstance(max_current, int | float) or not 0 < max_current <= 80):
+                raise ApiError(400, "max_current: must be a number of amperes between 0 and 80")
+            if phases is not None and phases not in (1, 2, 3):
+                raise ApiError(400, "phases: must be 1, 2 or 3")
+            plant.plug(max_current, phases)
+        elif action == "unplug":
+            plant.unplug()
+        elif action == "ev":
+            plant.suspend(_field(data, "suspend", bool))
+        elif action == "fault":
+            code = _field(data, "error_code", str)
+            if code not in ERROR_CODES or code == "NoError":
+                raise ApiError(400, f"error_code: must be an OCPP error code such as {', '.join(ERROR_CODES[:4])}")
+            plant.fault(code, _field(data, "active", bool), str(data.get("info", ""))[:50])
+        return {"ok": True}
+
+
+def _json(body: bytes) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ApiError(400, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "body must be a JSON object")
+    return data
+
+
+def _field(data: dict, name: str, typ: type) -> Any:
+    if name not in data:
+        raise ApiError(400, f"{name}: missing")
+    if not isinstance(data[name], typ):
+        raise ApiError(400, f"{name}: must be {'true or false' if typ is bool else typ.__name__}")
+    return data[name]
+
+
+def status_of(rt: Any) -> dict:
+    st, ad = rt.station, rt.adapter
+    out: dict = {
+        "id": rt.cfg.id,
+        "ocpp_version": rt.cfg.ocpp,
+        "connected": bool(ad and ad.link and ad.link.is_connected),
+        "registration": ad.registration if ad else None,
+        "outbox": rt.store.outbox_len(),
+        "evses": [],
+    }
+    if st is None:
+        return out
+    for evse_id, evse in st.evses.items():
+        conn = evse.connector
+        status, error = st.status_of(evse_id)
+        reading = st.meter_cache.get(evse_id)
+        hw = rt.hw[evse_id]
+        plant = hw.plant
+        power = plant.power_w() if plant is not None and hw.meter is plant.meter else (reading.power_w if reading else None)
+        tx = conn.transaction
+        out["evses"].append(
+            {
+                "id": evse_id,
+                "connectors": [{"id": conn.connector_id, "status": str(status), "error_code": error}],
+                "transaction": None
+                if tx is None
+                else {
+                    "id": tx.transaction_id,
+                    "local_id": tx.local_id,
+                    "id_token": tx.id_tag,
+                    "energy_wh": max(0, int((reading.energy_import_wh if reading else tx.meter_start_wh) - tx.meter_start_wh)),
+                    "start": iso(tx.started_at),
+                },
+                "power_w": power,
+                "offered_a": hw.pilot.offered_a,
+            }
+        )
+    return out

@@ -1,0 +1,96 @@
+"""Authorization decisions: authorization cache, local list, and the offline / pre-authorize rules.
+
+The decision is pure: given what we know locally, whether we are online and the configured rules,
+say whether to accept now, reject now, or ask the CSMS. Who sends the Authorize is the adapter's job.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from station.core.clock import parse_iso
+
+
+@dataclass(frozen=True)
+class IdTagInfo:
+    status: str  # Accepted | Blocked | Expired | Invalid | ConcurrentTx
+    expiry_date: str | None = None
+    parent_id_tag: str | None = None
+
+    @classmethod
+    def from_ocpp(cls, d: dict) -> IdTagInfo:
+        return cls(d.get("status", "Invalid"), d.get("expiryDate"), d.get("parentIdTag"))
+
+    def to_ocpp(self) -> dict:
+        out: dict = {"status": self.status}
+        if self.expiry_date:
+            out["expiryDate"] = self.expiry_date
+        if self.parent_id_tag:
+            out["parentIdTag"] = self.parent_id_tag
+        return out
+
+    def valid_at(self, now: datetime) -> bool:
+        if self.status != "Accepted":
+            return False
+        if self.expiry_date:
+            try:
+                return parse_iso(self.expiry_date) > now
+            except ValueError:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class AuthRules:
+    authorization_cache_enabled: bool = True
+    local_auth_list_enabled: bool = True
+    local_pre_authorize: bool = False
+    local_authorize_offline: bool = True
+    allow_offline_tx_for_unknown_id: bool = False
+
+
+class Verdict(enum.Enum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+    ASK_CSMS = "ask"
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    info: IdTagInfo | None = None
+    source: str = ""  # local_list | cache | offline_unknown | csms
+
+
+def decide(
+    id_tag: str,
+    online: bool,
+    rules: AuthRules,
+    local_list: dict[str, IdTagInfo],
+    cache: dict[str, IdTagInfo],
+    now: datetime,
+) -> Decision:
+    """What to do with an id tag presented locally (OCPP 1.6 sections 3.5 and 5.x)."""
+    known: IdTagInfo | None = None
+    source = ""
+    if rules.local_auth_list_enabled and id_tag in local_list:
+        known, source = local_list[id_tag], "local_list"
+    elif rules.authorization_cache_enabled and id_tag in cache:
+        known, source = cache[id_tag], "cache"
+    if online:
+        if rules.local_pre_authorize and known is not None and known.valid_at(now):
+            return Decision(Verdict.ACCEPT, known, source)
+        return Decision(Verdict.ASK_CSMS)
+    # offline
+    if known is not None:
+        if rules.local_authorize_offline and known.valid_at(now):
+            return Decision(Verdict.ACCEPT, known, source)
+        if known.valid_at(now):
+            # known but offline authorization is disabled
+            return Decision(Verdict.REJECT, known, source)
+        return Decision(Verdict.REJECT, known, source)
+    if rules.allow_offline_tx_for_unknown_id:
+        return Decision(Verdict.ACCEPT, IdTagInfo("Accepted"), "offline_unknown")
+    return Decision(Verdict.REJECT, IdTagInfo("Invalid"), "unknown")

@@ -1,0 +1,52 @@
+"""Transactions: who started them, on which connector, with which meter readings, and why they ended."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class StopReason(enum.StrEnum):
+    """OCPP 1.6 Reason (the 2.0.1 adapter maps them to ReasonEnumType)."""
+
+    DeAuthorized = "DeAuthorized"
+    EmergencyStop = "EmergencyStop"
+    EVDisconnected = "EVDisconnected"
+    HardReset = "HardReset"
+    Local = "Local"
+    Other = "Other"
+    PowerLoss = "PowerLoss"
+    Reboot = "Reboot"
+    Remote = "Remote"
+    SoftReset = "SoftReset"
+    UnlockCommand = "UnlockCommand"
+
+
+@dataclass
+class Transaction:
+    local_id: int  # our own number, known before the CSMS answers StartTransaction
+    connector_id: int
+    id_tag: str
+    meter_start_wh: int
+    started_at: datetime
+    parent_id_tag: str | None = None
+    reservation_id: int | None = None
+    transaction_id: int | None = None  # the CSMS's number, once StartTransaction.conf arrived
+    remote: bool = False
+    charging_profile: dict | None = None
+    meter_last_wh: int | None = None
+    stop_reason: StopReason | None = None
+    stop_id_tag: str | None = None
+    stopped_at: datetime | None = None
+    meter_stop_wh: int | None = None
+    deauthorized: bool = False
+    samples: list[dict] = field(default_factory=list)  # transactionData for StopTransaction
+
+    @property
+    def active(self) -> bool:
+        return self.stopped_at is None
+
+    def energy_wh(self) -> int:
+        last = self.meter_stop_wh if self.meter_stop_wh is not None else self.meter_last_wh
+        return max(0, (last if last is not None else self.meter_start_wh) - self.meter_start_wh)

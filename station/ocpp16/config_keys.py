@@ -1,0 +1,170 @@
+"""OCPP 1.6 configuration keys: definitions, accessibility, validation and persistence.
+
+Values are kept as strings, as OCPP 1.6 carries them, in the store (namespace ``ocpp16``), so they
+survive restarts. ``ChangeConfiguration`` answers Accepted, Rejected (read-only or invalid value),
+RebootRequired or NotSupported (unknown key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from station.core.metering import invalid_measurands, parse_measurands
+from station.store import Store
+
+NS = "ocpp16"
+
+
+def _bool(v: str) -> bool:
+    return v.strip().lower() in ("true", "1")
+
+
+def _is_bool(v: str) -> str | None:
+    return None if v.strip().lower() in ("true", "false") else "must be true or false"
+
+
+def _is_uint(v: str) -> str | None:
+    try:
+        return None if int(v) >= 0 else "must be 0 or more"
+    except ValueError:
+        return "must be a whole number"
+
+
+def _measurands(max_len: int) -> Callable[[str], str | None]:
+    def check(v: str) -> str | None:
+        bad = invalid_measurands(v)
+        if bad:
+            return f"unsupported measurand(s): {', '.join(bad)}"
+        if len(parse_measurands(v)) > max_len:
+            return f"at most {max_len} measurands"
+        return None
+
+    return check
+
+
+def _phase_rotation(v: str) -> str | None:
+    for item in (x.strip() for x in v.split(",") if x.strip()):
+        conn, _, rot = item.partition(".")
+        if not conn.isdigit() or rot not in ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR"):
+            return f"bad entry {item!r}"
+    return None
+
+
+MAX_MEASURANDS = 8
+
+
+@dataclass(frozen=True)
+class KeyDef:
+    name: str
+    default: str
+    readonly: bool = False
+    check: Callable[[str], str | None] | None = None
+    reboot: bool = False
+    secret: bool = False  # write-only: never reported by GetConfiguration
+
+
+def key_definitions(connectors: int) -> list[KeyDef]:
+    m = _measurands(MAX_MEASURANDS)
+    return [
+        KeyDef("AllowOfflineTxForUnknownId", "false", check=_is_bool),
+        KeyDef("AuthorizationCacheEnabled", "true", check=_is_bool),
+        KeyDef("AuthorizeRemoteTxRequests", "true", check=_is_bool),
+        KeyDef("BlinkRepeat", "3", check=_is_uint),
+        KeyDef("ClockAlignedDataInterval", "0", check=_is_uint),
+        KeyDef("ConnectionTimeOut", "60", check=_is_uint),
+        KeyDef("ConnectorPhaseRotation", ",".join(f"{c}.RST" for c in range(connectors + 1)), check=_phase_rotation),
+        KeyDef("ConnectorPhaseRotationMaxLength", str(connectors + 1), readonly=True),
+        KeyDef("GetConfigurationMaxKeys", "50", readonly=True),
+        KeyDef("HeartbeatInterval", "300", check=_is_uint),
+        KeyDef("LightIntensity", "50", check=_is_uint),
+        KeyDef("LocalAuthorizeOffline", "true", check=_is_bool),
+        KeyDef("LocalPreAuthorize", "false", check=_is_bool),
+        KeyDef("MaxEnergyOnInvalidId", "0", check=_is_uint),
+        KeyDef("MeterValuesAlignedData", "Energy.Active.Import.Register", check=m),
+        KeyDef("MeterValuesAlignedDataMaxLength", str(MAX_MEASURANDS), readonly=True),
+        KeyDef("MeterValuesSampledData", "Energy.Active.Import.Register,Power.Active.Import", check=m),
+        KeyDef("MeterValuesSampledDataMaxLength", str(MAX_MEASURANDS), readonly=True),
+        KeyDef("MeterValueSampleInterval", "60", check=_is_uint),
+        KeyDef("MinimumStatusDuration", "0", check=_is_uint),
+        KeyDef("NumberOfConnectors", str(connectors), readonly=True),
+        KeyDef("ResetRetries", "1", check=_is_uint),
+        KeyDef("StopTransactionOnEVSideDisconnect", "true", check=_is_bool),
+        KeyDef("StopTransactionOnInvalidId", "true", check=_is_bool),
+        KeyDef("StopTxnAlignedData", "", check=m),
+        KeyDef("StopTxnAlignedDataMaxLength", str(MAX_MEASURANDS), readonly=True),
+        KeyDef("StopTxnSampledData", "", check=m),
+        KeyDef("StopTxnSampledDataMaxLength", str(MAX_MEASURANDS), readonly=True),
+        KeyDef("SupportedFeatureProfiles", "Core,RemoteTrigger", readonly=True),
+        KeyDef("SupportedFeatureProfilesMaxLength", "6", readonly=True),
+        KeyDef("TransactionMessageAttempts", "3", check=_is_uint),
+        KeyDef("TransactionMessageRetryInterval", "60", check=_is_uint),
+        KeyDef("UnlockConnectorOnEVSideDisconnect", "true", check=_is_bool),
+        KeyDef("WebSocketPingInterval", "60", check=_is_uint),
+        # Security whitepaper: the basic-auth password; write-only
+        KeyDef("AuthorizationKey", "", check=lambda v: None if 16 <= len(v) <= 40 else "must be 16-40 characters", secret=True),
+        KeyDef("SecurityProfile", "0", readonly=True),
+    ]
+
+
+class ConfigurationKeys:
+    def __init__(self, store: Store, connectors: int) -> None:
+        self.store = store
+        self.defs = {k.name: k for k in key_definitions(connectors)}
+        self.values: dict[str, str] = {k.name: k.default for k in self.defs.values()}
+        for key, value in store.items(NS).items():
+            if key in self.values:
+                self.values[key] = str(value)
+        # read-only values describe this build, never an old store
+        for k in self.defs.values():
+            if k.readonly and k.name != "SecurityProfile":
+                self.values[k.name] = k.default
+
+    def get(self, key: str) -> str:
+        return self.values[key]
+
+    def bool(self, key: str) -> bool:
+        return _bool(self.values[key])
+
+    def int(self, key: str) -> int:
+        try:
+            return int(self.values[key])
+        except ValueError:
+            return int(self.defs[key].default or 0)
+
+    def set_initial(self, key: str, value: str) -> str | None:
+        """Set a value from --ocpp-config on first start (read-only keys allowed). Returns a problem or None."""
+        kd = self.defs.get(key)
+        if kd is None:
+            return f"{key}: not a configuration key of this station"
+        problem = kd.check(value) if kd.check else None
+        if problem:
+            return f"{key}: {problem}"
+        self.values[key] = value
+        self.store.put(NS, key, value)
+        return None
+
+    def change(self, key: str, value: str) -> tuple[str, str]:
+        """ChangeConfiguration: returns (status, explanation)."""
+        kd = self.defs.get(key)
+        if kd is None:
+            return "NotSupported", f"unknown key {key}"
+        if kd.readonly:
+            return "Rejected", f"{key} is read-only"
+        problem = kd.check(value) if kd.check else None
+        if problem:
+            return "Rejected", f"{key}: {problem}"
+        self.values[key] = value
+        self.store.put(NS, key, value)
+        return ("RebootRequired" if kd.reboot else "Accepted"), ""
+
+    def report(self, keys: list[str] | None) -> tuple[list[dict], list[str]]:
+        names = keys if keys else [k for k, d in self.defs.items() if not d.secret]
+        found, unknown = [], []
+        for name in names:
+            kd = self.defs.get(name)
+            if kd is None or kd.secret:
+                unknown.append(name)
+                continue
+            found.append({"key": name, "readonly": kd.readonly, "value": self.values[name][:500]})
+        return found, unknown

@@ -1,0 +1,89 @@
+"""A small demo CSMS (OCPP 1.6J server) for `station demo` and for trying the station out.
+
+It accepts every station, authorizes every id tag except those starting with ``BLOCK``, numbers
+transactions, and tells what it receives in plain words through ``on_event``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from websockets.asyncio.server import ServerConnection, serve
+
+
+class DemoCsms:
+    def __init__(self, on_event: Callable[[str], None] = print, heartbeat_interval: int = 300) -> None:
+        self.on_event = on_event
+        self.heartbeat_interval = heartbeat_interval
+        self._tx_ids = itertools.count(1001)
+        self.server = None
+        self.port = 0
+        self.log = logging.getLogger("demo-csms")
+        self.received: list[tuple[str, str, dict]] = []
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self.server = await serve(self._session, host, port, subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+        self.port = self.server.sockets[0].getsockname()[1] if hasattr(self.server, "sockets") else port
+        return self.port
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _session(self, ws: ServerConnection) -> None:
+        station = (ws.request.path if ws.request else "/").rstrip("/").rsplit("/", 1)[-1]
+        self.on_event(f"station {station} connected")
+        try:
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg[0] != 2:
+                    continue
+                _, uid, action, payload = msg
+                self.received.append((station, action, payload))
+                result = self.answer(station, action, payload)
+                await ws.send(json.dumps([3, uid, result]))
+        except Exception as e:  # a broken station must not stop the demo CSMS
+            self.log.debug("session %s ended: %s", station, e)
+        self.on_event(f"station {station} disconnected")
+
+    def answer(self, station: str, action: str, p: dict) -> dict:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        say = self.on_event
+        if action == "BootNotification":
+            say(f"{station} booted ({p.get('chargePointVendor')} {p.get('chargePointModel')}): accepted")
+            return {"status": "Accepted", "currentTime": now, "interval": self.heartbeat_interval}
+        if action == "Heartbeat":
+            return {"currentTime": now}
+        if action == "StatusNotification":
+            err = "" if p.get("errorCode") == "NoError" else f" ({p.get('errorCode')})"
+            say(f"{station} connector {p['connectorId']}: {p['status']}{err}")
+            return {}
+        if action == "Authorize":
+            ok = not p["idTag"].upper().startswith("BLOCK")
+            say(f"{station} asks about card {p['idTag']}: {'accepted' if ok else 'blocked'}")
+            return {"idTagInfo": {"status": "Accepted" if ok else "Blocked"}}
+        if action == "StartTransaction":
+            tx = next(self._tx_ids)
+            say(f"{station} started transaction {tx} on connector {p['connectorId']} for {p['idTag']}, meter {p['meterStart']} Wh")
+            return {"transactionId": tx, "idTagInfo": {"status": "Accepted"}}
+        if action == "StopTransaction":
+            say(f"{station} stopped transaction {p['transactionId']} ({p.get('reason', 'Local')}), meter {p['meterStop']} Wh")
+            return {"idTagInfo": {"status": "Accepted"}}
+        if action == "MeterValues":
+            parts = []
+            for mv in p.get("meterValue", []):
+                for sv in mv.get("sampledValue", []):
+                    if sv.get("phase"):
+                        continue
+                    parts.append(f"{sv.get('measurand', 'Energy.Active.Import.Register')} = {sv['value']} {sv.get('unit', '')}".strip())
+            say(f"{station} meter values: " + ", ".join(parts))
+            return {}
+        if action == "DataTransfer":
+            return {"status": "UnknownVendorId"}
+        return {}
