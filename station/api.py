@@ -95,6 +95,10 @@ class Api:
         writer.write(head.encode() + data)
         await writer.drain()
 
+    @staticmethod
+    def _sim_devices(plant: Any, data: dict) -> dict:
+        return _sim_devices_impl(plant, data)
+
     async def dispatch(self, method: str, path: str, body: bytes) -> Any:
         rt = self.get_runtime()
         if path == "/api/status":
@@ -111,7 +115,7 @@ class Api:
                 raise ApiError(409, "station is not running")
             link.set_enabled(connected)
             return {"connected": connected}
-        m = re.fullmatch(r"/api/evses/(\d+)/(plug|unplug|swipe|ev|fault)", path)
+        m = re.fullmatch(r"/api/evses/(\d+)/(plug|unplug|swipe|ev|fault|sim)", path)
         if not m:
             raise ApiError(404, f"no such endpoint: {path}")
         evse_id, action = int(m.group(1)), m.group(2)
@@ -148,12 +152,34 @@ class Api:
             plant.unplug()
         elif action == "ev":
             plant.suspend(_field(data, "suspend", bool))
+        elif action == "sim":
+            return self._sim_devices(plant, data)
         elif action == "fault":
             code = _field(data, "error_code", str)
             if code not in ERROR_CODES or code == "NoError":
                 raise ApiError(400, f"error_code: must be an OCPP error code such as {', '.join(ERROR_CODES[:4])}")
             plant.fault(code, _field(data, "active", bool), str(data.get("info", ""))[:50])
         return {"ok": True}
+
+
+SIM_SWITCHES = ("lock_jammed", "relay_welded", "meter_failing")
+
+
+def _sim_devices_impl(plant: Any, data: dict) -> dict:
+    """Make simulated devices misbehave (fault tests): a jammed lock, a welded relay, a silent meter."""
+    unknown = [k for k in data if k not in SIM_SWITCHES]
+    if unknown:
+        raise ApiError(400, f"{unknown[0]}: unknown switch (known: {', '.join(SIM_SWITCHES)})")
+    for key, value in data.items():
+        if not isinstance(value, bool):
+            raise ApiError(400, f"{key}: must be true or false")
+    if "lock_jammed" in data:
+        plant.lock.jammed = data["lock_jammed"]
+    if "relay_welded" in data:
+        plant.relay.welded = data["relay_welded"]
+    if "meter_failing" in data:
+        plant.meter.failing = data["meter_failing"]
+    return {"lock_jammed": plant.lock.jammed, "relay_welded": plant.relay.welded, "meter_failing": plant.meter.failing}
 
 
 def _json(body: bytes) -> dict:
