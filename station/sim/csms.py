@@ -6,7 +6,6 @@ transactions, and tells what it receives in plain words through ``on_event``.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
