@@ -30,9 +30,14 @@ class Runtime:
         state.mkdir(parents=True, exist_ok=True)
         self.store = Store(state / "station.sqlite")
         self.hw: dict[int, EvseHardware] = {}
+        # a simulated meter must never run backwards across a power cut: start from the highest
+        # energy we know of (saved periodically, or the last reading of a transaction that was cut)
+        last_tx_wh: dict[int, float] = {}
+        for _, cid, _, data, _ in self.store.tx_open():
+            last_tx_wh[cid] = max(last_tx_wh.get(cid, 0.0), float(data.get("meter_last_wh") or 0))
         for e in cfg.evses:
             devices = {} if cfg.simulated else e.devices
-            start_wh = float(self.store.get("sim_energy_wh", str(e.id), 0.0))
+            start_wh = max(float(self.store.get("sim_energy_wh", str(e.id), 0.0)), last_tx_wh.get(e.id, 0.0))
             self.hw[e.id] = build_evse(e.id, devices, cfg.gpio, clock=self.clock.monotonic, start_wh=start_wh)
             self._wire(e.id, self.hw[e.id])
         self.station: Station | None = None
