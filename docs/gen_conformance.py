@@ -1,0 +1,140 @@
+"""Write docs/CONFORMANCE.md: every OCTT charging-station case with the test that proves it.
+
+    .venv/bin/pytest -q tests/integration --junitxml=/tmp/junit.xml
+    .venv/bin/python docs/gen_conformance.py --junit /tmp/junit.xml
+
+A case is matched to the tests named ``test_<case id>_...`` (longest case id wins, so
+``test_TC_043_1_...`` belongs to TC_043_1, not TC_043). With ``--junit`` the status is the test
+result of that run; a case counts as passing only when all its tests passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "conformance"
+
+# Cases whose profile is not implemented yet, by section title prefix -> note
+NOT_YET_16 = {
+    "2.17": "Local Auth List Management profile not implemented yet",
+    "2.18": "Firmware Management profile not implemented yet",
+    "2.19": "Firmware Management (diagnostics) not implemented yet",
+    "2.20": "Reservation profile not implemented yet",
+    "2.22": "Smart Charging profile not implemented yet",
+    "2.24": "Security extension not implemented yet (profiles 0/1 and AuthorizationKey exist)",
+}
+
+
+def parse_cases(path: Path) -> list[tuple[str, list[tuple[str, str]]]]:
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"\*\*(.+?)\*\*", line.strip())
+        if m:
+            sections.append((m.group(1), []))
+            continue
+        m = re.match(r"- (TC_[A-Z0-9_]+?)_CS — (.*)", line.strip())
+        if m and sections:
+            sections[-1][1].append((m.group(1), m.group(2)))
+    return sections
+
+
+def find_tests() -> dict[str, list[str]]:
+    """test function name -> ["file::name"]"""
+    out: dict[str, list[str]] = {}
+    for f in sorted((ROOT / "tests").rglob("test_*.py")):
+        for m in re.finditer(r"^\s*(?:async\s+)?def (test_TC_\w+)\(", f.read_text(encoding="utf-8"), re.M):
+            out.setdefault(m.group(1), []).append(f"{f.relative_to(ROOT)}::{m.group(1)}")
+    return out
+
+
+def junit_results(path: str | None) -> dict[str, str]:
+    if not path:
+        return {}
+    res: dict[str, str] = {}
+    for tc in ET.parse(path).getroot().iter("testcase"):
+        name = tc.get("name", "").split("[")[0]
+        outcome = "passed"
+        for child in tc:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+            elif child.tag == "skipped":
+                outcome = "xfail" if "xfail" in (child.get("type", "") + child.get("message", "")) else "skipped"
+        prev = res.get(name)
+        res[name] = outcome if prev in (None, "passed") else prev
+    return res
+
+
+def assign(case_ids: list[str], tests: dict[str, list[str]]) -> dict[str, list[str]]:
+    by_case: dict[str, list[str]] = {c: [] for c in case_ids}
+    for name in tests:
+        best = None
+        for c in case_ids:
+            if name == f"test_{c}" or name.startswith(f"test_{c}_"):
+                if best is None or len(c) > len(best):
+                    best = c
+        if best:
+            by_case[best].append(name)
+    return by_case
+
+
+def render(title: str, sections, tests, results, not_yet: dict[str, str], default_note: str) -> tuple[list[str], dict]:
+    ids = [c for _, cases in sections for c, _ in cases]
+    by_case = assign(ids, tests)
+    lines = [f"## {title}", "", "| case | title | status | test |", "|---|---|---|---|"]
+    counts = {"passing": 0, "failing": 0, "not yet": 0, "test exists": 0}
+    for sec, cases in sections:
+        note = next((v for k, v in not_yet.items() if sec.startswith(k)), default_note)
+        lines.append(f"| **{sec}** | | | |")
+        for cid, name in cases:
+            names = by_case[cid]
+            if names:
+                outcomes = [results.get(n) for n in names]
+                if results and all(o == "passed" for o in outcomes):
+                    status = "passing"
+                elif results and any(o in ("failed", None) for o in outcomes):
+                    status = "failing"
+                elif results:
+                    status = "not yet (" + ", ".join(sorted({o or "?" for o in outcomes if o != "passed"})) + ")"
+                else:
+                    status = "test exists"
+                where = "<br>".join(t for n in names for t in tests[n])
+            else:
+                status, where = "not yet", note
+            counts[status if status in counts else "not yet"] += 1
+            lines.append(f"| {cid} | {name} | {status} | {where} |")
+    lines.append("")
+    return lines, counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--junit")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "CONFORMANCE.md"))
+    args = ap.parse_args()
+    tests, results = find_tests(), junit_results(args.junit)
+    s16 = parse_cases(SHARED / "octt16_cs.md")
+    s201 = parse_cases(SHARED / "octt201_cs.md")
+    l16, c16 = render("OCPP 1.6J", s16, tests, results, NOT_YET_16, "no test yet")
+    l201, c201 = render("OCPP 2.0.1", s201, tests, results, {}, "OCPP 2.0.1 not implemented yet")
+    head = [
+        "# Conformance: OCA test cases for a charging station",
+        "",
+        "Generated by `docs/gen_conformance.py` from ../shared/conformance/ and the tests named after each",
+        "case (`test_TC_...`). *passing* means every test named after the case passed in the run the",
+        "table was generated from, each performing the case against the real station process over a",
+        "real websocket (tests/integration/harness.py plays the test tool's CSMS side).",
+        "",
+        f"- OCPP 1.6J: {c16['passing']} passing, {c16['failing']} failing, {c16['not yet']} not yet, of {sum(c16.values())}",
+        f"- OCPP 2.0.1: {c201['passing']} passing, {c201['not yet']} not yet, of {sum(c201.values())}",
+        "",
+    ]
+    Path(args.out).write_text("\n".join(head + l16 + l201), encoding="utf-8")
+    print(f"wrote {args.out}: 1.6 {c16}, 2.0.1 {c201}")
+
+
+if __name__ == "__main__":
+    main()
