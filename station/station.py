@@ -330,6 +330,10 @@ class Station:
             return
         await hw.pilot.offer(limit)
         conn.energy_offered = True
+        # the pilot knows best whether the EV already asks for energy (a simulated EV answers at once)
+        state = getattr(hw.pilot, "state", None)
+        if state is not None:
+            conn.ev_requesting = state in (CpState.C, CpState.D)
 
     async def _deenergize(self, cid: int) -> None:
         conn, hw = self.connectors[cid], self.hw[cid]
