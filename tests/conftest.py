@@ -23,10 +23,10 @@ def make_station(tmp_path, csms):
     made: list[StationProcess] = []
 
     def make(ocpp_config: dict | None = None, evses: int = 1, station_id: str = "CS001", extra: list[str] | None = None,
-             url: str | None = None, fast: bool = True) -> StationProcess:
+             url: str | None = None, fast: bool = True, config: str | None = None) -> StationProcess:
         cfg = dict(FAST) if fast else {}
         cfg.update(ocpp_config or {})
-        sp = StationProcess(tmp_path, url or f"ws://127.0.0.1:{csms.port}/ocpp", station_id, evses, cfg, extra)
+        sp = StationProcess(tmp_path, url or f"ws://127.0.0.1:{csms.port}/ocpp", station_id, evses, cfg, extra, config)
         made.append(sp)
         return sp
 

@@ -258,7 +258,8 @@ class StationProcess:
     """The real station, as a separate process (``python -m station run``)."""
 
     def __init__(self, tmp: Path, csms_url: str, station_id: str = "CS001", evses: int = 1, ocpp_config: dict | None = None,
-                 extra: list[str] | None = None) -> None:
+                 extra: list[str] | None = None, config: str | None = None) -> None:
+        self.config = config
         self.tmp = tmp
         self.state_dir = tmp / "state"
         self.csms_url = csms_url
@@ -273,8 +274,8 @@ class StationProcess:
 
     def args(self) -> list[str]:
         args = [sys.executable, "-m", "station", "run", "--sim", "--csms-url", self.csms_url, "--id", self.id,
-                "--state-dir", str(self.state_dir), "--api", f"127.0.0.1:{self.api_port}", "--log-level", "debug",
-                "--evses", str(self.evses)]
+                "--state-dir", str(self.state_dir), "--api", f"127.0.0.1:{self.api_port}", "--log-level", "debug"]
+        args += ["--config", self.config] if self.config else ["--evses", str(self.evses)]
         if self.ocpp_config is not None:
             path = self.tmp / "ocpp-config.json"
             path.write_text(json.dumps(self.ocpp_config))

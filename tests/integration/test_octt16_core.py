@@ -1,0 +1,579 @@
+"""OCTT OCPP 1.6J Core cases (sections 2.1-2.16) performed against the real station process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.integration.harness import CallErrorReply
+
+
+async def start_session(csms, sp, tag="TAG1"):
+    await sp.plug()
+    await csms.expect_status(1, "Preparing")
+    await sp.swipe(tag)
+    start = await csms.expect("StartTransaction")
+    await csms.expect_status(1, "Charging")
+    return start
+
+
+# -- 2.1 boot ---------------------------------------------------------------------------------
+async def test_TC_002_cold_boot_pending(csms, make_station):
+    """Boot Pending: the station retries after the interval, sends nothing else meanwhile, answers
+    CSMS configuration requests, and reports its connectors once Accepted."""
+    csms.boot_status, csms.boot_interval = "Pending", 2
+    sp = make_station()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    conf = await csms.call("GetConfiguration", {"key": ["HeartbeatInterval"]})
+    assert conf["configurationKey"][0]["key"] == "HeartbeatInterval"
+    csms.boot_status = "Accepted"
+    await csms.expect("BootNotification", timeout=5)
+    assert [r.action for r in csms.received][:2] == ["BootNotification", "BootNotification"]
+    await csms.expect_status(0, "Available")
+    await csms.expect_status(1, "Available")
+
+
+async def test_boot_rejected_retries_and_stays_silent(csms, make_station):
+    csms.boot_status, csms.boot_interval = "Rejected", 1
+    sp = make_station()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    await csms.expect("BootNotification", timeout=5)
+    assert {r.action for r in csms.received} == {"BootNotification"}
+    csms.boot_status = "Accepted"
+    await csms.expect("BootNotification", timeout=5)
+    await csms.expect_status(1, "Available")
+
+
+# -- 2.2 sessions -----------------------------------------------------------------------------
+async def test_TC_004_1_identification_first(csms, booted):
+    sp = await booted()
+    await sp.swipe("TAG1")
+    await csms.expect("Authorize")
+    await csms.expect_status(1, "Preparing")
+    await sp.plug()
+    start = await csms.expect("StartTransaction")
+    assert start["idTag"] == "TAG1"
+    await csms.expect_status(1, "Charging")
+
+
+async def test_TC_004_2_identification_first_connection_timeout(csms, booted):
+    sp = await booted(ocpp_config={"ConnectionTimeOut": "2"})
+    await sp.swipe("TAG1")
+    await csms.expect_status(1, "Preparing")
+    await csms.expect_status(1, "Available", timeout=6)
+    await sp.plug()
+    await csms.expect_status(1, "Preparing")
+    await csms.no_call("StartTransaction", 1.0)
+
+
+# -- 2.3 stop -----------------------------------------------------------------------------------
+async def test_TC_068_stop_same_id_tag(csms, booted):
+    sp = await booted()
+    await start_session(csms, sp)
+    await sp.swipe("TAG1")
+    stop = await csms.expect("StopTransaction")
+    assert stop["idTag"] == "TAG1" and stop["reason"] == "Local"
+    await csms.expect_status(1, "Finishing")
+
+
+async def test_TC_069_stop_with_same_parent_id_tag(csms, booted):
+    csms.responders["Authorize"] = lambda p: {"idTagInfo": {"status": "Accepted", "parentIdTag": "PARENT"}}
+    csms.responders["StartTransaction"] = lambda p: {
+        "transactionId": 7, "idTagInfo": {"status": "Accepted", "parentIdTag": "PARENT"}}
+    sp = await booted()
+    await start_session(csms, sp, "TAG1")
+    await sp.swipe("TAG2")
+    auth = await csms.expect("Authorize")
+    assert auth["idTag"] == "TAG2"
+    stop = await csms.expect("StopTransaction")
+    assert stop["idTag"] == "TAG2" and stop["transactionId"] == 7
+
+
+async def test_TC_005_1_ev_side_disconnect_stop_and_unlock(csms, booted):
+    sp = await booted(ocpp_config={"StopTransactionOnEVSideDisconnect": "true",
+                                   "UnlockConnectorOnEVSideDisconnect": "true"})
+    await start_session(csms, sp)
+    await sp.unplug()
+    stop = await csms.expect("StopTransaction")
+    assert stop["reason"] == "EVDisconnected"
+    await csms.expect_status(1, "Available")
+
+
+async def test_TC_005_2_ev_side_disconnect_stop_no_unlock(csms, booted):
+    sp = await booted(ocpp_config={"StopTransactionOnEVSideDisconnect": "true",
+                                   "UnlockConnectorOnEVSideDisconnect": "false"})
+    await start_session(csms, sp)
+    await sp.unplug()
+    stop = await csms.expect("StopTransaction")
+    assert stop["reason"] == "EVDisconnected"
+    await csms.expect_status(1, "Available")
+    # the connector stays locked until told: UnlockConnector releases it
+    assert (await csms.call("UnlockConnector", {"connectorId": 1}))["status"] == "Unlocked"
+
+
+async def test_TC_005_3_ev_side_disconnect_transaction_continues(csms, booted):
+    sp = await booted(ocpp_config={"StopTransactionOnEVSideDisconnect": "false",
+                                   "UnlockConnectorOnEVSideDisconnect": "false"})
+    await start_session(csms, sp)
+    await sp.unplug()
+    await csms.expect_status(1, "SuspendedEV")
+    await csms.no_call("StopTransaction", 1.0)
+    await sp.plug()
+    await csms.expect_status(1, "Charging")
+    await sp.swipe("TAG1")
+    stop = await csms.expect("StopTransaction")
+    assert stop["reason"] == "Local"
+
+
+# -- 2.4 cache --------------------------------------------------------------------------------
+async def test_TC_007_cached_id(csms, booted):
+    sp = await booted(ocpp_config={"LocalPreAuthorize": "true", "AuthorizationCacheEnabled": "true"})
+    await start_session(csms, sp)
+    await sp.swipe("TAG1")
+    await csms.expect("StopTransaction")
+    await sp.unplug()
+    await csms.expect_status(1, "Available")
+    n_auth = len(csms.calls("Authorize"))
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms.expect("StartTransaction")
+    assert len(csms.calls("Authorize")) == n_auth, "a cached id must start without Authorize"
+
+
+async def test_TC_061_clear_cache(csms, booted):
+    sp = await booted(ocpp_config={"LocalPreAuthorize": "true", "AuthorizationCacheEnabled": "true"})
+    await sp.swipe("TAG1")
+    await csms.expect("Authorize")
+    await csms.expect_status(1, "Preparing")
+    await sp.swipe("TAG1")  # cancels the waiting authorization
+    await csms.expect_status(1, "Available")
+    assert (await csms.call("ClearCache", {}))["status"] == "Accepted"
+    await sp.swipe("TAG1")
+    assert (await csms.expect("Authorize"))["idTag"] == "TAG1"
+
+
+# -- 2.5 remote -------------------------------------------------------------------------------
+async def test_TC_010_remote_start_cable_plugged_first(csms, booted):
+    sp = await booted()
+    await sp.plug()
+    await csms.expect_status(1, "Preparing")
+    r = await csms.call("RemoteStartTransaction", {"idTag": "RTAG", "connectorId": 1})
+    assert r["status"] == "Accepted"
+    await csms.expect("Authorize")  # AuthorizeRemoteTxRequests defaults to true
+    start = await csms.expect("StartTransaction")
+    assert start["idTag"] == "RTAG"
+    await csms.expect_status(1, "Charging")
+
+
+async def test_TC_011_1_remote_start_first(csms, booted):
+    sp = await booted(ocpp_config={"AuthorizeRemoteTxRequests": "false"})
+    r = await csms.call("RemoteStartTransaction", {"idTag": "RTAG"})
+    assert r["status"] == "Accepted"
+    await csms.expect_status(1, "Preparing")
+    await sp.plug()
+    await csms.expect("StartTransaction")
+    assert not csms.calls("Authorize")
+    await csms.expect_status(1, "Charging")
+
+
+async def test_TC_011_2_remote_start_time_out(csms, booted):
+    await booted(ocpp_config={"ConnectionTimeOut": "2"})
+    assert (await csms.call("RemoteStartTransaction", {"idTag": "RTAG", "connectorId": 1}))["status"] == "Accepted"
+    await csms.expect_status(1, "Preparing")
+    await csms.expect_status(1, "Available", timeout=6)
+    assert not csms.calls("StartTransaction")
+
+
+async def test_TC_012_remote_stop(csms, booted):
+    sp = await booted()
+    start_tx = await start_session(csms, sp)
+    assert start_tx
+    r = await csms.call("RemoteStopTransaction", {"transactionId": 1})
+    assert r["status"] == "Accepted"
+    stop = await csms.expect("StopTransaction")
+    assert stop["reason"] == "Remote" and stop["transactionId"] == 1
+    await csms.expect_status(1, "Finishing")
+
+
+async def test_remote_start_with_tx_profile(csms, booted):
+    sp = await booted()
+    await sp.plug()
+    profile = {"chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+               "chargingProfileKind": "Relative",
+               "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}]}}
+    r = await csms.call("RemoteStartTransaction", {"idTag": "RTAG", "connectorId": 1, "chargingProfile": profile})
+    assert r["status"] == "Accepted"
+    await csms.expect("StartTransaction")
+
+
+# -- 2.6 reset --------------------------------------------------------------------------------
+async def test_TC_013_hard_reset_without_transaction(csms, booted):
+    await booted()
+    assert (await csms.call("Reset", {"type": "Hard"}))["status"] == "Accepted"
+    await csms.expect("BootNotification", timeout=15)
+    assert not csms.calls("StopTransaction")
+
+
+async def test_TC_014_soft_reset_without_transaction(csms, booted):
+    await booted()
+    assert (await csms.call("Reset", {"type": "Soft"}))["status"] == "Accepted"
+    await csms.expect("BootNotification", timeout=15)
+    assert not csms.calls("StopTransaction")
+
+
+async def test_TC_015_hard_reset_with_transaction(csms, booted):
+    sp = await booted()
+    await start_session(csms, sp)
+    assert (await csms.call("Reset", {"type": "Hard"}))["status"] == "Accepted"
+    stop = await csms.expect("StopTransaction")
+    assert stop["reason"] == "HardReset"
+    await csms.expect("BootNotification", timeout=15)
+
+
+async def test_TC_016_soft_reset_with_transaction(csms, booted):
+    sp = await booted()
+    await start_session(csms, sp)
+    assert (await csms.call("Reset", {"type": "Soft"}))["status"] == "Accepted"
+    stop = await csms.expect("StopTransaction")
+    assert stop["reason"] == "SoftReset"
+    await csms.expect("BootNotification", timeout=15)
+    # the car is still plugged after the reset: the connector is not Available
+    st = await csms.expect("StatusNotification", lambda p: p["connectorId"] == 1)
+    assert st["status"] in ("Preparing", "Finishing")
+
+
+# -- 2.7 unlock -------------------------------------------------------------------------------
+async def test_TC_017_1_unlock_without_session(csms, booted):
+    await booted()
+    assert (await csms.call("UnlockConnector", {"connectorId": 1}))["status"] == "Unlocked"
+
+
+async def test_TC_017_2_unlock_fixed_cable(csms, booted, tmp_path):
+    cfg = tmp_path / "fixed.toml"
+    cfg.write_text("[[evse]]\nid = 1\nfixed_cable = true\n")
+    await booted(config=str(cfg))
+    assert (await csms.call("UnlockConnector", {"connectorId": 1}))["status"] == "NotSupported"
+
+
+async def test_TC_018_1_unlock_with_session(csms, booted):
+    sp = await booted()
+    await start_session(csms, sp)
+    r = await csms.call("UnlockConnector", {"connectorId": 1})
+    assert r["status"] == "Unlocked"
+    stop = await csms.expect("StopTransaction")
+    assert stop["reason"] == "UnlockCommand"
+
+
+async def test_TC_018_2_unlock_fixed_cable_with_session(csms, booted, tmp_path):
+    cfg = tmp_path / "fixed.toml"
+    cfg.write_text("[[evse]]\nid = 1\nfixed_cable = true\n")
+    sp = await booted(config=str(cfg))
+    await start_session(csms, sp)
+    assert (await csms.call("UnlockConnector", {"connectorId": 1}))["status"] == "NotSupported"
+    await csms.no_call("StopTransaction", 0.5)
+
+
+# -- 2.8 configuration ------------------------------------------------------------------------
+async def test_TC_019_retrieve_configuration(csms, booted):
+    await booted()
+    allkeys = await csms.call("GetConfiguration", {})
+    names = {k["key"] for k in allkeys["configurationKey"]}
+    for key in ("HeartbeatInterval", "ConnectionTimeOut", "MeterValueSampleInterval", "NumberOfConnectors",
+                "SupportedFeatureProfiles", "StopTransactionOnEVSideDisconnect", "TransactionMessageAttempts"):
+        assert key in names
+    assert "AuthorizationKey" not in names
+    some = await csms.call("GetConfiguration", {"key": ["NumberOfConnectors", "NoSuchKey"]})
+    assert some["configurationKey"] == [{"key": "NumberOfConnectors", "readonly": True, "value": "1"}]
+    assert some["unknownKey"] == ["NoSuchKey"]
+
+
+async def test_TC_021_change_configuration(csms, booted):
+    sp = await booted()
+    assert (await csms.call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "17"}))["status"] == "Accepted"
+    got = await csms.call("GetConfiguration", {"key": ["MeterValueSampleInterval"]})
+    assert got["configurationKey"][0]["value"] == "17"
+    sp.stop()
+    await csms.disconnected.wait()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    got = await csms.call("GetConfiguration", {"key": ["MeterValueSampleInterval"]})
+    assert got["configurationKey"][0]["value"] == "17"
+
+
+# -- 2.9 meter values -------------------------------------------------------------------------
+async def test_TC_070_sampled_meter_values(csms, booted):
+    sp = await booted(ocpp_config={"MeterValueSampleInterval": "1",
+                                   "MeterValuesSampledData": "Energy.Active.Import.Register,Current.Import,Voltage"})
+    await start_session(csms, sp)
+    mv1 = await csms.expect("MeterValues", timeout=5)
+    mv2 = await csms.expect("MeterValues", timeout=5)
+    for mv in (mv1, mv2):
+        assert mv["transactionId"] == 1 and mv["connectorId"] == 1
+        svs = mv["meterValue"][0]["sampledValue"]
+        assert all(s["context"] == "Sample.Periodic" for s in svs)
+        assert {s.get("phase") for s in svs if s["measurand"] == "Current.Import"} == {"L1", "L2", "L3"}
+        assert {s["unit"] for s in svs if s["measurand"] == "Voltage"} == {"V"}
+
+    def energy(mv):
+        return float(next(s["value"] for s in mv["meterValue"][0]["sampledValue"]
+                          if s["measurand"] == "Energy.Active.Import.Register"))
+
+    assert energy(mv2) > energy(mv1)
+
+
+async def test_TC_071_clock_aligned_meter_values(csms, booted):
+    sp = await booted(ocpp_config={"ClockAlignedDataInterval": "2", "StopTxnAlignedData": "Energy.Active.Import.Register"})
+    mv = await csms.expect("MeterValues", timeout=5)
+    assert "transactionId" not in mv
+    assert mv["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Clock"
+    await start_session(csms, sp)
+    mv = await csms.expect("MeterValues", lambda p: "transactionId" in p, timeout=5)
+    assert mv["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Clock"
+    await sp.swipe("TAG1")
+    stop = await csms.expect("StopTransaction")
+    assert any(sv["context"] == "Sample.Clock" for mv in stop["transactionData"] for sv in mv["sampledValue"])
+
+
+# -- 2.10 - 2.12 non-happy ----------------------------------------------------------------------
+async def test_TC_023_authorize_invalid(csms, booted):
+    csms.responders["Authorize"] = lambda p: {"idTagInfo": {"status": "Invalid"}}
+    sp = await booted()
+    await sp.plug()
+    await csms.expect_status(1, "Preparing")
+    await sp.swipe("BAD")
+    await csms.expect("Authorize")
+    await csms.no_call("StartTransaction", 1.0)
+    assert (await sp.status())["evses"][0]["connectors"][0]["status"] == "Preparing"
+
+
+async def test_TC_024_lock_failure(csms, booted):
+    sp = await booted()
+    await sp.api("POST", "/api/evses/1/sim", {"lock_jammed": True})
+    await sp.plug()
+    await csms.expect_status(1, "Preparing")
+    await sp.swipe("TAG1")
+    await csms.expect_status(1, "Faulted", error="ConnectorLockFailure")
+    assert not csms.calls("StartTransaction")
+
+
+async def test_TC_026_remote_start_rejected(csms, booted):
+    sp = await booted()
+    await start_session(csms, sp)
+    r = await csms.call("RemoteStartTransaction", {"idTag": "OTHER", "connectorId": 1})
+    assert r["status"] == "Rejected"
+
+
+async def test_TC_027_remote_start_connector_zero(csms, booted):
+    await booted()
+    assert (await csms.call("RemoteStartTransaction", {"idTag": "X", "connectorId": 0}))["status"] == "Rejected"
+
+
+async def test_TC_028_remote_stop_rejected(csms, booted):
+    await booted()
+    assert (await csms.call("RemoteStopTransaction", {"transactionId": 4242}))["status"] == "Rejected"
+
+
+async def test_TC_030_unlock_failure(csms, booted):
+    sp = await booted()
+    await sp.api("POST", "/api/evses/1/sim", {"lock_jammed": True})
+    # a jammed lock that is currently locked: lock it first through a session start
+    await sp.api("POST", "/api/evses/1/sim", {"lock_jammed": False})
+    await start_session(csms, sp)
+    await sp.api("POST", "/api/evses/1/sim", {"lock_jammed": True})
+    assert (await csms.call("UnlockConnector", {"connectorId": 1}))["status"] == "UnlockFailed"
+    assert (await csms.expect("StopTransaction"))["reason"] == "UnlockCommand"
+
+
+async def test_TC_031_unlock_unknown_connector(csms, booted):
+    await booted()
+    assert (await csms.call("UnlockConnector", {"connectorId": 9}))["status"] == "NotSupported"
+
+
+# -- 2.13 power failure -----------------------------------------------------------------------
+async def test_TC_032_1_power_failure_stop_transaction(csms, booted):
+    sp = await booted(ocpp_config={"MeterValueSampleInterval": "1", "StopTxnSampledData": "Energy.Active.Import.Register"})
+    await start_session(csms, sp)
+    mv = await csms.expect("MeterValues", timeout=5)
+    last = float(mv["meterValue"][0]["sampledValue"][0]["value"])
+    sp.kill()
+    await csms.disconnected.wait()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    stop = await csms.expect("StopTransaction", timeout=10)
+    assert stop["reason"] == "PowerLoss" and stop["transactionId"] == 1
+    assert stop["meterStop"] >= int(last)
+    assert stop["transactionData"]
+
+
+async def test_TC_032_2_power_failure_queued_messages_delivered(csms, booted):
+    sp = await booted(ocpp_config={"MeterValueSampleInterval": "1"})
+    await start_session(csms, sp)
+    await sp.link(False)
+    await csms.disconnected.wait()
+    await asyncio.sleep(2.5)  # meter values queue up while offline
+    sp.kill()
+    csms.mark()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    queued = await csms.expect("MeterValues", timeout=10)
+    assert queued["transactionId"] == 1
+    stop = await csms.expect("StopTransaction", timeout=10)
+    assert stop["reason"] == "PowerLoss"
+
+
+async def test_TC_034_power_failure_unavailable_status(csms, booted):
+    sp = await booted()
+    assert (await csms.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"}))["status"] == "Accepted"
+    await csms.expect_status(1, "Unavailable")
+    sp.kill()
+    await csms.disconnected.wait()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    await csms.expect_status(1, "Unavailable")
+
+
+# -- 2.14 offline -----------------------------------------------------------------------------
+async def test_TC_036_connection_loss_during_transaction(csms, booted):
+    sp = await booted(ocpp_config={"MeterValueSampleInterval": "1"})
+    await start_session(csms, sp)
+    await sp.link(False)
+    await csms.disconnected.wait()
+    await asyncio.sleep(2.2)
+    await sp.swipe("TAG1")
+    await asyncio.sleep(0.3)
+    csms.mark()
+    await sp.link(True)
+    await csms.connected.wait()
+    first = await csms.expect("MeterValues", timeout=10)
+    assert first["transactionId"] == 1
+    stop = await csms.expect("StopTransaction", timeout=10)
+    assert stop["transactionId"] == 1 and stop["reason"] == "Local"
+    assert not csms.calls("BootNotification")[1:], "a reconnect is not a reboot"
+
+
+async def test_TC_037_1_offline_start_valid_id(csms, booted):
+    sp = await booted(ocpp_config={"LocalAuthorizeOffline": "true"})
+    await start_session(csms, sp)  # TAG1 goes into the cache
+    await sp.swipe("TAG1")
+    await csms.expect("StopTransaction")
+    await sp.link(False)
+    await csms.disconnected.wait()
+    await sp.unplug()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await asyncio.sleep(0.5)
+    assert (await sp.status())["evses"][0]["transaction"] is not None
+    csms.mark()
+    await sp.link(True)
+    start = await csms.expect("StartTransaction", timeout=10)
+    assert start["idTag"] == "TAG1"
+
+
+async def offline_start_invalid_id(csms, booted, stop_on_invalid):
+    sp = await booted(ocpp_config={"AllowOfflineTxForUnknownId": "true",
+                                   "StopTransactionOnInvalidId": str(stop_on_invalid).lower()})
+    await sp.link(False)
+    await csms.disconnected.wait()
+    await sp.plug()
+    await sp.swipe("UNKNOWN")
+    await asyncio.sleep(0.5)
+    assert (await sp.status())["evses"][0]["transaction"] is not None
+    csms.responders["StartTransaction"] = lambda p: {"transactionId": 5, "idTagInfo": {"status": "Invalid"}}
+    csms.mark()
+    await sp.link(True)
+    await csms.expect("StartTransaction", timeout=10)
+    if stop_on_invalid:
+        stop = await csms.expect("StopTransaction", timeout=10)
+        assert stop["reason"] == "DeAuthorized" and stop["transactionId"] == 5
+    else:
+        await csms.expect_status(1, "SuspendedEVSE", timeout=10)
+        await csms.no_call("StopTransaction", 1.0)
+
+
+async def test_TC_037_2_offline_invalid_id_keep_transaction(csms, booted):
+    await offline_start_invalid_id(csms, booted, False)
+
+
+async def test_TC_037_3_offline_invalid_id_stop_transaction(csms, booted):
+    await offline_start_invalid_id(csms, booted, True)
+
+
+async def test_TC_038_offline_stop(csms, booted):
+    sp = await booted()
+    await start_session(csms, sp)
+    await sp.link(False)
+    await csms.disconnected.wait()
+    await sp.swipe("TAG1")
+    await asyncio.sleep(0.3)
+    csms.mark()
+    await sp.link(True)
+    stop = await csms.expect("StopTransaction", timeout=10)
+    assert stop["transactionId"] == 1
+
+
+async def test_TC_039_offline_transaction(csms, booted):
+    sp = await booted(ocpp_config={"AllowOfflineTxForUnknownId": "true"})
+    await sp.link(False)
+    await csms.disconnected.wait()
+    await sp.plug()
+    await sp.swipe("OFF1")
+    await asyncio.sleep(0.5)
+    await sp.swipe("OFF1")
+    await asyncio.sleep(0.3)
+    csms.responders["StartTransaction"] = lambda p: {"transactionId": 77, "idTagInfo": {"status": "Accepted"}}
+    csms.mark()
+    await sp.link(True)
+    start = await csms.expect("StartTransaction", timeout=10)
+    stop = await csms.expect("StopTransaction", timeout=10)
+    assert start["idTag"] == "OFF1" and stop["transactionId"] == 77
+    assert stop["timestamp"] >= start["timestamp"]
+
+
+async def test_transaction_message_attempts(csms, booted):
+    sp = await booted(ocpp_config={"TransactionMessageAttempts": "2", "TransactionMessageRetryInterval": "1"})
+    calls = {"n": 0}
+
+    def refuse(p):
+        calls["n"] += 1
+        return CallErrorReply("InternalError", "try again later")
+
+    csms.responders["StopTransaction"] = refuse
+    await start_session(csms, sp)
+    await sp.swipe("TAG1")
+    await csms.expect("StopTransaction")
+    await csms.expect("StopTransaction", timeout=5)
+    await csms.no_call("StopTransaction", 2.5)
+    assert calls["n"] == 2
+    assert (await sp.status())["outbox"] == 0
+
+
+# -- 2.15 configuration non-happy ---------------------------------------------------------------
+async def test_TC_040_1_configuration_key_not_supported(csms, booted):
+    await booted()
+    assert (await csms.call("ChangeConfiguration", {"key": "NoSuchKey", "value": "1"}))["status"] == "NotSupported"
+
+
+async def test_TC_040_2_configuration_key_invalid_value(csms, booted):
+    await booted()
+    assert (await csms.call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "-1"}))["status"] == "Rejected"
+    assert (await csms.call("ChangeConfiguration", {"key": "MeterValuesSampledData", "value": "Bogus"}))["status"] == "Rejected"
+    assert (await csms.call("ChangeConfiguration", {"key": "NumberOfConnectors", "value": "3"}))["status"] == "Rejected"
+
+
+# -- 2.16 fault -------------------------------------------------------------------------------
+async def test_TC_041_fault_behavior(csms, booted):
+    sp = await booted()
+    await sp.fault("GroundFailure", True)
+    await csms.expect_status(1, "Faulted", error="GroundFailure")
+    await sp.fault("GroundFailure", False)
+    await csms.expect_status(1, "Available", error="NoError")
+
+
+async def test_fault_during_transaction_ends_it(csms, booted):
+    sp = await booted()
+    await start_session(csms, sp)
+    await sp.fault("OverCurrentFailure", True)
+    await csms.expect_status(1, "Faulted")
+    stop = await csms.expect("StopTransaction", since=0)
+    assert stop["reason"] == "Other"
