@@ -445,6 +445,13 @@ class Ocpp16Adapter:
         self.station.clear_cache()  # the cache lives in our own store: clearing cannot fail
         return {"status": "Accepted"}
 
+    async def on_GetLocalListVersion(self, p: dict) -> dict:
+        # Local Auth List Management is not supported yet: OCPP 1.6 says listVersion -1
+        return {"listVersion": -1}
+
+    async def on_SendLocalList(self, p: dict) -> dict:
+        return {"status": "NotSupported"}
+
     async def on_DataTransfer(self, p: dict) -> dict:
         self.log.info("DataTransfer from CSMS: vendor %s message %s", p.get("vendorId"), p.get("messageId"))
         return {"status": "UnknownVendorId"}

@@ -153,3 +153,15 @@ async def test_security_profile_1_basic_auth(csms, booted, tmp_path):
 async def test_security_profile_0_sends_no_credentials(csms, booted):
     await booted()
     assert csms.auth_headers[0] is None
+
+
+async def test_TC_042_1_get_local_list_version_not_supported(csms, booted):
+    await booted()
+    assert (await csms.call("GetLocalListVersion", {}))["listVersion"] == -1
+
+
+async def test_TC_043_1_send_local_list_not_supported(csms, booted):
+    await booted()
+    r = await csms.call("SendLocalList", {"listVersion": 1, "updateType": "Full",
+                                          "localAuthorizationList": [{"idTag": "A", "idTagInfo": {"status": "Accepted"}}]})
+    assert r["status"] == "NotSupported"
