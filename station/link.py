@@ -24,6 +24,7 @@ from ocpp.exceptions import InternalError, NotImplementedError, OCPPError
 from websockets.asyncio.client import ClientConnection, connect
 
 from station import ocpp_schema
+from station.tasks import Tasks
 
 Handler = Callable[[str, dict], Awaitable[Any]]
 
@@ -77,7 +78,8 @@ class Link:
         self._call_lock = asyncio.Lock()
         self._pending: tuple[str, asyncio.Future] | None = None
         self._msg_id = random.randrange(1 << 20)
-        self._tasks: set[asyncio.Task] = set()
+        self.tasks = Tasks(log, "link")
+        self._spawn = self.tasks.spawn
         self.frames_in = 0
         self.frames_out = 0
         self.last_error: str = ""
@@ -173,24 +175,11 @@ class Link:
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
+        self.tasks.cancel_all()
         if self.ws is not None:
             await self.ws.close()
 
     # -- internals ---------------------------------------------------------------------------
-    def _spawn(self, coro: Awaitable) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            self.log.error("background task failed: %s", exc, exc_info=exc)
-
     async def _opened(self) -> None:
         await self.on_open()
 

@@ -25,6 +25,7 @@ from station.core.evse import Connector, Evse, PendingAuthorization, Status, sta
 from station.core.settings import Settings
 from station.core.transaction import StopReason, Transaction
 from station.store import Store
+from station.tasks import Tasks
 
 
 class Adapter(Protocol):
@@ -67,7 +68,8 @@ class Station:
         self.restart_request: asyncio.Future[str] | None = None
         self._locks: dict[int, asyncio.Lock] = {cid: asyncio.Lock() for cid in self.connectors}
         self._timers: dict[int, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self.tasks = Tasks(log, "station")
+        self.spawn = self.tasks.spawn
         self._last_status: dict[int, tuple[Status, str]] = {}
         self.on_event: Callable[[str], None] = lambda text: None  # human-readable events (demo, logs)
         for cid, conn in self.connectors.items():
@@ -96,19 +98,7 @@ class Station:
     async def stop(self) -> None:
         for t in self._timers.values():
             t.cancel()
-        for t in list(self._tasks):
-            t.cancel()
-
-    def spawn(self, coro: Awaitable) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("station task failed: %s", task.exception(), exc_info=task.exception())
+        self.tasks.cancel_all()
 
     # -- status ------------------------------------------------------------------------------
     def status_of(self, connector_id: int) -> tuple[Status, str]:

@@ -26,6 +26,7 @@ from station.link import CallErrorReceived, Link, NotConnected
 from station.ocpp16.config_keys import ConfigurationKeys
 from station.station import Station
 from station.store import Store
+from station.tasks import Tasks
 
 TX_ACTIONS = ("StartTransaction", "StopTransaction", "MeterValues")
 
@@ -46,7 +47,8 @@ class Ocpp16Adapter:
         self.accepted = asyncio.Event()
         self.outbox_wakeup = asyncio.Event()
         self.link: Link | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self.tasks = Tasks(log, "ocpp")
+        self.spawn = self.tasks.spawn
         self._last_sent_status: dict[int, tuple[str, str]] = {}
         self._status_timers: dict[int, asyncio.TimerHandle] = {}
         self._sample_tasks: dict[int, asyncio.Task] = {}
@@ -97,21 +99,9 @@ class Ocpp16Adapter:
         self.spawn(self._aligned_loop())
 
     async def stop(self) -> None:
-        for t in list(self._tasks) + list(self._sample_tasks.values()):
-            t.cancel()
+        self.tasks.cancel_all()
         for h in self._status_timers.values():
             h.cancel()
-
-    def spawn(self, coro: Any) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("ocpp task failed: %s", task.exception(), exc_info=task.exception())
 
     @property
     def online(self) -> bool:
