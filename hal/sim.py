@@ -79,6 +79,7 @@ class SimPlant:
         self.meter = SimMeter(self)
         self.reader = SimReader()
         self.energy_wh = start_wh
+        self.pilot_error: CpState | None = None  # E (short) or F: the pilot reads this whatever the EV does
         self._last = clock()
         self._faults = Listeners()
         self.relay.on_fault(self._faults.emit)
@@ -125,7 +126,9 @@ class SimPlant:
     def update(self) -> None:
         """Recompute the CP state from the EV and the pilot."""
         ev, pilot = self.ev, self.pilot
-        if not ev.plugged:
+        if self.pilot_error is not None:
+            pilot._set_state(self.pilot_error)
+        elif not ev.plugged:
             pilot._set_state(CpState.A)
         elif ev.suspended or not pilot.offered_a:
             pilot._set_state(CpState.B)
@@ -151,6 +154,11 @@ class SimPlant:
     def suspend(self, suspended: bool) -> None:
         self.settle()
         self.ev.suspended = suspended
+        self.update()
+
+    def pilot_fault(self, state: CpState | None) -> None:
+        """Force the CP state to E (e.g. a diode short) or F until called with ``None``."""
+        self.pilot_error = state
         self.update()
 
     def fault(self, error_code: str, active: bool, info: str = "") -> None:

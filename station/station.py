@@ -71,6 +71,7 @@ class Station:
         self.tasks = Tasks(log, "station")
         self.spawn = self.tasks.spawn
         self._last_status: dict[int, tuple[Status, str]] = {}
+        self.checkpoint_interval_s = 5.0  # running transactions are saved at least this often
         self.on_event: Callable[[str], None] = lambda text: None  # human-readable events (demo, logs)
         for cid, conn in self.connectors.items():
             conn.operative = bool(store.get("availability", str(cid), True))
@@ -94,6 +95,7 @@ class Station:
         for cid in self.connectors:
             self.notify_status(cid, force=True)
         self.notify_status(0, force=True)
+        self.spawn(self._checkpoint_loop())
 
     async def stop(self) -> None:
         for t in self._timers.values():
@@ -139,7 +141,8 @@ class Station:
             if state in (CpState.E, CpState.F):
                 await self._set_fault(cid, "EVCommunicationError", True, f"control pilot state {state}")
                 return
-            if "EVCommunicationError" in conn.faults:
+            comm_restored = conn.ev_comm_error
+            if comm_restored:
                 await self._set_fault(cid, "EVCommunicationError", False)
             conn.plugged = state in (CpState.B, CpState.C, CpState.D)
             conn.ev_requesting = state in (CpState.C, CpState.D)
@@ -161,6 +164,8 @@ class Station:
                         await self._deenergize(cid)
                 else:
                     await self._unlock_hw(cid)
+            elif comm_restored and conn.plugged and conn.transaction is not None:
+                await self._energize(cid)  # the pilot is healthy again: resume the suspended transaction
             self.notify_status(cid)
 
     async def _fault(self, cid: int, fault: Fault) -> None:
@@ -178,6 +183,8 @@ class Station:
                 await self._stop(cid, StopReason.Other, unlock=False)
             elif conn.faulted and conn.pending is not None:
                 conn.pending = None
+            elif code == "EVCommunicationError" and conn.transaction is not None:
+                await self._deenergize(cid)  # SuspendedEVSE (1.6 section 7.6), the transaction goes on
         else:
             if conn.faults.pop(code, None) is None:
                 return
@@ -308,10 +315,11 @@ class Station:
 
     async def _energize(self, cid: int) -> None:
         conn, hw = self.connectors[cid], self.hw[cid]
-        if conn.transaction is None or not conn.plugged or conn.faulted:
+        if conn.transaction is None or not conn.plugged or conn.faulted or conn.ev_comm_error:
             return
         limit = self.offered_current(cid)
-        conn.limited_to_zero = limit <= 0 or conn.transaction.deauthorized
+        tx = conn.transaction
+        conn.limited_to_zero = limit <= 0 or (tx.deauthorized and not self._invalid_id_allowance_left(tx))
         if conn.limited_to_zero:
             await hw.pilot.offer(0)
             conn.energy_offered = False
@@ -353,6 +361,7 @@ class Station:
         if tx is None:
             return None
         conn.transaction = None  # first, so that a fault raised while switching off cannot stop it twice
+        conn.finishing = conn.plugged  # and a status reported meanwhile is Finishing, not Preparing
         await self._deenergize(cid)
         reading = await self.read_meter(cid)
         tx.meter_stop_wh = int(reading.energy_import_wh) if reading else (tx.meter_last_wh or tx.meter_start_wh)
@@ -373,6 +382,18 @@ class Station:
             self._set_operative(cid, conn.scheduled_operative)
             conn.scheduled_operative = None
         return tx
+
+    async def _checkpoint_loop(self) -> None:
+        """Save running transactions now and then (meter, time), whatever MeterValueSampleInterval
+        says, so that a power cut loses at most this much: the PowerLoss StopTransaction carries
+        the time and meter of the last checkpoint."""
+        while True:
+            await asyncio.sleep(self.checkpoint_interval_s)
+            for cid, conn in self.connectors.items():
+                if conn.transaction is not None:
+                    await self.read_meter(cid)
+                    if conn.transaction is not None:
+                        self.save_transaction(conn.transaction)
 
     def save_transaction(self, tx: Transaction) -> None:
         data = {
@@ -401,6 +422,10 @@ class Station:
                 samples=data.get("samples", []),
             )
             tx.meter_stop_wh = tx.meter_last_wh if tx.meter_last_wh is not None else tx.meter_start_wh
+            # no energy flows while the power is off: the meter register now says what was delivered
+            reading = await self.read_meter(cid) if cid in self.connectors else None
+            if reading is not None:
+                tx.meter_stop_wh = max(tx.meter_stop_wh, int(reading.energy_import_wh))
             tx.stopped_at = parse_iso(data.get("last_seen", data["started_at"]))
             tx.stop_reason = StopReason.PowerLoss
             self.store.tx_save(local_id, cid, id_tag, data, open_=False)
@@ -421,8 +446,27 @@ class Station:
         if self.settings.stop_on_invalid_id:
             self.spawn(self._locked_stop(tx.connector_id, StopReason.DeAuthorized))
         else:
+            # StopTransactionOnInvalidId=false: the transaction goes on, but energy only up to
+            # MaxEnergyOnInvalidId (0: none at all) - SuspendedEVSE once used up
             tx.deauthorized = True
             self.spawn(self._locked_energize(tx.connector_id))
+            if self._invalid_id_allowance_left(tx):
+                self.spawn(self._watch_invalid_id_allowance(tx))
+
+    def _invalid_id_allowance_left(self, tx: Transaction) -> bool:
+        """MaxEnergyOnInvalidId: may a transaction whose idTag the CSMS refused still take energy?"""
+        cap = self.settings.max_energy_on_invalid_id_wh
+        return bool(cap) and tx.energy_wh() < (cap or 0)
+
+    async def _watch_invalid_id_allowance(self, tx: Transaction) -> None:
+        cid = tx.connector_id
+        while tx.active and self.connectors[cid].transaction is tx:
+            await self.read_meter(cid)
+            if not self._invalid_id_allowance_left(tx):
+                self.on_event(f"connector {cid}: MaxEnergyOnInvalidId reached, energy stopped")
+                await self._locked_energize(cid)
+                return
+            await asyncio.sleep(0.5)
 
     async def _locked_stop(self, cid: int, reason: StopReason, id_tag: str | None = None) -> Transaction | None:
         async with self._locks[cid]:
@@ -498,8 +542,12 @@ class Station:
             conn = self.connectors[c]
             if conn.transaction is not None and not operative:
                 conn.scheduled_operative = operative
+                # persisted now: a power cut ends the transaction (PowerLoss), so after the reboot
+                # the change is due and must not be forgotten (TC_034)
+                self.store.put("availability", str(c), operative)
                 scheduled = True
             else:
+                conn.scheduled_operative = None  # a newer request replaces a scheduled one
                 self._set_operative(c, operative)
         if cid == 0:
             self.notify_status(0)
@@ -565,6 +613,9 @@ class Station:
             ok = False
         if not ok:
             self.on_event(f"connector {cid}: unlock failed")
+        elif "ConnectorLockFailure" in self.connectors[cid].faults:
+            # the lock moves again (repaired, cable out): the connector is usable again (Faulted -> Available)
+            await self._set_fault(cid, "ConnectorLockFailure", False)
         return ok
 
     async def _safe(self, op: Awaitable, cid: int) -> bool:

@@ -48,10 +48,12 @@ ERROR_CODES = (
 )
 
 # Errors that make a connector unusable (Faulted). Others are reported as warnings with the current status.
+# EVCommunicationError is not one: OCPP 1.6 section 7.6 says it "is not a real error in the sense
+# that the Charge Point doesn't need to go to the faulted state. Instead, it should go to the
+# SuspendedEVSE state" (see Connector.status).
 BLOCKING_ERRORS = frozenset(
     {
         "ConnectorLockFailure",
-        "EVCommunicationError",
         "GroundFailure",
         "HighTemperature",
         "InternalError",
@@ -100,9 +102,17 @@ class Connector:
 
     @property
     def error_code(self) -> str:
+        """The code to report: a blocking fault first (a Faulted status names its cause), else the oldest."""
+        for code in self.faults:
+            if code in BLOCKING_ERRORS:
+                return code
         for code in self.faults:
             return code
         return "NoError"
+
+    @property
+    def ev_comm_error(self) -> bool:
+        return "EVCommunicationError" in self.faults
 
     @property
     def faulted(self) -> bool:
@@ -112,6 +122,8 @@ class Connector:
         if self.faulted:
             return Status.Faulted
         if self.transaction is not None:
+            if self.ev_comm_error:
+                return Status.SuspendedEVSE
             if not self.plugged or not self.ev_requesting:
                 if self.limited_to_zero:
                     return Status.SuspendedEVSE

@@ -1,13 +1,19 @@
-"""The Station object in-process with simulated hardware: the safety order of a real charger."""
+"""The Station object (station/station.py) in-process with simulated hardware (hal.board.build_evse)
+and a fake adapter that records what the station reports: the safety order of a real charger
+(lock before the relay closes; the pilot stops offering and the relay opens before the unlock),
+EV-side disconnects as configured, faults that stop the energy, and the commands of the CSMS."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import pytest
+
 from hal.board import build_evse
-from station.core.auth import IdTagInfo
-from station.core.clock import FakeClock
+from hal.types import CpState, IdToken
+from station.core.auth import AuthRules, IdTagInfo
+from station.core.clock import FakeClock, iso
 from station.core.evse import Connector, Evse
 from station.core.settings import Settings
 from station.station import Station
@@ -15,18 +21,26 @@ from station.store import Store
 
 
 class FakeAdapter:
+    """Stands in for the OCPP adapter: records status changes and transactions, answers Authorize."""
+
     def __init__(self) -> None:
         self.settings = Settings()
         self.statuses: list[tuple[int, str, str]] = []
         self.started: list = []
         self.stopped: list = []
+        self.authorized: list[str] = []
+        self.answers: dict[str, IdTagInfo] = {}
+        self.is_online = True
 
     @property
     def online(self) -> bool:
-        return True
+        return self.is_online
 
     async def authorize(self, id_tag: str) -> IdTagInfo | None:
-        return IdTagInfo("Accepted")
+        self.authorized.append(id_tag)
+        if not self.is_online:
+            return None
+        return self.answers.get(id_tag, IdTagInfo("Accepted"))
 
     def status_changed(self, cid, status, error, info) -> None:
         self.statuses.append((cid, str(status), error))
@@ -37,12 +51,47 @@ class FakeAdapter:
     def transaction_stopped(self, tx) -> None:
         self.stopped.append(tx)
 
+    def status_list(self, cid: int = 1) -> list[str]:
+        return [s for c, s, _ in self.statuses if c == cid]
 
-async def make(tmp_path, **settings):
+
+class Rig:
+    def __init__(self, st: Station, ad: FakeAdapter, hw, order: list[str], clock: FakeClock, store: Store) -> None:
+        self.st, self.ad, self.hw, self.order, self.clock, self.store = st, ad, hw, order, clock, store
+
+    @property
+    def conn(self) -> Connector:
+        return self.st.connectors[1]
+
+    def status(self) -> str:
+        return str(self.conn.status())
+
+    async def plug(self, amps: float = 32, phases: int = 3) -> None:
+        self.hw.plant.plug(amps, phases)
+        await settle()
+
+    async def unplug(self) -> None:
+        self.hw.plant.unplug()
+        await settle()
+
+    async def charging(self, tag: str = "A") -> None:
+        await self.plug()
+        assert await self.st.present_id_tag(1, tag) == "accepted"
+        await settle()
+        assert self.status() == "Charging"
+        self.order.clear()
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def make(tmp_path, fixed_cable: bool = False, store: Store | None = None, **settings) -> Rig:
     clock = FakeClock()
     hw = build_evse(1, {}, clock=clock.monotonic)
     order: list[str] = []
-    relay_set, lock, unlock = hw.relay.set, hw.lock.lock, hw.lock.unlock
+    relay_set, lock, unlock, offer = hw.relay.set, hw.lock.lock, hw.lock.unlock, hw.pilot.offer
 
     async def rec_relay(closed):
         order.append("relay closed" if closed else "relay open")
@@ -56,70 +105,419 @@ async def make(tmp_path, **settings):
         order.append("unlock")
         return await unlock()
 
-    hw.relay.set, hw.lock.lock, hw.lock.unlock = rec_relay, rec_lock, rec_unlock
-    st = Station(station_id="T", evses=[Evse(1, [Connector(1)])], hardware={1: hw},
-                 store=Store(tmp_path / "s.sqlite"), clock=clock, log=logging.getLogger("t"))
+    async def rec_offer(amps):
+        order.append("offer none" if amps is None else f"offer {amps:g}")
+        await offer(amps)
+
+    hw.relay.set, hw.lock.lock, hw.lock.unlock, hw.pilot.offer = rec_relay, rec_lock, rec_unlock, rec_offer
+    store = store or Store(tmp_path / "s.sqlite")
+    st = Station(station_id="T", evses=[Evse(1, [Connector(1)], max_current_a=16.0, fixed_cable=fixed_cable)],
+                 hardware={1: hw}, store=store, clock=clock, log=logging.getLogger("t"))
     ad = FakeAdapter()
     for k, v in settings.items():
         setattr(ad.settings, k, v)
     st.attach(ad)
     hw.pilot.on_state(lambda s: st.cp_state(1, s))
     hw.on_fault(lambda f: st.fault(1, f))
+    if hw.reader is not None:
+        hw.reader.on_token(lambda t: st.token(1, t))
     await st.start()
-    return st, ad, hw, order
-
-
-async def settle():
-    for _ in range(10):
-        await asyncio.sleep(0)
-
-
-async def test_lock_before_relay_and_relay_open_before_unlock(tmp_path):
-    st, ad, hw, order = await make(tmp_path)
+    await settle()
     order.clear()
-    hw.plant.plug()
-    await settle()
-    assert await st.present_id_tag(1, "A") == "accepted"
-    await settle()
-    assert order.index("lock") < order.index("relay closed")
-    assert hw.relay.closed and hw.lock.locked and st.connectors[1].status() == "Charging"
-    order.clear()
-    assert await st.present_id_tag(1, "A") == "stopped"
-    assert order.index("relay open") < order.index("unlock")
-    assert hw.pilot.offered_a is None and not hw.relay.closed
-    assert ad.stopped[0].stop_reason == "Local"
+    return Rig(st, ad, hw, order, clock, store)
 
 
-async def test_ev_disconnect_keeps_transaction_when_configured(tmp_path):
-    st, ad, hw, order = await make(tmp_path, stop_on_ev_side_disconnect=False)
-    hw.plant.plug()
-    await settle()
-    await st.present_id_tag(1, "A")
-    hw.plant.unplug()
-    await settle()
-    assert not ad.stopped and st.connectors[1].transaction is not None
-    assert not hw.relay.closed and hw.lock.locked
-    assert st.connectors[1].status() == "SuspendedEV"
+def before(order: list[str], first: str, then: str) -> bool:
+    return first in order and then in order and order.index(first) < order.index(then)
 
 
-async def test_fault_opens_relay_and_ends_transaction(tmp_path):
-    st, ad, hw, order = await make(tmp_path)
-    hw.plant.plug()
-    await settle()
-    await st.present_id_tag(1, "A")
-    hw.plant.fault("GroundFailure", True)
-    await settle()
-    assert not hw.relay.closed and ad.stopped and ad.stopped[0].stop_reason == "Other"
-    assert ad.statuses[-1] == (1, "Faulted", "GroundFailure")
+# -- starting ---------------------------------------------------------------------------------
+
+async def test_boot_reports_every_connector_and_leaves_power_off(tmp_path):
+    r = await make(tmp_path)
+    assert r.ad.statuses == [(1, "Available", "NoError"), (0, "Available", "NoError")]
+    assert not r.hw.relay.closed and r.hw.pilot.offered_a is None and not r.hw.lock.locked
 
 
-async def test_welded_relay_is_reported_and_transaction_not_lost(tmp_path):
-    st, ad, hw, order = await make(tmp_path)
-    hw.plant.plug()
+async def test_cable_first_then_card_locks_before_the_relay_closes(tmp_path):
+    r = await make(tmp_path)
+    await r.plug()
+    assert r.status() == "Preparing" and r.order == []  # nothing moves for a cable alone
+    assert await r.st.present_id_tag(1, "A") == "accepted"
     await settle()
-    await st.present_id_tag(1, "A")
-    hw.relay.welded = True
-    await st.present_id_tag(1, "A")
+    assert before(r.order, "lock", "relay closed")
+    assert before(r.order, "lock", "offer 16")  # offers the EVSE maximum, not the EV's 32 A
+    assert r.hw.relay.closed and r.hw.lock.locked and r.hw.pilot.offered_a == 16
+    assert r.status() == "Charging"
+    assert r.ad.status_list() == ["Available", "Preparing", "Charging"]
+    assert len(r.ad.started) == 1 and r.ad.started[0].id_tag == "A" and r.ad.authorized == ["A"]
+
+
+async def test_card_first_then_cable(tmp_path):
+    r = await make(tmp_path)
+    assert await r.st.present_id_tag(1, "A") == "accepted"
+    assert r.status() == "Preparing" and r.order == [] and not r.ad.started
+    await r.plug()
+    assert before(r.order, "lock", "relay closed") and r.status() == "Charging"
+
+
+async def test_same_card_again_before_the_cable_cancels(tmp_path):
+    r = await make(tmp_path)
+    await r.st.present_id_tag(1, "A")
+    assert await r.st.present_id_tag(1, "A") == "cancelled"
+    assert r.status() == "Available" and r.conn.pending is None
+
+
+async def test_rejected_card_does_not_move_anything(tmp_path):
+    r = await make(tmp_path)
+    r.ad.answers["BAD"] = IdTagInfo("Blocked")
+    await r.plug()
+    assert await r.st.present_id_tag(1, "BAD") == "rejected"
+    assert r.order == [] and not r.ad.started and r.status() == "Preparing"
+
+
+async def test_card_at_the_simulated_reader_starts_charging(tmp_path):
+    r = await make(tmp_path)
+    await r.plug()
+    r.hw.plant.reader.present(IdToken("RFID1"))
     await settle()
-    assert len(ad.stopped) == 1  # stopped once, reported once
-    assert ("PowerSwitchFailure" in st.connectors[1].faults)
+    assert r.status() == "Charging" and r.ad.started[0].id_tag == "RFID1"
+
+
+async def test_jammed_lock_never_closes_the_relay(tmp_path):
+    r = await make(tmp_path)
+    r.hw.plant.lock.jammed = True
+    await r.plug()
+    await r.st.present_id_tag(1, "A")
+    await settle()
+    assert "relay closed" not in r.order and not r.hw.relay.closed and r.hw.pilot.offered_a is None
+    assert not r.ad.started and r.conn.transaction is None
+    assert r.ad.statuses[-1] == (1, "Faulted", "ConnectorLockFailure")
+
+
+# -- stopping ---------------------------------------------------------------------------------
+
+async def test_local_stop_stops_offering_opens_the_relay_then_unlocks(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    assert await r.st.present_id_tag(1, "A") == "stopped"
+    assert r.order[:2] == ["offer none", "relay open"]
+    assert before(r.order, "relay open", "unlock")
+    assert not r.hw.relay.closed and not r.hw.lock.locked and r.hw.pilot.offered_a is None
+    tx = r.ad.stopped[0]
+    assert tx.stop_reason == "Local" and tx.stop_id_tag == "A"
+    assert r.status() == "Finishing"
+    await r.unplug()
+    assert r.ad.status_list()[-2:] == ["Finishing", "Available"]
+
+
+async def test_energy_is_metered_between_start_and_stop(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    r.clock.advance(1800)  # half an hour at 16 A on 3 phases
+    await r.st.present_id_tag(1, "A")
+    tx = r.ad.stopped[0]
+    assert tx.meter_stop_wh - tx.meter_start_wh == pytest.approx(16 * 230 * 3 / 2, abs=1)
+
+
+async def test_another_card_may_not_stop_unless_same_parent(tmp_path):
+    r = await make(tmp_path)
+    r.ad.answers["A"] = IdTagInfo("Accepted", parent_id_tag="FLEET")
+    r.ad.answers["B"] = IdTagInfo("Accepted", parent_id_tag="OTHER")
+    r.ad.answers["C"] = IdTagInfo("Accepted", parent_id_tag="FLEET")
+    await r.charging("A")
+    assert await r.st.present_id_tag(1, "B") == "not allowed to stop"
+    assert r.hw.relay.closed and not r.ad.stopped
+    assert await r.st.present_id_tag(1, "C") == "stopped"
+    assert r.ad.stopped[0].stop_id_tag == "C"
+
+
+async def test_ev_disconnect_stops_and_unlocks_by_default(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    await r.unplug()
+    tx = r.ad.stopped[0]
+    assert tx.stop_reason == "EVDisconnected"
+    assert before(r.order, "relay open", "unlock") and r.order[0] == "offer none"
+    assert not r.hw.lock.locked and r.status() == "Available"
+
+
+async def test_ev_disconnect_stops_but_keeps_the_lock_when_configured(tmp_path):
+    r = await make(tmp_path, unlock_on_ev_side_disconnect=False)
+    await r.charging()
+    await r.unplug()
+    assert r.ad.stopped[0].stop_reason == "EVDisconnected"
+    assert "unlock" not in r.order and r.hw.lock.locked and not r.hw.relay.closed
+
+
+async def test_ev_disconnect_keeps_the_transaction_when_configured(tmp_path):
+    r = await make(tmp_path, stop_on_ev_side_disconnect=False)
+    await r.charging()
+    await r.unplug()
+    assert not r.ad.stopped and r.conn.transaction is not None
+    assert r.order[:2] == ["offer none", "relay open"] and "unlock" not in r.order
+    assert not r.hw.relay.closed and r.hw.lock.locked and r.hw.pilot.offered_a is None
+    assert r.status() == "SuspendedEV"
+    r.order.clear()
+    await r.plug()  # the EV comes back: energy again, the same transaction
+    assert r.hw.relay.closed and r.status() == "Charging" and len(r.ad.started) == 1
+
+
+async def test_ev_pauses_and_resumes(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    r.hw.plant.suspend(True)
+    await settle()
+    assert r.status() == "SuspendedEV" and r.hw.relay.closed
+    r.hw.plant.suspend(False)
+    await settle()
+    assert r.status() == "Charging"
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("code", ["GroundFailure", "OverCurrentFailure", "HighTemperature", "OverVoltage"])
+async def test_blocking_fault_stops_the_energy_and_the_transaction(tmp_path, code):
+    r = await make(tmp_path)
+    await r.charging()
+    r.hw.plant.fault(code, True, "test")
+    await settle()
+    assert r.order[:2] == ["offer none", "relay open"]
+    assert not r.hw.relay.closed and r.hw.pilot.offered_a is None and r.hw.plant.power_w() == 0
+    assert len(r.ad.stopped) == 1 and r.ad.stopped[0].stop_reason == "Other"
+    assert r.ad.statuses[-1] == (1, "Faulted", code)
+    assert "unlock" not in r.order  # the plug stays held while the fault is active
+    assert await r.st.present_id_tag(1, "A") == "unavailable"
+    r.hw.plant.fault(code, False)
+    await settle()
+    assert r.ad.statuses[-1] == (1, "Finishing", "NoError")
+
+
+async def test_fault_before_a_session_refuses_cards(tmp_path):
+    r = await make(tmp_path)
+    r.hw.plant.fault("GroundFailure", True)
+    await settle()
+    await r.plug()
+    assert await r.st.present_id_tag(1, "A") == "unavailable"
+    assert r.order == [] and r.status() == "Faulted"
+
+
+async def test_fault_drops_a_waiting_authorization(tmp_path):
+    r = await make(tmp_path)
+    await r.st.present_id_tag(1, "A")
+    r.hw.plant.fault("InternalError", True)
+    await settle()
+    r.hw.plant.fault("InternalError", False)
+    await settle()
+    await r.plug()
+    assert not r.ad.started and r.status() == "Preparing"
+
+
+async def test_warning_fault_does_not_stop_charging(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    r.hw.plant.fault("ReaderFailure", True)
+    await settle()
+    assert r.hw.relay.closed and not r.ad.stopped
+    assert r.ad.statuses[-1] == (1, "Charging", "ReaderFailure")
+
+
+async def test_silent_meter_is_a_warning_and_the_last_reading_is_kept(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    r.clock.advance(600)
+    await r.st.read_meter(1)
+    last = r.conn.transaction.meter_last_wh
+    r.hw.plant.meter.failing = True
+    r.clock.advance(600)
+    assert await r.st.read_meter(1) is not None  # the last good reading
+    assert r.ad.statuses[-1] == (1, "Charging", "PowerMeterFailure") and r.hw.relay.closed
+    await r.st.present_id_tag(1, "A")
+    tx = r.ad.stopped[0]
+    assert tx.meter_stop_wh == last  # never a made-up value
+    assert r.ad.status_list()[-2:] == ["Charging", "Finishing"]  # straight to Finishing, no Preparing between
+
+
+async def test_pilot_state_e_suspends_the_transaction_and_recovers(tmp_path):
+    """CP state E/F -> EVCommunicationError: energy off, SuspendedEVSE (1.6 section 7.6), no stop."""
+    r = await make(tmp_path)
+    await r.charging()
+    r.hw.plant.pilot_fault(CpState.E)
+    await settle()
+    assert r.order[:2] == ["offer none", "relay open"] and not r.hw.relay.closed
+    assert not r.ad.stopped and r.conn.transaction is not None and r.hw.lock.locked
+    assert r.ad.statuses[-1] == (1, "SuspendedEVSE", "EVCommunicationError")
+    r.hw.plant.pilot_fault(None)  # the pilot is healthy again
+    await settle()
+    assert r.hw.relay.closed and r.status() == "Charging" and r.ad.statuses[-1] == (1, "Charging", "NoError")
+
+
+async def test_welded_relay_is_reported_once_and_the_plug_stays_locked(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    r.hw.relay.welded = True
+    await r.st.present_id_tag(1, "A")
+    await settle()
+    assert len(r.ad.stopped) == 1
+    assert "PowerSwitchFailure" in r.conn.faults and r.status() == "Faulted"
+    assert r.hw.pilot.offered_a is None  # the pilot at least stops offering
+
+
+# -- commands from the CSMS --------------------------------------------------------------------
+
+async def test_unlock_connector_stops_first_then_unlocks(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    assert await r.st.unlock(1) == "Unlocked"
+    assert r.order[:2] == ["offer none", "relay open"] and before(r.order, "relay open", "unlock")
+    assert r.ad.stopped[0].stop_reason == "UnlockCommand" and not r.hw.lock.locked
+
+
+async def test_unlock_with_a_jammed_lock_fails(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    r.hw.plant.lock.jammed = True
+    assert await r.st.unlock(1) == "UnlockFailed"
+    assert not r.hw.relay.closed
+
+
+async def test_unlock_on_a_fixed_cable_is_not_supported(tmp_path):
+    r = await make(tmp_path, fixed_cable=True)
+    assert await r.st.unlock(1) == "NotSupported"
+
+
+async def test_remote_start_before_the_cable(tmp_path):
+    r = await make(tmp_path)
+    assert await r.st.remote_start(1, "R1") is True
+    await settle()
+    assert r.status() == "Preparing" and r.ad.authorized == ["R1"]
+    await r.plug()
+    assert r.status() == "Charging" and r.ad.started[0].remote and before(r.order, "lock", "relay closed")
+
+
+async def test_remote_start_without_authorize_when_configured(tmp_path):
+    r = await make(tmp_path, authorize_remote_tx_requests=False)
+    await r.plug()
+    assert await r.st.remote_start(None, "R1") is True
+    await settle()
+    assert r.ad.authorized == [] and r.status() == "Charging"
+
+
+async def test_remote_start_refused_when_busy(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    assert await r.st.remote_start(1, "R2") is False
+    assert await r.st.remote_start(None, "R2") is False
+    assert await r.st.remote_start(7, "R2") is False
+
+
+async def test_remote_stop(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    await r.st.remote_stop(r.conn.transaction)
+    await settle()
+    assert r.ad.stopped[0].stop_reason == "Remote" and before(r.order, "relay open", "unlock")
+
+
+async def test_inoperative_during_a_transaction_is_scheduled(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    assert r.st.change_availability(1, False) == "Scheduled"
+    assert r.status() == "Charging"
+    await r.st.present_id_tag(1, "A")
+    assert r.status() == "Unavailable"
+    assert r.st.change_availability(1, True) == "Accepted"
+    assert r.status() == "Finishing"
+
+
+async def test_availability_survives_a_restart(tmp_path):
+    r = await make(tmp_path)
+    assert r.st.change_availability(0, False) == "Accepted"
+    assert await r.st.present_id_tag(1, "A") == "unavailable"
+    again = await make(tmp_path, store=r.store)
+    assert again.ad.statuses[-1] == (0, "Unavailable", "NoError")
+    assert await again.st.remote_start(1, "R") is False
+
+
+@pytest.mark.parametrize("kind,reason", [("Hard", "HardReset"), ("Soft", "SoftReset")])
+async def test_reset_stops_transactions_then_asks_for_a_restart(tmp_path, kind, reason):
+    r = await make(tmp_path)
+    await r.charging()
+    await r.st.reset(kind)
+    assert r.ad.stopped[0].stop_reason == reason and not r.hw.relay.closed
+    assert r.st.restart_request.done() and r.st.restart_request.result() == kind
+
+
+async def test_limit_zero_suspends_and_a_new_limit_resumes(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    await r.st.set_limit(1, 0)
+    await settle()
+    assert r.hw.pilot.offered_a == 0 and r.status() == "SuspendedEVSE" and r.hw.plant.power_w() == 0
+    await r.st.set_limit(1, 10)
+    await settle()
+    assert r.hw.pilot.offered_a == 10 and r.status() == "Charging"
+    await r.st.set_limit(1, 63)  # never more than the EVSE's maximum
+    assert r.hw.pilot.offered_a == 16
+
+
+# -- authorization and power loss --------------------------------------------------------------
+
+async def test_offline_card_from_the_cache_without_asking(tmp_path):
+    r = await make(tmp_path)
+    r.st.remember("CACHED", IdTagInfo("Accepted"))
+    r.ad.is_online = False
+    await r.plug()
+    assert await r.st.present_id_tag(1, "CACHED") == "accepted"
+    assert r.ad.authorized == [] and r.status() == "Charging"
+
+
+async def test_offline_unknown_card_follows_allow_offline_tx_for_unknown_id(tmp_path):
+    r = await make(tmp_path)
+    r.ad.is_online = False
+    await r.plug()
+    assert await r.st.present_id_tag(1, "X") == "rejected"
+    r.ad.settings.auth = AuthRules(allow_offline_tx_for_unknown_id=True)
+    assert await r.st.present_id_tag(1, "X") == "accepted"
+
+
+async def test_csms_answer_is_cached_and_survives_a_restart(tmp_path):
+    r = await make(tmp_path)
+    await r.st.present_id_tag(1, "A")
+    again = await make(tmp_path, store=r.store)
+    assert again.st.cache["A"].status == "Accepted"
+
+
+async def test_pre_authorize_skips_the_csms_for_a_cached_card(tmp_path):
+    r = await make(tmp_path)
+    r.st.remember("A", IdTagInfo("Accepted"))
+    r.ad.settings.auth = AuthRules(local_pre_authorize=True)
+    await r.plug()
+    assert await r.st.present_id_tag(1, "A") == "accepted" and r.ad.authorized == []
+
+
+async def test_a_transaction_cut_by_power_loss_is_ended_on_the_next_start(tmp_path):
+    r = await make(tmp_path)
+    await r.charging()
+    r.clock.advance(3600)
+    await r.st.read_meter(1)
+    r.st.save_transaction(r.conn.transaction)
+    last_wh = r.conn.transaction.meter_last_wh
+    # power cut: nothing is stopped; a new station starts on the same store
+    again = await make(tmp_path, store=r.store)
+    assert len(again.ad.stopped) == 1
+    tx = again.ad.stopped[0]
+    assert tx.stop_reason == "PowerLoss" and tx.meter_stop_wh == last_wh and tx.id_tag == "A"
+    assert iso(tx.stopped_at) == iso(r.clock.now())
+    assert again.store.tx_open() == [] and not again.hw.relay.closed
+
+
+async def test_meter_failing_at_the_stop_goes_straight_to_finishing(tmp_path):
+    """Charging -> Finishing, never a Preparing in between while the stop is still being carried out."""
+    r = await make(tmp_path)
+    await r.charging()
+    r.hw.plant.meter.failing = True
+    await r.st.present_id_tag(1, "A")
+    assert r.ad.stopped[0].stop_reason == "Local"
+    assert [s for s in r.ad.status_list() if s != "Charging"][-1:] == ["Finishing"]
+    assert "Preparing" not in r.ad.status_list()[r.ad.status_list().index("Charging"):]
