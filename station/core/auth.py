@@ -85,12 +85,13 @@ def decide(
         return Decision(Verdict.ASK_CSMS)
     # offline
     if known is not None:
-        if rules.local_authorize_offline and known.valid_at(now):
-            return Decision(Verdict.ACCEPT, known, source)
-        if known.valid_at(now):
-            # known but offline authorization is disabled
+        if not known.valid_at(now):
+            # 3.5.4: a status other than Accepted, or expired by the passage of time: MUST be rejected
             return Decision(Verdict.REJECT, known, source)
-        return Decision(Verdict.REJECT, known, source)
+        if rules.local_authorize_offline:
+            return Decision(Verdict.ACCEPT, known, source)
+        # valid, but LocalAuthorizeOffline forbids using it: it "cannot be explicitly authorized by
+        # Local Authorization List or Authorization Cache entries", so it is treated as unknown (3.5.4)
     if rules.allow_offline_tx_for_unknown_id:
         return Decision(Verdict.ACCEPT, IdTagInfo("Accepted"), "offline_unknown")
     return Decision(Verdict.REJECT, IdTagInfo("Invalid"), "unknown")
