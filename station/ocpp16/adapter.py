@@ -278,7 +278,7 @@ class Ocpp16Adapter:
     def _sampled_value(s: Sample, context: str) -> dict:
         out = {"value": _num(s.value), "context": context, "format": "Raw", "measurand": s.measurand, "location": "Outlet"}
         if s.unit:
-            out["unit"] = s.unit
+            out["unit"] = UNITS_16.get(s.unit, s.unit)
         if s.phase:
             out["phase"] = s.phase
         return out
@@ -523,6 +523,10 @@ class Ocpp16Adapter:
         deadline = self.clock.monotonic() + timeout
         while self.online and not self.outbox_empty() and self.clock.monotonic() < deadline:
             await asyncio.sleep(0.05)
+
+
+# core unit -> OCPP 1.6 UnitOfMeasure (1.6 has no "Hz"; its note on Frequency names "Hertz")
+UNITS_16 = {"Hz": "Hertz"}
 
 
 def _num(v: float) -> str:
