@@ -81,6 +81,8 @@ EVSE_KEYS: dict[str, type | tuple[type, ...]] = {
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
+    if t == (int, float):
+        return "a number"
     if isinstance(t, tuple):
         return " or ".join(x.__name__ for x in t)
     return {"str": "a string", "int": "a whole number", "bool": "true or false"}.get(t.__name__, t.__name__)
@@ -155,7 +157,9 @@ def parse(data: dict, source: str = "<config>") -> StationConfig:
     values = _check(st, STATION_KEYS, "station", problems)
     cfg = StationConfig(**values, source=source)
     hw = data.get("hardware", {})
-    if isinstance(hw, dict):
+    if not isinstance(hw, dict):
+        problems.append("hardware: must be a table [hardware]")
+    else:
         for key, value in hw.items():
             if key != "gpio":
                 problems.append(f"hardware.{key}: unknown key (known: gpio)")
@@ -170,6 +174,9 @@ def parse(data: dict, source: str = "<config>") -> StationConfig:
             evses = []
         cfg.evses = []
         for n, raw in enumerate(evses):
+            if not isinstance(raw, dict):
+                problems.append(f"evse[{n}]: must be a table: write [[evse]] with its keys below it")
+                continue
             vals = _check(raw, EVSE_KEYS, f"evse[{n}]", problems, allow=set(BUILDERS))
             if "id" not in vals:
                 vals["id"] = n + 1

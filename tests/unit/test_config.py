@@ -1,78 +1,249 @@
-"""Station config validation, OCPP 1.6 configuration keys, and `station config check`."""
+"""The station config file (station/config.py) and `station config check` through the real CLI."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from station.config import ConfigError, load, parse
-from station.ocpp16.config_keys import ConfigurationKeys
-from station.store import Store
+from station.config import EVSE_KEYS, STATION_KEYS, ConfigError, StationConfig, load, parse
 
 ROOT = Path(__file__).resolve().parents[2]
+SIM_TOML = ROOT / "config" / "sim.toml"
+
+GOOD = """
+[station]
+id = "CP-9"
+ocpp = "1.6"
+csms_url = "wss://csms.example.com/ocpp/"
+security_profile = 2
+state_dir = "/var/lib/station"
+vendor = "ACME"
+model = "Wallbox 22"
+serial = "SN-1"
+firmware_version = "1.2.3"
+api = "0.0.0.0:8080"
+simulated = false
+
+[hardware]
+gpio = "gpiod"
+
+[[evse]]
+id = 1
+max_current = 16.5
+phases = 1
+fixed_cable = true
+connector_type = "sType2"
+[evse.lock]
+kind = "none"
+[evse.reader]
+kind = "none"
+
+[[evse]]
+id = 2
+"""
 
 
-@pytest.mark.parametrize(
-    "data,problem",
-    [
-        ({"station": {"csms_urll": "ws://x"}}, "station.csms_urll: unknown key"),
-        ({"station": {"csms_url": "http://x"}}, "station.csms_url: must be a ws:// or wss:// URL"),
-        ({"station": {"security_profile": 2}}, "station.security_profile: profile 2 needs a wss:// csms_url"),
-        ({"station": {"security_profile": "1"}}, "station.security_profile: must be a whole number"),
-        ({"station": {"ocpp": "1.5"}}, "station.ocpp: must be one of"),
-        ({"station": {"id": "a/b"}}, "station.id: must be 1-48 characters"),
-        ({"evse": [{"id": 1, "max_current": 100}]}, "evse[0].max_current: must be between 6 and 80 A"),
-        ({"evse": [{"id": 1, "phases": 2}]}, "evse[0].phases: must be 1 or 3"),
-        ({"evse": [{"id": 1, "meter": {"kind": "magic"}}]}, "evse[0].meter.kind: 'magic' is not a known backend"),
-        ({"hardware": {"gpio": "arduino"}}, "hardware.gpio: must be sim, gpiod or rpigpio"),
-        ({"extra": {}}, "extra: unknown section"),
-    ],
-)
-def test_config_problems_name_the_key(data, problem):
+def write(tmp_path: Path, text: str, name: str = "station.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_a_good_file_with_every_key(tmp_path):
+    cfg = load(write(tmp_path, GOOD))
+    assert (cfg.id, cfg.ocpp, cfg.security_profile, cfg.state_dir) == ("CP-9", "1.6", 2, "/var/lib/station")
+    assert (cfg.vendor, cfg.model, cfg.serial, cfg.firmware_version) == ("ACME", "Wallbox 22", "SN-1", "1.2.3")
+    assert cfg.api == "0.0.0.0:8080" and cfg.simulated is False and cfg.gpio == "gpiod"
+    assert cfg.url_for_station() == "wss://csms.example.com/ocpp/CP-9"
+    one, two = cfg.evses
+    assert (one.id, one.max_current, one.phases, one.fixed_cable, one.connector_type) == (1, 16.5, 1, True, "sType2")
+    assert one.devices == {"lock": {"kind": "none"}, "reader": {"kind": "none"}}
+    assert (two.id, two.max_current, two.phases, two.fixed_cable, two.devices) == (2, 32.0, 3, False, {})
+    assert cfg.source.endswith("station.toml")
+
+
+def test_defaults_without_a_file():
+    cfg = parse({})
+    assert cfg.url_for_station() == "ws://127.0.0.1:9000/ocpp/CP-001"
+    assert [e.id for e in cfg.evses] == [1]
+    assert StationConfig().security_profile == 0
+
+
+def test_evse_ids_default_to_their_position():
+    cfg = parse({"evse": [{}, {"phases": 1}]})
+    assert [e.id for e in cfg.evses] == [1, 2]
+
+
+# (TOML text, the problem every message must start with: "<key path>: ...")
+BAD = [
+    ('[station]\ncsms_urll = "ws://x"', "station.csms_urll: unknown key"),
+    ('[station]\ncsms_url = "http://x/ocpp"', "station.csms_url: must be a ws:// or wss:// URL"),
+    ('[station]\ncsms_url = "ws:///ocpp"', "station.csms_url: must be a ws:// or wss:// URL with a host"),
+    ('[station]\ncsms_url = 9000', "station.csms_url: must be a string"),
+    ("[station]\nsecurity_profile = 4", "station.security_profile: must be 0, 1, 2 or 3"),
+    ('[station]\nsecurity_profile = "1"', "station.security_profile: must be a whole number"),
+    ("[station]\nsecurity_profile = true", "station.security_profile: must be a whole number"),
+    ("[station]\nsecurity_profile = 2", "station.security_profile: profile 2 needs a wss:// csms_url"),
+    ('[station]\nsecurity_profile = 1\ncsms_url = "wss://c/ocpp"', "station.security_profile: profile 1 uses ws://"),
+    ('[station]\nocpp = "1.5"', "station.ocpp: must be one of 1.6, 2.0.1"),
+    ("[station]\nocpp = 1.6", "station.ocpp: must be a string"),
+    ('[station]\nid = "a/b"', "station.id: must be 1-48 characters"),
+    ('[station]\nid = ""', "station.id: must be 1-48 characters"),
+    ('[station]\nid = "has space"', "station.id: must be 1-48 characters"),
+    (f'[station]\nid = "{"x" * 49}"', "station.id: must be 1-48 characters"),
+    ('[station]\napi = "8080"', "station.api: must be HOST:PORT"),
+    ('[station]\napi = "127.0.0.1:99999"', "station.api: must be HOST:PORT"),
+    ('[station]\napi = ":8080"', "station.api: must be HOST:PORT"),
+    ('[station]\nsimulated = "yes"', "station.simulated: must be true or false"),
+    ("[station]\nvendor = 1", "station.vendor: must be a string"),
+    ('station = "CP-1"', "station: must be a table [station]"),
+    ('[hardware]\ngpio = "arduino"', "hardware.gpio: must be sim, gpiod or rpigpio"),
+    ('[hardware]\npins = 40', "hardware.pins: unknown key"),
+    ('hardware = "sim"', "hardware: must be a table [hardware]"),
+    ("[extra]\nx = 1", "extra: unknown section"),
+    ("[[evse]]\nid = 1\nmax_current = 100", "evse[0].max_current: must be between 6 and 80 A"),
+    ("[[evse]]\nid = 1\nmax_current = 5.9", "evse[0].max_current: must be between 6 and 80 A"),
+    ('[[evse]]\nid = 1\nmax_current = "32"', "evse[0].max_current: must be a number"),
+    ("[[evse]]\nid = 1\nmax_current = true", "evse[0].max_current: must be a number"),
+    ("[[evse]]\nid = 1\nphases = 2", "evse[0].phases: must be 1 or 3"),
+    ("[[evse]]\nid = 1\nfixed_cable = 1", "evse[0].fixed_cable: must be true or false"),
+    ("[[evse]]\nid = 1\n[[evse]]\nid = 1", "evse[1].id: must be a unique number from 1"),
+    ("[[evse]]\nid = 0", "evse[0].id: must be a unique number from 1"),
+    ('[[evse]]\nid = "1"', "evse[0].id: must be a whole number"),
+    ("[[evse]]\nid = 1\ncolour = 'red'", "evse[0].colour: unknown key"),
+    ('[[evse]]\nid = 1\n[evse.meter]\nkind = "magic"', "evse[0].meter.kind: 'magic' is not a known backend"),
+    ('[[evse]]\nid = 1\n[evse.pilot]\nkind = "none"', "evse[0].pilot.kind: 'none' is not a known backend"),
+    ('[[evse]]\nid = 1\nrelay = "sim"', "evse[0].relay: must be a table [evse.relay]"),
+    ("[evse]\nid = 1", "evse: must be an array of tables: write [[evse]]"),
+    ('evse = ["one"]', "evse[0]: must be a table"),
+    ("evse = []", "evse: at least one [[evse]] section is needed"),
+]
+
+
+@pytest.mark.parametrize("text,problem", BAD, ids=[b[1].split(":")[0] + "|" + b[1].split(":")[1][:30] for b in BAD])
+def test_every_problem_names_its_key(tmp_path, text, problem):
     with pytest.raises(ConfigError) as e:
-        parse(data)
+        load(write(tmp_path, text))
     assert any(p.startswith(problem) for p in e.value.problems), e.value.problems
+    for p in e.value.problems:
+        assert re.match(r"^[A-Za-z_\[\]0-9.]+: \S", p), p
 
 
-def test_good_config_and_example():
-    cfg = parse({"station": {"id": "CP-9", "csms_url": "wss://c/ocpp", "security_profile": 2},
-                 "evse": [{"id": 1}, {"id": 2, "phases": 1, "max_current": 16}]})
-    assert cfg.url_for_station() == "wss://c/ocpp/CP-9" and len(cfg.evses) == 2
-    assert load(ROOT / "config" / "sim.toml").evses
+def test_all_problems_are_reported_at_once(tmp_path):
+    text = '[station]\ncsms_url = "http://x"\nocpp = "9"\n[[evse]]\nphases = 2\nmax_current = 1\n'
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, text))
+    keys = sorted(p.split(":")[0] for p in e.value.problems)
+    assert keys == ["evse[0].max_current", "evse[0].phases", "station.csms_url", "station.ocpp"]
+    assert str(e.value) == "\n".join(e.value.problems)
 
 
-def test_config_check_cli(tmp_path):
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[station]\ncsms_url = "http://nope"\n')
-    r = subprocess.run([sys.executable, "-m", "station", "config", "check", str(bad)], capture_output=True, text=True)
-    assert r.returncode == 1 and "station.csms_url" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "station", "config", "check", str(ROOT / "config" / "sim.toml")],
-                       capture_output=True, text=True)
-    assert r.returncode == 0 and "OK" in r.stdout
-    bad.write_text("this is = = not toml")
-    r = subprocess.run([sys.executable, "-m", "station", "config", "check", str(bad)], capture_output=True, text=True)
-    assert r.returncode == 1 and "not valid TOML" in r.stderr
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path / "missing.toml")
+    assert e.value.problems[0].startswith(f"{tmp_path / 'missing.toml'}: cannot read the file")
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, "[station\nid = 1"))
+    assert "not valid TOML" in e.value.problems[0] and "line 1" in e.value.problems[0]
+
+
+# -- config/sim.toml: the documented example ---------------------------------------------------
+
+def test_sim_example_is_valid_and_simulated():
+    cfg = load(SIM_TOML)
+    assert cfg.gpio == "sim"
+    assert [e.id for e in cfg.evses] == [1, 2]
+    for e in cfg.evses:
+        assert all(dev.get("kind", "sim") in ("sim", "none") for dev in e.devices.values())
+    assert cfg.evses[1].fixed_cable and cfg.evses[1].devices["reader"] == {"kind": "none"}
+
+
+def test_sim_example_documents_every_key():
+    """Every key the parser knows appears in config/sim.toml with a comment line right above it."""
+    lines = SIM_TOML.read_text().splitlines()
+    data = tomllib.loads(SIM_TOML.read_text())
+    wanted = [f"station.{k}" for k in STATION_KEYS] + [f"evse.{k}" for k in EVSE_KEYS] + ["hardware.gpio"]
+    wanted += [f"evse.{dev}.kind" for dev in ("relay", "lock", "pilot", "meter", "reader")]
+    section = ""
+    documented: set[str] = set()
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if s.startswith("["):
+            section = s.strip("[]")
+            continue
+        m = re.match(r"^([a-z_]+)\s*=", s)
+        if m:
+            above = lines[i - 1].strip() if i else ""
+            if above.startswith("#") or "#" in line:
+                documented.add(f"{section}.{m.group(1)}")
+    missing = [k for k in wanted if k not in documented]
+    assert not missing, f"undocumented in config/sim.toml: {missing}"
+    assert set(data) == {"station", "hardware", "evse"}
+
+
+# -- the real CLI --------------------------------------------------------------------------------
+
+def check(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "station", "config", "check", str(path)], capture_output=True,
+                          text=True, timeout=30, cwd=ROOT)
+
+
+def test_cli_config_check_sim_example_passes():
+    r = check(SIM_TOML)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"{SIM_TOML}: OK (station SIM-001, OCPP 1.6, 2 EVSE(s))"
+    assert r.stderr == ""
+
+
+def test_cli_config_check_good_file(tmp_path):
+    r = check(write(tmp_path, GOOD))
+    assert r.returncode == 0 and "OK (station CP-9, OCPP 1.6, 2 EVSE(s))" in r.stdout
+
+
+def test_cli_config_check_lists_every_problem_and_exits_1(tmp_path):
+    bad = write(tmp_path, '[station]\ncsms_url = "http://nope"\n[[evse]]\nphases = 2\n')
+    r = check(bad)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.splitlines()[0] == f"{bad}: 2 problem(s):"
+    assert "  - station.csms_url: must be a ws:// or wss:// URL" in r.stderr
+    assert "  - evse[0].phases: must be 1 or 3, got 2" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("this is = = not toml", "not valid TOML"),
+    ('evse = ["one"]', "evse[0]: must be a table"),
+    ('hardware = 3', "hardware: must be a table"),
+])
+def test_cli_config_check_never_shows_a_traceback(tmp_path, text, needle):
+    r = check(write(tmp_path, text))
+    assert r.returncode == 1 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_config_check_missing_file(tmp_path):
+    r = check(tmp_path / "nope.toml")
+    assert r.returncode == 1 and "cannot read the file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_config_check_needs_a_file():
+    r = subprocess.run([sys.executable, "-m", "station", "config", "check"], capture_output=True, text=True,
+                       timeout=30, cwd=ROOT)
+    assert r.returncode == 2 and "file" in r.stderr
 
 
 def test_run_refuses_bad_flags_without_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "station", "run", "--csms-url", "ftp://x", "--state-dir", str(tmp_path)],
-                       capture_output=True, text=True, timeout=30)
+                       capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert r.returncode == 2 and "station.csms_url" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_configuration_keys_persist_and_validate(tmp_path):
-    store = Store(tmp_path / "s.sqlite")
-    keys = ConfigurationKeys(store, 2)
-    assert keys.change("HeartbeatInterval", "42") == ("Accepted", "")
-    assert keys.change("HeartbeatInterval", "x")[0] == "Rejected"
-    assert keys.change("NumberOfConnectors", "5")[0] == "Rejected"
-    assert keys.change("Nope", "1")[0] == "NotSupported"
-    assert keys.change("StopTransactionOnInvalidId", "maybe")[0] == "Rejected"
-    store.close()
-    keys2 = ConfigurationKeys(Store(tmp_path / "s.sqlite"), 2)
-    assert keys2.get("HeartbeatInterval") == "42" and keys2.get("NumberOfConnectors") == "2"
-    found, unknown = keys2.report(["AuthorizationKey", "HeartbeatInterval"])
-    assert unknown == ["AuthorizationKey"] and found[0]["value"] == "42"
+def test_run_refuses_a_bad_config_file(tmp_path):
+    bad = write(tmp_path, "[[evse]]\nphases = 2\n")
+    r = subprocess.run([sys.executable, "-m", "station", "run", "--config", str(bad)], capture_output=True, text=True,
+                       timeout=30, cwd=ROOT)
+    assert r.returncode == 2 and "evse[0].phases" in r.stderr and "Traceback" not in r.stderr
