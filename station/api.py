@@ -22,10 +22,14 @@ ID_TOKEN_TYPES = ("ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "Cen
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, allow: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.allow = allow  # the Allow header of a 405
+
+
+EVSE_PATH = re.compile(r"/api/evses/(\d+)/(plug|unplug|swipe|ev|fault|sim)")
 
 
 class Api:
@@ -62,20 +66,27 @@ class Api:
                         break
                     k, _, v = h.decode("latin-1").partition(":")
                     headers[k.strip().lower()] = v.strip()
-                length = int(headers.get("content-length", "0") or 0)
+                try:
+                    length = int(headers.get("content-length", "0") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    await self._reply(writer, 400, {"error": "Content-Length: not a number of bytes"}, close=True)
+                    return
                 if length > 65536:
                     await self._reply(writer, 413, {"error": "body too large"}, close=True)
                     return
                 body = await reader.readexactly(length) if length else b""
+                allow = None
                 try:
                     status, result = 200, await self.dispatch(method, path.split("?")[0], body)
                 except ApiError as e:
-                    status, result = e.status, {"error": e.message}
+                    status, result, allow = e.status, {"error": e.message}, e.allow
                 except Exception as e:  # never a traceback to the caller
                     self.log.error("API %s %s failed: %s", method, path, e, exc_info=True)
                     status, result = 500, {"error": f"internal error: {e}"}
                 close = headers.get("connection", "").lower() == "close"
-                await self._reply(writer, status, result, close=close)
+                await self._reply(writer, status, result, close=close, allow=allow)
                 if close:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -83,14 +94,18 @@ class Api:
         finally:
             writer.close()
 
-    async def _reply(self, writer: asyncio.StreamWriter, status: int, body: Any, close: bool = False) -> None:
+    async def _reply(
+        self, writer: asyncio.StreamWriter, status: int, body: Any, close: bool = False, allow: str | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict"}.get(
             status, "Error"
         )
         head = (
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-            f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
+            f"Connection: {'close' if close else 'keep-alive'}\r\n"
+            + (f"Allow: {allow}\r\n" if allow else "")
+            + "\r\n"
         )
         writer.write(head.encode() + data)
         await writer.drain()
@@ -103,10 +118,12 @@ class Api:
         rt = self.get_runtime()
         if path == "/api/status":
             if method != "GET":
-                raise ApiError(405, "use GET")
+                raise ApiError(405, "use GET", allow="GET")
             return status_of(rt)
         if method != "POST":
-            raise ApiError(405 if path.startswith("/api/") else 404, f"no such endpoint: {method} {path}")
+            if path == "/api/link" or EVSE_PATH.fullmatch(path):
+                raise ApiError(405, f"use POST for {path}", allow="POST")
+            raise ApiError(404, f"no such endpoint: {method} {path}")
         data = _json(body)
         if path == "/api/link":
             connected = _field(data, "connected", bool)
@@ -115,7 +132,7 @@ class Api:
                 raise ApiError(409, "station is not running")
             link.set_enabled(connected)
             return {"connected": connected}
-        m = re.fullmatch(r"/api/evses/(\d+)/(plug|unplug|swipe|ev|fault|sim)", path)
+        m = EVSE_PATH.fullmatch(path)
         if not m:
             raise ApiError(404, f"no such endpoint: {path}")
         evse_id, action = int(m.group(1)), m.group(2)
@@ -143,9 +160,11 @@ class Api:
         if action == "plug":
             max_current = data.get("max_current")
             phases = data.get("phases")
-            if max_current is not None and (not isinstance(max_current, int | float) or not 0 < max_current <= 80):
+            if max_current is not None and (
+                isinstance(max_current, bool) or not isinstance(max_current, int | float) or not 0 < max_current <= 80
+            ):
                 raise ApiError(400, "max_current: must be a number of amperes between 0 and 80")
-            if phases is not None and phases not in (1, 2, 3):
+            if phases is not None and (isinstance(phases, bool) or phases not in (1, 2, 3)):
                 raise ApiError(400, "phases: must be 1, 2 or 3")
             plant.plug(max_current, phases)
         elif action == "unplug":

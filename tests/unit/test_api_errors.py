@@ -1,0 +1,223 @@
+"""Local HTTP API error handling (station/api.py): the Api class in-process in front of a real
+Runtime (simulated hardware, connected to a scripted CSMS on 127.0.0.1), spoken to over a real TCP
+socket. Errors are 4xx with a JSON body {"error": "..."}, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from station.api import Api
+from station.config import load
+from station.runtime import Runtime
+from tests.integration.harness import ScriptedCsms
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Http:
+    """A tiny HTTP/1.1 client on one keep-alive connection."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def raw(self, data: bytes) -> tuple[int, dict[str, str], bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        self.writer.write(data)
+        await self.writer.drain()
+        status_line = await asyncio.wait_for(self.reader.readline(), 5)
+        assert status_line.startswith(b"HTTP/1.1 "), status_line
+        status = int(status_line.split()[1])
+        headers: dict[str, str] = {}
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            k, _, v = line.decode().partition(":")
+            headers[k.strip().lower()] = v.strip()
+        body = await self.reader.readexactly(int(headers["content-length"]))
+        if headers.get("connection") == "close":
+            self.writer.close()
+            self.writer = None
+        return status, headers, body
+
+    async def request(self, method: str, path: str, body: bytes | str | dict | list | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, dict]:
+        if isinstance(body, dict | list):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode()
+        body = body or b""
+        head = f"{method} {path} HTTP/1.1\r\nHost: x\r\n"
+        for k, v in {"Content-Length": str(len(body)), **(headers or {})}.items():
+            head += f"{k}: {v}\r\n"
+        status, hdrs, raw = await self.raw(head.encode() + b"\r\n" + body)
+        assert hdrs["content-type"] == "application/json"
+        assert b"Traceback" not in raw
+        return status, json.loads(raw)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@pytest.fixture
+async def api(tmp_path):
+    csms = ScriptedCsms()
+    url = await csms.start()
+    cfg = load(ROOT / "config" / "sim.toml")  # two EVSEs: 1 with a simulated reader, 2 without one
+    cfg.csms_url, cfg.state_dir, cfg.api = url, str(tmp_path / "state"), None
+    log = logging.getLogger("test.api")
+    rt = Runtime(cfg, log=log)
+    task = asyncio.ensure_future(rt.run())
+    for _ in range(200):
+        if rt.adapter is not None and rt.adapter.online:
+            break
+        await asyncio.sleep(0.02)
+    assert rt.adapter is not None and rt.adapter.online
+    server = Api(lambda: rt, log)
+    http = Http(await server.start("127.0.0.1", 0))
+    yield http, rt, csms
+    http.close()
+    await server.close()
+    rt.stop()
+    await asyncio.wait_for(task, 10)
+    await csms.close()
+    assert not csms.schema_problems
+
+
+def error(result: tuple[int, dict], status: int, starts: str) -> None:
+    code, body = result
+    assert code == status, body
+    assert set(body) == {"error"} and isinstance(body["error"], str)
+    assert body["error"].startswith(starts), body["error"]
+
+
+async def test_status_and_a_good_control(api):
+    http, rt, csms = api
+    code, body = await http.request("GET", "/api/status")
+    assert code == 200 and body["id"] == "SIM-001" and [e["id"] for e in body["evses"]] == [1, 2]
+    assert body["connected"] is True and body["registration"] == "Accepted"
+    assert await http.request("POST", "/api/evses/1/plug", {"max_current": 16, "phases": 1}) == (200, {"ok": True})
+    await csms.expect_status(1, "Preparing", timeout=5)
+
+
+@pytest.mark.parametrize("path", ["/api/evses/3/plug", "/api/evses/0/swipe", "/api/evses/99/unplug"])
+async def test_unknown_evse_is_404(api, path):
+    http, _, _ = api
+    error(await http.request("POST", path, {"id_token": "A"}), 404, f"no EVSE {path.split('/')[3]}")
+    _, body = await http.request("POST", path, {"id_token": "A"})
+    assert "this station has 1, 2" in body["error"]
+
+
+@pytest.mark.parametrize("path", ["/api/nope", "/api/evses/1/explode", "/api/evses/x/plug", "/", "/api/status/1"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_unknown_path_is_404_whatever_the_method(api, method, path):
+    http, _, _ = api
+    error(await http.request(method, path), 404, "no such endpoint")
+
+
+@pytest.mark.parametrize(
+    "method,path,allow",
+    [("POST", "/api/status", "GET"), ("DELETE", "/api/status", "GET"), ("GET", "/api/evses/1/plug", "POST"),
+     ("PUT", "/api/evses/1/swipe", "POST"), ("GET", "/api/link", "POST"), ("GET", "/api/evses/9/plug", "POST")],
+)
+async def test_wrong_method_is_405_with_allow(api, method, path, allow):
+    http, _, _ = api
+    head = f"{method} {path} HTTP/1.1\r\nContent-Length: 0\r\n\r\n".encode()
+    status, headers, raw = await http.raw(head)
+    assert status == 405 and headers["allow"] == allow
+    assert json.loads(raw)["error"]
+
+
+BAD_BODIES = [
+    ("/api/evses/1/plug", "{not json", "body is not valid JSON"),
+    ("/api/evses/1/plug", "[1, 2]", "body must be a JSON object"),
+    ("/api/evses/1/plug", '"plug"', "body must be a JSON object"),
+    ("/api/evses/1/plug", {"max_current": 100}, "max_current: must be a number of amperes between 0 and 80"),
+    ("/api/evses/1/plug", {"max_current": "16"}, "max_current: must be a number"),
+    ("/api/evses/1/plug", {"max_current": True}, "max_current: must be a number"),
+    ("/api/evses/1/plug", {"phases": 4}, "phases: must be 1, 2 or 3"),
+    ("/api/evses/1/plug", {"phases": True}, "phases: must be 1, 2 or 3"),
+    ("/api/evses/1/swipe", {}, "id_token: missing"),
+    ("/api/evses/1/swipe", {"id_token": 42}, "id_token: must be str"),
+    ("/api/evses/1/swipe", {"id_token": ""}, "id_token: must be 1-20 characters"),
+    ("/api/evses/1/swipe", {"id_token": "X" * 21}, "id_token: must be 1-20 characters"),
+    ("/api/evses/1/swipe", {"id_token": "A", "type": "Passport"}, "type: must be one of"),
+    ("/api/evses/1/ev", {}, "suspend: missing"),
+    ("/api/evses/1/ev", {"suspend": "yes"}, "suspend: must be true or false"),
+    ("/api/evses/1/fault", {"error_code": "Gremlins", "active": True}, "error_code: must be an OCPP error code"),
+    ("/api/evses/1/fault", {"error_code": "NoError", "active": True}, "error_code: must be an OCPP error code"),
+    ("/api/evses/1/fault", {"error_code": "GroundFailure"}, "active: missing"),
+    ("/api/evses/1/sim", {"lock_stuck": True}, "lock_stuck: unknown switch"),
+    ("/api/evses/1/sim", {"relay_welded": 1}, "relay_welded: must be true or false"),
+    ("/api/link", {}, "connected: missing"),
+    ("/api/link", {"connected": "no"}, "connected: must be true or false"),
+]
+
+
+@pytest.mark.parametrize("path,body,message", BAD_BODIES, ids=[f"{b[0].split('/')[-1]}-{b[2][:24]}" for b in BAD_BODIES])
+async def test_bad_body_is_400(api, path, body, message):
+    http, rt, _ = api
+    error(await http.request("POST", path, body), 400, message)
+    assert rt.station is not None and rt.station.connectors[1].transaction is None
+
+
+async def test_bad_requests_leave_the_station_untouched(api):
+    http, rt, _ = api
+    plant = rt.hw[1].plant
+    await http.request("POST", "/api/evses/1/plug", {"max_current": 100})
+    await http.request("POST", "/api/evses/1/sim", {"lock_jammed": True, "bogus": 1})
+    assert plant.ev.plugged is False and plant.lock.jammed is False
+
+
+async def test_malformed_http_is_400_and_closes(api):
+    http, _, _ = api
+    status, headers, raw = await http.raw(b"NONSENSE\r\n\r\n")
+    assert status == 400 and json.loads(raw) == {"error": "bad request line"} and headers["connection"] == "close"
+
+
+async def test_bad_content_length_is_400(api):
+    http, _, _ = api
+    status, headers, raw = await http.raw(b"POST /api/evses/1/plug HTTP/1.1\r\nContent-Length: lots\r\n\r\n")
+    assert status == 400 and json.loads(raw)["error"].startswith("Content-Length")
+
+
+async def test_huge_body_is_413(api):
+    http, _, _ = api
+    status, _, raw = await http.raw(b"POST /api/evses/1/plug HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n")
+    assert status == 413 and json.loads(raw) == {"error": "body too large"}
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection(api):
+    http, _, _ = api
+    assert (await http.request("POST", "/api/nope"))[0] == 404
+    writer = http.writer
+    assert (await http.request("GET", "/api/status"))[0] == 200
+    assert http.writer is writer
+
+
+async def test_an_internal_failure_is_500_json_not_a_traceback(api, monkeypatch):
+    http, rt, _ = api
+
+    def broken(*a, **kw):
+        raise RuntimeError("simulated EV fell over")
+
+    monkeypatch.setattr(rt.hw[1].plant, "plug", broken)
+    error(await http.request("POST", "/api/evses/1/plug"), 500, "internal error: simulated EV fell over")
+    assert (await http.request("GET", "/api/status"))[0] == 200  # the server lives on
+
+
+async def test_swipe_without_a_simulated_reader_goes_to_the_station(api):
+    """EVSE 2 of config/sim.toml has reader kind "none": the API hands the card to the station."""
+    http, rt, csms = api
+    assert await http.request("POST", "/api/evses/2/swipe", {"id_token": "CARD2"}) == (200, {"ok": True})
+    await csms.expect("Authorize", lambda p: p["idTag"] == "CARD2", timeout=5)
