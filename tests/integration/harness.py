@@ -84,17 +84,21 @@ class ScriptedCsms:
         self.server = None
         self.answer_delay: float = 0.0
         self.silent: set[str] = set()  # actions the CSMS does not answer (time-out tests)
+        self.handshake_times: list[float] = []  # loop time of every websocket handshake attempt
 
     # -- server --------------------------------------------------------------------------------
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
+        """Listen on 127.0.0.1 (``port`` 0: any free port; give the old port to come back after close())."""
+
         async def process_request(conn: ServerConnection, request: Any) -> Any:
+            self.handshake_times.append(asyncio.get_running_loop().time())
             if self.reject_handshake > 0:
                 self.reject_handshake -= 1
                 return conn.respond(401, "Unauthorized\n")
             return None
 
         self.server = await serve(
-            self._session, "127.0.0.1", 0, subprotocols=["ocpp1.6"], process_request=process_request  # type: ignore[list-item]
+            self._session, "127.0.0.1", port, subprotocols=["ocpp1.6"], process_request=process_request  # type: ignore[list-item]
         )
         self.port = self.server.sockets[0].getsockname()[1]
         return f"ws://127.0.0.1:{self.port}/ocpp"
@@ -212,11 +216,13 @@ class ScriptedCsms:
         self._cursor = i + 1
         return self.received[i].payload
 
-    async def expect_status(self, connector: int, status: str, timeout: float = 10.0, error: str | None = None) -> dict:
+    async def expect_status(self, connector: int, status: str, timeout: float = 10.0, error: str | None = None,
+                            since: int | None = None) -> dict:
         return await self.expect(
             "StatusNotification",
             lambda p: p["connectorId"] == connector and p["status"] == status and (error is None or p["errorCode"] == error),
             timeout,
+            since,
         )
 
     async def no_call(self, action: str, within: float, pred: Callable[[dict], bool] | None = None) -> None:
