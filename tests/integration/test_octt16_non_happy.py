@@ -330,6 +330,47 @@ async def test_TC_032_power_failure_without_sampled_meter_values(csms, booted):
     assert ts(start["timestamp"]).timestamp() + 4.0 <= ts(stop["timestamp"]).timestamp() <= cut.timestamp()
 
 
+async def test_TC_032_power_loss_report_waits_for_accepted_registration(csms, booted):
+    """After a power cut the CSMS first answers BootNotification Pending: the station sends no
+    transaction message until it is Accepted, then the PowerLoss StopTransaction follows."""
+    sp = await booted()
+    await start_session(csms, sp)
+    sp.kill()
+    await asyncio.wait_for(csms.disconnected.wait(), 5)
+    csms.boot_status, csms.boot_interval = "Pending", 1
+    csms.mark()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    await csms.no_call("StopTransaction", 1.5)
+    csms.boot_status = "Accepted"
+    await csms.expect("BootNotification", lambda p: True, timeout=5)
+    stop = await csms.expect("StopTransaction", timeout=10)
+    assert stop["reason"] == "PowerLoss" and stop["transactionId"] == 1
+
+
+async def test_power_cut_while_offline_with_finished_transaction_queued(csms, booted):
+    """A whole transaction happens offline, then a power cut before the link is back: after the
+    reboot StartTransaction and StopTransaction (reason Local, not PowerLoss) are delivered in order,
+    exactly once each."""
+    sp = await booted(ocpp_config={"AllowOfflineTxForUnknownId": "true"})
+    await go_offline(csms, sp)
+    await sp.plug()
+    await sp.swipe("OFF1")
+    await until(lambda: _has_tx(sp))
+    await asyncio.sleep(0.5)
+    await sp.swipe("OFF1")
+    await until(lambda: _no_tx(sp))
+    sp.kill()
+    csms.responders["StartTransaction"] = lambda p: {"transactionId": 44, "idTagInfo": {"status": "Accepted"}}
+    mark = csms.mark()
+    sp.start()
+    await csms.expect("StopTransaction", timeout=15)
+    await csms.no_call("StopTransaction", 1.0)
+    sent = order(csms, mark)
+    assert [a for a, _ in sent] == ["StartTransaction", "StopTransaction"]
+    assert sent[1][1]["transactionId"] == 44 and sent[1][1]["reason"] == "Local" and sent[1][1]["idTag"] == "OFF1"
+
+
 async def _has_tx(sp: StationProcess) -> bool:
     return (await connector(sp))["tx"] is not None
 
