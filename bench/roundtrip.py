@@ -23,6 +23,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.integration.harness import ScriptedCsms, StationProcess  # noqa: E402
 
 
+class ProfiledStation(StationProcess):
+    """The same station process under cProfile (written when it exits after SIGTERM)."""
+
+    def __init__(self, *a, profile: str, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.profile = profile
+
+    def args(self) -> list[str]:
+        args = super().args()
+        assert args[1:3] == ["-m", "station"]
+        return [args[0], "-m", "cProfile", "-o", self.profile, *args[1:]]
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -47,6 +60,12 @@ async def measure(csms: ScriptedCsms, action: str, payload: dict, n: int) -> lis
     return out
 
 
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown")
+    return f"nproc {os.cpu_count()}, CPU {model}, Python {sys.version.split()[0]}, {os.uname().sysname} {os.uname().release}"
+
+
 def summary(name: str, ms: list[float]) -> str:
     ms = sorted(ms)
     p99 = ms[int(len(ms) * 0.99) - 1]
@@ -57,11 +76,14 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--idle", type=float, default=20.0)
+    ap.add_argument("--profile", help="run the station under cProfile and write its stats to this file")
     args = ap.parse_args()
     csms = ScriptedCsms()
     url = await csms.start()
     with tempfile.TemporaryDirectory() as tmp:
-        sp = StationProcess(Path(tmp), url, "BENCH-1", 1, {"HeartbeatInterval": "300"}, extra=["--log-level", "warning"])
+        kw = {"extra": ["--log-level", "warning"]}
+        sp = (ProfiledStation(Path(tmp), url, "BENCH-1", 1, {"HeartbeatInterval": "300"}, profile=args.profile, **kw)
+              if args.profile else StationProcess(Path(tmp), url, "BENCH-1", 1, {"HeartbeatInterval": "300"}, **kw))
         sp.start()
         try:
             await csms.expect("BootNotification", timeout=20)
@@ -78,6 +100,8 @@ async def main() -> None:
         finally:
             sp.stop()
             await csms.close()
+    print(f"machine: {machine()}")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
     print("| request | n | median ms | p99 ms | max ms |")
     print("|---|---|---|---|---|")
     print(summary("GetConfiguration (all keys)", gc))

@@ -25,6 +25,11 @@ from ocpp.exceptions import (
     TypeConstraintViolationError,
 )
 
+try:  # a compiled validator for the common case (valid payloads); jsonschema explains the invalid ones
+    import fastjsonschema
+except ImportError:  # pragma: no cover - optional speed-up
+    fastjsonschema = None
+
 SCHEMA_ROOT = Path(ocpp.__file__).parent
 
 
@@ -37,6 +42,25 @@ def _validator(version: str, name: str) -> tuple[Draft4Validator, bool] | None:
     text = path.read_text(encoding="utf-8-sig")
     schema = json.loads(text, parse_float=decimal.Decimal)
     return Draft4Validator(schema), "multipleOf" in text
+
+
+@cache
+def _fast_validator(version: str, name: str):  # noqa: ANN202 - a generated function
+    """A fastjsonschema validator for ``name``, or None (not installed, or a schema with multipleOf,
+    whose exact decimal semantics only the jsonschema path keeps). It may only be stricter than
+    jsonschema (it also checks formats), never more lenient: whatever it refuses goes to jsonschema."""
+    if fastjsonschema is None:
+        return None
+    path = SCHEMA_ROOT / ("v" + version.replace(".", "")) / "schemas" / f"{name}.json"
+    if not path.exists():
+        return None
+    text = path.read_text(encoding="utf-8-sig")
+    if "multipleOf" in text:
+        return None
+    try:
+        return fastjsonschema.compile(json.loads(text), use_default=False)
+    except Exception:  # pragma: no cover - a schema it cannot compile: jsonschema alone
+        return None
 
 
 def schema_name(version: str, action: str, result: bool) -> str:
@@ -54,6 +78,13 @@ def validate(version: str, action: str, payload: object, result: bool = False) -
     found = _validator(version, schema_name(version, action, result))
     if found is None:
         raise NotImplementedError(description=f"action {action} is not implemented")
+    fast = _fast_validator(version, schema_name(version, action, result))
+    if fast is not None:
+        try:
+            fast(payload)
+            return
+        except Exception:
+            pass  # jsonschema decides, and names the problem
     validator, decimals = found
     if decimals:
         payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
