@@ -363,3 +363,13 @@ class StationProcess:
 
     async def status(self) -> dict:
         return await self.api("GET", "/api/status")
+
+
+async def start_session(csms: ScriptedCsms, sp: StationProcess, tag: str = "TAG1") -> dict:
+    """Plug in at connector 1, present ``tag``, and wait until the station is Charging; returns StartTransaction."""
+    await sp.plug()
+    await csms.expect_status(1, "Preparing")
+    await sp.swipe(tag)
+    start = await csms.expect("StartTransaction")
+    await csms.expect_status(1, "Charging")
+    return start

@@ -15,16 +15,7 @@ import re
 
 import pytest
 
-from tests.integration.harness import CallErrorReply, ScriptedCsms, StationProcess
-
-
-async def start_session(csms: ScriptedCsms, sp: StationProcess, tag: str = "TAG1") -> dict:
-    await sp.plug()
-    await csms.expect_status(1, "Preparing")
-    await sp.swipe(tag)
-    start = await csms.expect("StartTransaction")
-    await csms.expect_status(1, "Charging")
-    return start
+from tests.integration.harness import CallErrorReply, ScriptedCsms, start_session
 
 
 async def raw_call(csms: ScriptedCsms, uid: str, action: str, payload: object) -> list:

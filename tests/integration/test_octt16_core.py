@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.integration.harness import CallErrorReply
-
-
-async def start_session(csms, sp, tag="TAG1"):
-    await sp.plug()
-    await csms.expect_status(1, "Preparing")
-    await sp.swipe(tag)
-    start = await csms.expect("StartTransaction")
-    await csms.expect_status(1, "Charging")
-    return start
+from tests.integration.harness import CallErrorReply, start_session
 
 
 # -- 2.1 boot ---------------------------------------------------------------------------------

@@ -13,17 +13,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.integration.harness import CallErrorReply, ScriptedCsms, StationProcess
-
+from tests.integration.harness import CallErrorReply, ScriptedCsms, StationProcess, start_session
 
 # -- helpers ----------------------------------------------------------------------------------
-async def start_session(csms: ScriptedCsms, sp: StationProcess, tag: str = "TAG1") -> dict:
-    await sp.plug()
-    await csms.expect_status(1, "Preparing")
-    await sp.swipe(tag)
-    start = await csms.expect("StartTransaction")
-    await csms.expect_status(1, "Charging")
-    return start
 
 
 async def connector(sp: StationProcess, evse: int = 1) -> dict:

@@ -8,8 +8,7 @@ import json
 
 import pytest
 
-from tests.integration.harness import CallErrorReply
-from tests.integration.test_octt16_core import start_session
+from tests.integration.harness import CallErrorReply, start_session
 
 
 @pytest.mark.parametrize("what", ["BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
