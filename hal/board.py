@@ -7,6 +7,7 @@ behaves like a real one with a car attached. New backends register a builder in 
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from hal.meter import EnergyMeter
 from hal.pilot import ControlPilot
 from hal.relay import Relay
 from hal.rfid import RfidReader
+from hal.section import Key, read_section
 from hal.sim import SimPlant
 from hal.types import FaultCallback, Listeners
 
@@ -68,10 +70,13 @@ class BuildContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def pins(self) -> Any:
+        """The pin factory of the configured GPIO backend, one for all EVSEs of the station."""
         if self.gpio is None:
             from hal.gpio import pin_factory
 
-            self.gpio = pin_factory(self.gpio_backend)
+            self.gpio = self.extra.get("pins")
+            if self.gpio is None:
+                self.gpio = self.extra["pins"] = pin_factory(self.gpio_backend)
         return self.gpio
 
 
@@ -87,6 +92,54 @@ BUILDERS: dict[str, dict[str, Builder]] = {
 }
 
 DEVICE_KINDS = tuple(BUILDERS)
+
+# Real backends: (device, kind) -> module exposing ``KEYS`` (hal.section.Key per config key) and
+# ``build(values, ctx)``. The modules import their hardware library (gpiod, smbus2, pyserial,
+# pymodbus, pyscard) only when a device is built, so a laptop without them can still check configs.
+BACKEND_MODULES: dict[tuple[str, str], str] = {
+    ("relay", "gpio"): "hal.relay_gpio",
+    ("lock", "gpio"): "hal.lock_gpio",
+    ("pilot", "gpio"): "hal.pilot_gpio",
+    ("meter", "modbus"): "hal.meter.modbus",
+    ("meter", "ade7953"): "hal.meter.ade7953",
+    ("reader", "pn532"): "hal.rfid.pn532",
+    ("reader", "pcsc"): "hal.rfid.pcsc",
+}
+KEYS: dict[tuple[str, str], dict[str, Key]] = {}
+
+
+def _register() -> None:
+    for (device, kind), modname in BACKEND_MODULES.items():
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:  # that backend is not part of this build
+            if e.name != modname:
+                raise
+            continue
+        KEYS[(device, kind)] = mod.KEYS
+        BUILDERS[device][kind] = _checked(device, kind, mod.build)
+
+
+def _checked(device: str, kind: str, build: Callable[[dict[str, Any], BuildContext], Any]) -> Builder:
+    def builder(section: dict[str, Any], ctx: BuildContext) -> Any:
+        values, problems = read_section(section, KEYS[(device, kind)], f"evse {ctx.evse_id}: {device}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return build(values, ctx)
+
+    return builder
+
+
+def check_device(device: str, section: dict[str, Any], path: str) -> list[str]:
+    """Problems of one device section (its kind and, for real backends, every key)."""
+    kind = section.get("kind", "sim")
+    if kind not in BUILDERS[device]:
+        return [f"{path}.kind: {kind!r} is not a known backend (known: {', '.join(backends(device))})"]
+    keys = KEYS.get((device, kind))
+    if keys is None:
+        extra = sorted(set(section) - {"kind"})
+        return [f"{path}.{k}: unknown key (kind {kind!r} takes no other keys)" for k in extra]
+    return read_section(section, keys, path)[1]
 
 
 def backends(device: str) -> list[str]:
@@ -133,3 +186,6 @@ def build_evse(
         if dev is not None and hasattr(dev, "on_fault") and dev is not plant.relay:
             dev.on_fault(hw.faults.emit)
     return hw
+
+
+_register()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from hal.board import BUILDERS
+from hal.board import BUILDERS, check_device
 
 OCPP_VERSIONS = ("1.6", "2.0.1")
 
@@ -137,11 +137,7 @@ def validate_station(s: StationConfig, problems: list[str]) -> None:
         if e.phases not in (1, 3):
             problems.append(f"{p}.phases: must be 1 or 3, got {e.phases}")
         for device, section in e.devices.items():
-            kind = section.get("kind", "sim")
-            if kind not in BUILDERS[device]:
-                problems.append(
-                    f"{p}.{device}.kind: {kind!r} is not a known backend (known: {', '.join(sorted(BUILDERS[device]))})"
-                )
+            problems.extend(check_device(device, section, f"{p}.{device}"))
     if not s.evses:
         problems.append("evse: at least one [[evse]] section is needed")
 

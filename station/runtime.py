@@ -30,6 +30,7 @@ class Runtime:
         state.mkdir(parents=True, exist_ok=True)
         self.store = Store(state / "station.sqlite")
         self.hw: dict[int, EvseHardware] = {}
+        self.shared_hw: dict = {}  # what EVSEs share: the pin factory, an RS-485 bus, an I2C bus
         # a simulated meter must never run backwards across a power cut: start from the highest
         # energy we know of (saved periodically, or the last reading of a transaction that was cut)
         last_tx_wh: dict[int, float] = {}
@@ -38,7 +39,9 @@ class Runtime:
         for e in cfg.evses:
             devices = {} if cfg.simulated else e.devices
             start_wh = max(float(self.store.get("sim_energy_wh", str(e.id), 0.0)), last_tx_wh.get(e.id, 0.0))
-            self.hw[e.id] = build_evse(e.id, devices, cfg.gpio, clock=self.clock.monotonic, start_wh=start_wh)
+            self.hw[e.id] = build_evse(
+                e.id, devices, cfg.gpio, clock=self.clock.monotonic, start_wh=start_wh, shared=self.shared_hw
+            )
             self._wire(e.id, self.hw[e.id])
         self.station: Station | None = None
         self.adapter: Ocpp16Adapter | None = None
