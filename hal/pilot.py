@@ -36,3 +36,46 @@ class ControlPilot(Protocol):
 
     async def offer(self, amps: float | None) -> None: ...
     def on_state(self, cb: CpCallback) -> None: ...
+
+
+# IEC 61851-1 table A.3: the nominal +12/9/6/3/0/-12 V levels with +-1.5 V bands (wider than the
+# standard's +-1 V so that divider tolerances do not matter; the bands do not overlap).
+_BANDS: tuple[tuple[float, float, CpState], ...] = (
+    (10.5, 14.0, CpState.A),
+    (7.5, 10.5, CpState.B),
+    (4.5, 7.5, CpState.C),
+    (1.5, 4.5, CpState.D),
+    (-1.5, 1.5, CpState.E),
+    (-14.0, -10.5, CpState.F),
+)
+
+
+def classify_cp(volts: float) -> CpState | None:
+    """CP state for the positive level of the pilot in volts; ``None`` between bands or out of range."""
+    for low, high, state in _BANDS:
+        if low <= volts < high:
+            return state
+    return None
+
+
+class Debouncer:
+    """Reports a CP state only after ``count`` equal readings in a row; invalid readings restart it."""
+
+    def __init__(self, count: int = 3, initial: CpState = CpState.A) -> None:
+        self.count = count
+        self.state = initial
+        self._candidate: CpState | None = None
+        self._seen = 0
+
+    def feed(self, reading: CpState | None) -> CpState | None:
+        """Feed one reading; returns the new state when it changes, else ``None``."""
+        if reading is None or reading == self.state:
+            self._candidate, self._seen = None, 0
+            return None
+        if reading != self._candidate:
+            self._candidate, self._seen = reading, 0
+        self._seen += 1
+        if self._seen >= self.count:
+            self.state, self._candidate, self._seen = reading, None, 0
+            return reading
+        return None

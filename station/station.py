@@ -39,6 +39,9 @@ class Adapter(Protocol):
     def transaction_stopped(self, tx: Transaction) -> None: ...
 
 
+PILOT_FAULT_INFO = "control pilot state"
+
+
 class Station:
     def __init__(
         self,
@@ -139,11 +142,14 @@ class Station:
         async with self._locks[cid]:
             was_plugged = conn.plugged
             if state in (CpState.E, CpState.F):
-                await self._set_fault(cid, "EVCommunicationError", True, f"control pilot state {state}")
+                # IEC 61851-1: E (CP shorted to PE / no pilot) and F (pilot fault) -> open the contactor
+                # at once; the connector is Faulted (OtherError) and a running transaction ends.
+                what = "CP shorted" if state is CpState.E else "pilot fault"
+                await self._set_fault(cid, "OtherError", True, f"{PILOT_FAULT_INFO} {state} ({what})")
                 return
-            comm_restored = conn.ev_comm_error
+            comm_restored = conn.faults.get("OtherError", "").startswith(PILOT_FAULT_INFO)
             if comm_restored:
-                await self._set_fault(cid, "EVCommunicationError", False)
+                await self._set_fault(cid, "OtherError", False)
             conn.plugged = state in (CpState.B, CpState.C, CpState.D)
             conn.ev_requesting = state in (CpState.C, CpState.D)
             if conn.plugged and not was_plugged:
@@ -189,6 +195,8 @@ class Station:
             if conn.faults.pop(code, None) is None:
                 return
             self.on_event(f"fault cleared at connector {cid}: {code}")
+            if code == "EVCommunicationError" and conn.transaction is not None and conn.plugged and not conn.faulted:
+                await self._energize(cid)  # the EV talks properly again: resume the suspended transaction
         self.notify_status(cid)
 
     # -- authorization -----------------------------------------------------------------------

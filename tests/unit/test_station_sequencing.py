@@ -338,16 +338,29 @@ async def test_silent_meter_is_a_warning_and_the_last_reading_is_kept(tmp_path):
     assert r.ad.status_list()[-2:] == ["Charging", "Finishing"]  # straight to Finishing, no Preparing between
 
 
-async def test_pilot_state_e_suspends_the_transaction_and_recovers(tmp_path):
-    """CP state E/F -> EVCommunicationError: energy off, SuspendedEVSE (1.6 section 7.6), no stop."""
+async def test_pilot_state_e_faults_the_connector_and_ends_the_transaction(tmp_path):
+    """CP state E (CP shorted): contactor open at once, Faulted (OtherError), transaction ended; clears after."""
     r = await make(tmp_path)
     await r.charging()
     r.hw.plant.pilot_fault(CpState.E)
     await settle()
     assert r.order[:2] == ["offer none", "relay open"] and not r.hw.relay.closed
-    assert not r.ad.stopped and r.conn.transaction is not None and r.hw.lock.locked
+    assert len(r.ad.stopped) == 1 and r.ad.stopped[0].stop_reason == "Other" and r.conn.transaction is None
+    assert r.ad.statuses[-1] == (1, "Faulted", "OtherError")
+    r.hw.plant.pilot_fault(None)  # the pilot is healthy again; the EV is still plugged
+    await settle()
+    assert r.ad.statuses[-1][2] == "NoError" and r.status() != "Faulted"
+
+
+async def test_diode_fault_suspends_the_transaction_and_recovers(tmp_path):
+    """EVCommunicationError from the pilot (diode check): energy off, SuspendedEVSE (1.6 section 7.6), no stop."""
+    r = await make(tmp_path)
+    await r.charging()
+    r.hw.plant.fault("EVCommunicationError", True, "EV diode check")
+    await settle()
+    assert not r.hw.relay.closed and not r.ad.stopped and r.conn.transaction is not None and r.hw.lock.locked
     assert r.ad.statuses[-1] == (1, "SuspendedEVSE", "EVCommunicationError")
-    r.hw.plant.pilot_fault(None)  # the pilot is healthy again
+    r.hw.plant.fault("EVCommunicationError", False)
     await settle()
     assert r.hw.relay.closed and r.status() == "Charging" and r.ad.statuses[-1] == (1, "Charging", "NoError")
 
