@@ -8,6 +8,7 @@ behaves like a real one with a car attached. New backends register a builder in 
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ from hal.relay import Relay
 from hal.rfid import RfidReader
 from hal.section import Key, read_section
 from hal.sim import SimPlant
-from hal.types import FaultCallback, Listeners
+from hal.types import Fault, FaultCallback, HalError, Listeners
+
+log = logging.getLogger("hal")
 
 
 @dataclass
@@ -35,26 +38,44 @@ class EvseHardware:
     plant: SimPlant | None = None
     faults: Listeners = field(default_factory=Listeners)
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    active_faults: dict[str, str] = field(default_factory=dict)  # error code -> info, as last reported
+
+    def __post_init__(self) -> None:
+        self.faults.add(self._track)
+
+    def _track(self, fault: Fault) -> None:
+        if fault.active:
+            self.active_faults[fault.error_code] = fault.info
+        else:
+            self.active_faults.pop(fault.error_code, None)
 
     def on_fault(self, cb: FaultCallback) -> None:
         self.faults.add(cb)
 
     async def start(self) -> None:
-        if self.reader is not None:
-            await self.reader.start()
-        for dev in (self.pilot, self.relay, self.lock):
+        """Start every device. One that cannot start is reported as a fault, not as a crash:
+        the station still comes up and tells the CSMS (e.g. Faulted, ReaderFailure)."""
+        for name, dev in (("reader", self.reader), ("pilot", self.pilot), ("relay", self.relay), ("lock", self.lock)):
             start = getattr(dev, "start", None)
-            if start is not None:
+            if start is None:
+                continue
+            try:
                 await start()
+            except HalError as e:
+                log.error("%s: %s", name, e)
+                self.faults.emit(Fault(e.error_code, True, f"{name}: {e}"))
 
     async def close(self) -> None:
-        if self.reader is not None:
-            await self.reader.stop()
-        await self.meter.close()
-        for dev in (self.pilot, self.relay, self.lock):
-            stop = getattr(dev, "stop", None)
-            if stop is not None:
+        """Stop every device (pilot to F, relay open, lock motor off); errors are logged, not raised."""
+        for name, dev in (("reader", self.reader), ("meter", self.meter), ("pilot", self.pilot),
+                          ("relay", self.relay), ("lock", self.lock)):
+            stop = getattr(dev, "close" if name == "meter" else "stop", None)
+            if stop is None:
+                continue
+            try:
                 await stop()
+            except HalError as e:
+                log.error("%s: %s", name, e)
         for c in self.closers:
             c()
 
@@ -167,7 +188,10 @@ def build_evse(
             raise ValueError(
                 f"evse {evse_id}: {device}.kind = {kind!r} is not known (known: {', '.join(backends(device))})"
             ) from None
-        built[device] = builder(section, ctx)
+        try:
+            built[device] = builder(section, ctx)
+        except HalError as e:
+            raise HalError(f"evse {evse_id}: {device} ({kind}): {e}", e.error_code) from e
     uses_sim = any(devices.get(d, {"kind": "sim"}).get("kind", "sim") == "sim" for d in DEVICE_KINDS)
     hw = EvseHardware(
         relay=built["relay"],

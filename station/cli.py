@@ -105,12 +105,17 @@ def _setup_logging(level: str) -> None:
 
 
 async def _run(cfg: StationConfig) -> int:
+    from hal.types import HalError
     from station.api import Api
     from station.runtime import Runtime
     from station.sdnotify import notify, watchdog_interval
 
     log = logging.getLogger(f"station.{cfg.id}")
-    rt = Runtime(cfg, log=log)
+    try:
+        rt = Runtime(cfg, log=log)
+    except (HalError, ValueError) as e:  # a device that cannot be opened: say which, no traceback
+        print(f"station: hardware: {e}", file=sys.stderr)
+        return 3
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):

@@ -91,7 +91,12 @@ class Station:
             state = getattr(hw.pilot, "state", CpState.A)
             conn.plugged = state in (CpState.B, CpState.C, CpState.D)
             conn.ev_requesting = state in (CpState.C, CpState.D)
-            await hw.pilot.offer(None)
+            if state in (CpState.E, CpState.F):
+                conn.faults["OtherError"] = f"{PILOT_FAULT_INFO} {state}"
+            # faults the devices reported before this station object existed (start-up, a reset)
+            for code, info in getattr(hw, "active_faults", {}).items():
+                conn.faults.setdefault(code, info[:50])
+            await self._safe(hw.pilot.offer(None), cid)
             if hw.relay.closed:
                 await self._safe(hw.relay.set(False), cid)
         await self._recover_transactions()
