@@ -43,15 +43,16 @@ class SimPin:
     def __init__(self, spec: PinSpec, initial: bool = False) -> None:
         self.spec = spec
         self.level = initial
+        self.stuck: bool | None = None  # a stuck input (a welded aux contact, a broken switch) reads this
 
     def set(self, on: bool) -> None:
         self.level = on
 
     def get(self) -> bool:
-        return self.level
+        return self.level if self.stuck is None else self.stuck
 
     def read(self) -> bool:
-        return self.level
+        return self.get()
 
     def drive(self, on: bool) -> None:
         self.level = on
@@ -61,7 +62,12 @@ class SimPin:
 
 
 class SimPinFactory:
-    """Pin factory for simulated mode and tests; remembers every pin it made."""
+    """Pin factory for simulated mode and tests; remembers every pin it made.
+
+    An output and an input with the same chip and line are the same pin, so a feedback input can
+    be "wired" to its output in a config (relay ``feedback = pin``): the simulated contactor then
+    follows its coil until the API makes the input stuck (POST /api/gpio).
+    """
 
     def __init__(self) -> None:
         self.pins: dict[tuple[str, int], SimPin] = {}

@@ -111,6 +111,25 @@ class Api:
         await writer.drain()
 
     @staticmethod
+    def _gpio(rt: Any, data: dict) -> dict:
+        """Simulated GPIO only: make an input stuck at a level (true/false) or free it again (null)."""
+        from hal.gpio import SimPinFactory
+
+        pins = rt.shared_hw.get("pins")
+        if not isinstance(pins, SimPinFactory):
+            raise ApiError(409, "/api/gpio works only with hardware.gpio = \"sim\"")
+        line = _field(data, "line", int)
+        chip = data.get("chip", "gpiochip0")
+        pin = pins.pins.get((chip, line))
+        if pin is None:
+            used = ", ".join(f"{c}:{n}" for c, n in sorted(pins.pins))
+            raise ApiError(404, f"line: no device uses {chip} line {line} (used: {used or 'none'})")
+        if "stuck" not in data or not (data["stuck"] is None or isinstance(data["stuck"], bool)):
+            raise ApiError(400, "stuck: must be true, false or null")
+        pin.stuck = data["stuck"]
+        return {"chip": chip, "line": line, "level": pin.level, "stuck": pin.stuck}
+
+    @staticmethod
     def _sim_devices(plant: Any, data: dict) -> dict:
         return _sim_devices_impl(plant, data)
 
@@ -121,7 +140,7 @@ class Api:
                 raise ApiError(405, "use GET", allow="GET")
             return status_of(rt)
         if method != "POST":
-            if path == "/api/link" or EVSE_PATH.fullmatch(path):
+            if path in ("/api/link", "/api/gpio") or EVSE_PATH.fullmatch(path):
                 raise ApiError(405, f"use POST for {path}", allow="POST")
             raise ApiError(404, f"no such endpoint: {method} {path}")
         data = _json(body)
@@ -132,6 +151,8 @@ class Api:
                 raise ApiError(409, "station is not running")
             link.set_enabled(connected)
             return {"connected": connected}
+        if path == "/api/gpio":
+            return self._gpio(rt, data)
         m = EVSE_PATH.fullmatch(path)
         if not m:
             raise ApiError(404, f"no such endpoint: {path}")

@@ -266,6 +266,7 @@ class StationProcess:
     def __init__(self, tmp: Path, csms_url: str, station_id: str = "CS001", evses: int = 1, ocpp_config: dict | None = None,
                  extra: list[str] | None = None, config: str | None = None) -> None:
         self.config = config
+        self.sim = True  # --sim: every device simulated whatever the config says
         self.tmp = tmp
         self.state_dir = tmp / "state"
         self.csms_url = csms_url
@@ -279,7 +280,7 @@ class StationProcess:
         self.starts = 0
 
     def args(self) -> list[str]:
-        args = [sys.executable, "-m", "station", "run", "--sim", "--csms-url", self.csms_url, "--id", self.id,
+        args = [sys.executable, "-m", "station", "run", *(["--sim"] if self.sim else []), "--csms-url", self.csms_url, "--id", self.id,
                 "--state-dir", str(self.state_dir), "--api", f"127.0.0.1:{self.api_port}", "--log-level", "debug"]
         args += ["--config", self.config] if self.config else ["--evses", str(self.evses)]
         if self.ocpp_config is not None:
