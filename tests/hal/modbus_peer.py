@@ -139,6 +139,7 @@ class MeterServer:
         self.images = images
         self.strict = strict
         self.silent = False  # no answers at all: a dead meter
+        self.silent_units: set[int] = set()  # these meters alone are dead
         self.refuse: int | None = None  # answer every request with this exception code
         self.requests: list[tuple[int, int, int, int]] = []  # (unit, function, address, count)
         self.server: Any = None
@@ -159,7 +160,7 @@ class MeterServer:
         async def action(function_code: int, start_address: int, address: int, count: int,
                          registers: list[int], set_values: Any) -> ExcCodes | None:
             self.requests.append((unit, function_code, address, count))
-            if self.silent:
+            if self.silent or unit in self.silent_units:
                 # A dead meter: hold the request until the server stops (bounded), so no answer
                 # ever reaches the client, not even a late one.
                 with contextlib.suppress(TimeoutError):

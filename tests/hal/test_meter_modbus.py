@@ -291,14 +291,20 @@ async def test_two_meters_on_one_rs485_line_take_turns(servers, meters, pty):
 
 
 async def test_one_dead_meter_does_not_break_its_neighbour(servers, meters, pty):
-    await servers({5: MeterImage(MODELS["sdm630"])}, rtu_path=pty.paths[0])
+    srv = await servers({5: MeterImage(MODELS["sdm630"]), 9: MeterImage(MODELS["sdm630"])}, rtu_path=pty.paths[0])
+    srv.silent_units.add(9)
     shared: dict = {}
     live = make(meters, shared, 1, transport="rtu", model="sdm630", unit=5, port=pty.paths[1], **FAST)
     dead = make(meters, shared, 2, transport="rtu", model="sdm630", unit=9, port=pty.paths[1], **FAST)
+    t0 = time.monotonic()
     ra, rd = await asyncio.gather(live.read(), dead.read(), return_exceptions=True)
-    assert isinstance(rd, MeterError)
+    assert isinstance(rd, MeterError) and "unit 9" in str(rd)
     assert_known("sdm630", ra)
-    assert_known("sdm630", await live.read())
+    assert time.monotonic() - t0 < 0.3 * 2 + 0.5
+    for _ in range(3):
+        assert_known("sdm630", await live.read())
+    srv.silent_units.clear()
+    assert_known("sdm630", await dead.read())
 
 
 async def test_closing_the_last_meter_releases_the_bus(servers):
