@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -222,7 +223,7 @@ class _Bus:
             self.client = self._make_client()
         if not self.client.connected:
             if not await self.client.connect():
-                raise ConnectionError(f"cannot open {self.where}")
+                raise ConnectionError(f"cannot open {self.where}{self._why_not()}")
         if function == 0x04:
             rr = await self.client.read_input_registers(start, count=count, device_id=unit)
         else:
@@ -233,6 +234,17 @@ class _Bus:
         if len(regs) != count:
             raise ValueError(f"answer has {len(regs)} registers, asked for {count}")
         return regs
+
+    def _why_not(self) -> str:
+        """Why a serial port would not open (pymodbus only logs it)."""
+        if self.transport != "rtu":
+            return " (nothing answers there)"
+        port = self.settings["port"]
+        if not os.path.exists(port):
+            return " (no such serial device: is the adapter plugged in?)"
+        if not os.access(port, os.R_OK | os.W_OK):
+            return " (permission denied: is the user in group dialout?)"
+        return ""
 
     def drop(self) -> None:
         """Close the connection; the next request opens it again."""
