@@ -177,7 +177,7 @@ def build_evse(
 ) -> EvseHardware:
     """Build one EVSE. ``devices`` maps device kind -> its config section (with ``kind``)."""
     plant = SimPlant(clock=clock, start_wh=start_wh)
-    ctx = BuildContext(evse_id=evse_id, plant=plant, gpio_backend=gpio_backend, extra=shared or {})
+    ctx = BuildContext(evse_id=evse_id, plant=plant, gpio_backend=gpio_backend, extra=shared if shared is not None else {})
     built: dict[str, Any] = {}
     for device in DEVICE_KINDS:
         section = devices.get(device, {"kind": "sim"})

@@ -202,11 +202,12 @@ class Api:
         return {"ok": True}
 
 
-SIM_SWITCHES = ("lock_jammed", "relay_welded", "meter_failing")
+SIM_SWITCHES = ("lock_jammed", "relay_welded", "meter_failing", "pilot_short")
 
 
 def _sim_devices_impl(plant: Any, data: dict) -> dict:
-    """Make simulated devices misbehave (fault tests): a jammed lock, a welded relay, a silent meter."""
+    """Make simulated devices misbehave (fault tests): a jammed lock, a welded relay, a silent meter,
+    a shorted control pilot."""
     unknown = [k for k in data if k not in SIM_SWITCHES]
     if unknown:
         raise ApiError(400, f"{unknown[0]}: unknown switch (known: {', '.join(SIM_SWITCHES)})")
@@ -219,7 +220,12 @@ def _sim_devices_impl(plant: Any, data: dict) -> dict:
         plant.relay.welded = data["relay_welded"]
     if "meter_failing" in data:
         plant.meter.failing = data["meter_failing"]
-    return {"lock_jammed": plant.lock.jammed, "relay_welded": plant.relay.welded, "meter_failing": plant.meter.failing}
+    if "pilot_short" in data:  # CP shorted to PE: the pilot reads state E
+        from hal.types import CpState
+
+        plant.pilot_fault(CpState.E if data["pilot_short"] else None)
+    return {"lock_jammed": plant.lock.jammed, "relay_welded": plant.relay.welded, "meter_failing": plant.meter.failing,
+            "pilot_short": plant.pilot_error is not None}
 
 
 def _json(body: bytes) -> dict:

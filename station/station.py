@@ -403,10 +403,10 @@ class Station:
         while True:
             await asyncio.sleep(self.checkpoint_interval_s)
             for cid, conn in self.connectors.items():
+                # idle connectors too: a meter that died is reported before the next driver comes
+                await self.read_meter(cid)
                 if conn.transaction is not None:
-                    await self.read_meter(cid)
-                    if conn.transaction is not None:
-                        self.save_transaction(conn.transaction)
+                    self.save_transaction(conn.transaction)
 
     def save_transaction(self, tx: Transaction) -> None:
         data = {
