@@ -127,6 +127,7 @@ BACKEND_MODULES: dict[tuple[str, str], str] = {
     ("reader", "pcsc"): "hal.rfid.pcsc",
 }
 KEYS: dict[tuple[str, str], dict[str, Key]] = {}
+CROSS_CHECKS: dict[tuple[str, str], Callable[[dict[str, Any], str], list[str]]] = {}
 
 
 def _register() -> None:
@@ -138,6 +139,8 @@ def _register() -> None:
                 raise
             continue
         KEYS[(device, kind)] = mod.KEYS
+        if hasattr(mod, "problems"):  # checks between keys (e.g. transport rtu needs a port)
+            CROSS_CHECKS[(device, kind)] = mod.problems
         BUILDERS[device][kind] = _checked(device, kind, mod.build)
 
 
@@ -160,7 +163,11 @@ def check_device(device: str, section: dict[str, Any], path: str) -> list[str]:
     if keys is None:
         extra = sorted(set(section) - {"kind"})
         return [f"{path}.{k}: unknown key (kind {kind!r} takes no other keys)" for k in extra]
-    return read_section(section, keys, path)[1]
+    values, problems = read_section(section, keys, path)
+    cross = CROSS_CHECKS.get((device, kind))
+    if cross is not None and not problems:
+        problems = cross(values, path)
+    return problems
 
 
 def backends(device: str) -> list[str]:

@@ -242,3 +242,11 @@ def test_build_evse_with_gpio_relay_and_lock_on_shared_pins():
     assert set(shared["pins"].pins) >= {("gpiochip0", 23), ("gpiochip0", 24), ("gpiochip0", 5), ("gpiochip0", 26)}
     with pytest.raises(ValueError, match="unlock_pin: must differ"):
         build_evse(2, {"lock": {"kind": "gpio", "lock_pin": 5, "unlock_pin": 5}}, "sim", shared={})
+
+
+def test_check_device_runs_a_backends_checks_between_keys():
+    assert check_device("meter", {"kind": "modbus", "transport": "rtu", "model": "sdm630"}, "evse[0].meter") == [
+        "evse[0].meter.port: missing (needed for transport rtu)"
+    ]
+    assert check_device("meter", {"kind": "modbus", "transport": "tcp", "model": "sdm630", "host": "10.0.0.5"},
+                        "evse[0].meter") == []

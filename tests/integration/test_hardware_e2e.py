@@ -1,0 +1,205 @@
+"""`station run --config <board>.toml` with real device peers: what reaches the CSMS.
+
+The station runs as its own process, not simulated: its meter is a Modbus TCP client talking to
+a pymodbus server on 127.0.0.1, its card reader a PN532 driver talking to a fake PN532 on a
+pseudo-terminal, its contactor and lock GPIO devices on the simulated pin backend (this machine
+has no GPIO chip). The pilot is the simulated EV, driven through the local API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hal.meter.registers import MODELS
+from tests.hal.modbus_peer import MeterImage, MeterServer
+from tests.hal.pn532_peer import Card, FakePn532
+
+UID = "04A2B3C4D5E680"
+VALUES = {
+    "energy_import_kwh": 1234.5,
+    "energy_export_kwh": 12.3,
+    "power_w": 7360.0,
+    "current_l1_a": 10.7,
+    "current_l2_a": 10.6,
+    "current_l3_a": 10.7,
+    "voltage_l1_v": 230.1,
+    "voltage_l2_v": 229.8,
+    "voltage_l3_v": 231.0,
+    "frequency_hz": 50.01,
+    "power_factor": 0.98,
+}
+SAMPLED = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage"
+
+BOARD = """
+[station]
+id = "HW-1"
+csms_url = "ws://127.0.0.1:9/ocpp"
+
+[hardware]
+gpio = "sim"
+
+[[evse]]
+id = 1
+max_current = 16
+phases = 3
+
+[evse.relay]
+kind = "gpio"
+pin = 23
+feedback = 23          # simulated GPIO: the aux contact input follows the coil output
+settle_ms = 20
+watch_interval_s = 0.2
+
+[evse.lock]
+kind = "gpio"
+lock_pin = 5
+unlock_pin = 6
+pulse_ms = 20
+
+[evse.pilot]
+kind = "sim"
+
+[evse.meter]
+kind = "modbus"
+transport = "tcp"
+model = "sdm630"
+host = "127.0.0.1"
+tcp_port = {port}
+timeout_s = 0.3
+retries = 1
+
+[evse.reader]
+kind = "pn532"
+port = "{reader}"
+poll_interval_s = 0.05
+timeout_s = 0.3
+"""
+
+
+@pytest.fixture
+async def peers():
+    image = MeterImage(MODELS["sdm630"], VALUES)
+    meter = await MeterServer({1: image}).start_tcp()
+    pn532 = FakePn532()
+    yield meter, image, pn532
+    pn532.close()
+    await meter.stop()
+
+
+@pytest.fixture
+async def hw_station(tmp_path, csms, make_station, peers):
+    meter, image, pn532 = peers
+    path = tmp_path / "board.toml"
+    path.write_text(BOARD.format(port=meter.port, reader=pn532.path))
+    sp = make_station(config=str(path), station_id="HW-1",
+                      ocpp_config={"MeterValueSampleInterval": "1", "MeterValuesSampledData": SAMPLED})
+    sp.sim = False
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    await csms.expect_status(1, "Available", timeout=10, since=0)
+    await sp.wait_api()
+    csms.mark()
+    return sp
+
+
+def value_of(meter_values: dict, measurand: str, phase: str | None = None) -> float:
+    for mv in meter_values["meterValue"]:
+        for s in mv["sampledValue"]:
+            if s.get("measurand", "Energy.Active.Import.Register") == measurand and s.get("phase") == phase:
+                return float(s["value"])
+    raise AssertionError(f"no {measurand} {phase or ''} in {meter_values}")
+
+
+async def start_with_card(csms, sp, pn532) -> dict:
+    await sp.plug()
+    await csms.expect_status(1, "Preparing")
+    pn532.put(Card(bytes.fromhex(UID)))
+    auth = await csms.expect("Authorize")
+    assert auth == {"idTag": UID}
+    start = await csms.expect("StartTransaction")
+    await csms.expect_status(1, "Charging")
+    return start
+
+
+async def test_card_on_pn532_starts_and_stops_with_energy_from_the_modbus_meter(csms, hw_station, peers):
+    meter, image, pn532 = peers
+    sp = hw_station
+    start = await start_with_card(csms, sp, pn532)
+    assert start["idTag"] == UID and start["meterStart"] == 1234500
+    mv = await csms.expect("MeterValues", timeout=10)
+    assert value_of(mv, "Power.Active.Import") == pytest.approx(7360.0, abs=1)
+    assert value_of(mv, "Energy.Active.Import.Register") == pytest.approx(1234500, abs=1)
+    assert value_of(mv, "Voltage", "L2-N") == pytest.approx(229.8, abs=0.05)
+    assert value_of(mv, "Current.Import", "L1") == pytest.approx(10.7, abs=0.05)
+    # the card stays on the reader for many polls: it is not read again
+    await csms.no_call("Authorize", 1.0)
+    await csms.no_call("StopTransaction", 0.1)
+    image.set({"energy_import_kwh": 1240.0})
+    pn532.remove()
+    await asyncio.sleep(0.3)
+    pn532.put(Card(bytes.fromhex(UID)))  # presented again: ends the session
+    stop = await csms.expect("StopTransaction")
+    assert stop["meterStop"] == 1240000 and stop["reason"] == "Local"
+    status = await sp.status()
+    assert status["evses"][0]["transaction"] is None
+
+
+async def test_dead_meter_is_reported_once_and_cleared(csms, hw_station, peers):
+    meter, image, pn532 = peers
+    sp = hw_station
+    await start_with_card(csms, sp, pn532)
+    meter.go_silent()
+    sn = await csms.expect("StatusNotification", lambda p: p["errorCode"] == "PowerMeterFailure", timeout=15)
+    assert sn["connectorId"] == 1 and sn["status"] == "Charging"  # not blocking: the transaction goes on
+    await csms.no_call("StopTransaction", 1.5)
+    meter.come_back()
+    await csms.expect("StatusNotification", lambda p: p["errorCode"] == "NoError" and p["status"] == "Charging",
+                      timeout=15)
+    reported = [p for p in csms.calls("StatusNotification") if p["errorCode"] == "PowerMeterFailure"]
+    assert len(reported) == 1
+
+
+async def test_welded_contactor_faults_the_connector(csms, hw_station, peers):
+    meter, image, pn532 = peers
+    sp = hw_station
+    await start_with_card(csms, sp, pn532)
+    await sp.api("POST", "/api/gpio", {"line": 23, "stuck": True})  # aux contact stays closed
+    pn532.remove()
+    await asyncio.sleep(0.3)
+    pn532.put(Card(bytes.fromhex(UID)))  # the driver ends the session: the contactor must open
+    await csms.expect_status(1, "Faulted", error="PowerSwitchFailure", timeout=10)
+    stop = await csms.expect("StopTransaction", since=0)
+    assert stop["meterStop"] == 1234500
+    await sp.api("POST", "/api/gpio", {"line": 23, "stuck": None})  # repaired: the contact opens
+    sn = await csms.expect("StatusNotification", lambda p: p["errorCode"] == "NoError", timeout=10)
+    assert sn["status"] != "Faulted"
+
+
+async def test_cp_short_state_e_faults_the_connector_and_ends_the_transaction(csms, hw_station, peers):
+    meter, image, pn532 = peers
+    sp = hw_station
+    await start_with_card(csms, sp, pn532)
+    await sp.api("POST", "/api/evses/1/sim", {"pilot_short": True})
+    sn = await csms.expect_status(1, "Faulted", error="OtherError", timeout=10)
+    assert "control pilot state E" in sn.get("info", "")
+    stop = await csms.expect("StopTransaction", since=0)
+    assert stop["reason"] == "Other"
+    await sp.api("POST", "/api/evses/1/sim", {"pilot_short": False})
+    sn = await csms.expect("StatusNotification", lambda p: p["errorCode"] == "NoError", timeout=10)
+    assert sn["status"] in ("Preparing", "Finishing")
+
+
+async def test_pn532_that_stops_answering_is_a_reader_failure(csms, hw_station, peers):
+    meter, image, pn532 = peers
+    sp = hw_station
+    pn532.silent = True
+    sn = await csms.expect("StatusNotification", lambda p: p["errorCode"] == "ReaderFailure", timeout=15)
+    assert sn["connectorId"] == 1 and sn["status"] == "Available"
+    pn532.silent = False
+    await csms.expect("StatusNotification", lambda p: p["errorCode"] == "NoError", timeout=15)
+    # and cards work again
+    await sp.plug()
+    pn532.put(Card(bytes.fromhex(UID)))
+    await csms.expect("StartTransaction", timeout=10)
