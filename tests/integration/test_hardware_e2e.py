@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 from hal.meter.registers import MODELS
-from tests.hal.modbus_peer import MeterImage, MeterServer
+from tests.hal.modbus_peer import MeterImage, MeterServer, PtyPair
 from tests.hal.pn532_peer import Card, FakePn532
 
 UID = "04A2B3C4D5E680"
@@ -63,10 +63,8 @@ kind = "sim"
 
 [evse.meter]
 kind = "modbus"
-transport = "tcp"
 model = "sdm630"
-host = "127.0.0.1"
-tcp_port = {port}
+{meter}
 timeout_s = 0.3
 retries = 1
 
@@ -92,7 +90,8 @@ async def peers():
 async def hw_station(tmp_path, csms, make_station, peers):
     meter, image, pn532 = peers
     path = tmp_path / "board.toml"
-    path.write_text(BOARD.format(port=meter.port, reader=pn532.path))
+    meter_keys = f'transport = "tcp"\nhost = "127.0.0.1"\ntcp_port = {meter.port}'
+    path.write_text(BOARD.format(meter=meter_keys, reader=pn532.path))
     sp = make_station(config=str(path), station_id="HW-1",
                       ocpp_config={"MeterValueSampleInterval": "1", "MeterValuesSampledData": SAMPLED})
     sp.sim = False
@@ -203,3 +202,34 @@ async def test_pn532_that_stops_answering_is_a_reader_failure(csms, hw_station, 
     await sp.plug()
     pn532.put(Card(bytes.fromhex(UID)))
     await csms.expect("StartTransaction", timeout=10)
+
+
+async def test_modbus_rtu_meter_on_a_serial_line(tmp_path, csms, make_station):
+    """The same station with its meter on RS-485 (Modbus RTU over a pseudo-terminal pair)."""
+    line = await PtyPair().start()
+    image = MeterImage(MODELS["sdm630"], VALUES)
+    meter = await MeterServer({3: image}).start_rtu(line.paths[0], baudrate=19200)
+    pn532 = FakePn532()
+    try:
+        path = tmp_path / "board.toml"
+        meter_keys = f'transport = "rtu"\nport = "{line.paths[1]}"\nbaudrate = 19200\nunit = 3'
+        path.write_text(BOARD.format(meter=meter_keys, reader=pn532.path))
+        sp = make_station(config=str(path), station_id="HW-1",
+                          ocpp_config={"MeterValueSampleInterval": "1", "MeterValuesSampledData": SAMPLED})
+        sp.sim = False
+        sp.start()
+        await csms.expect_status(1, "Available", timeout=15, since=0)
+        await sp.wait_api()
+        start = await start_with_card(csms, sp, pn532)
+        assert start["meterStart"] == 1234500
+        mv = await csms.expect("MeterValues", timeout=10)
+        assert value_of(mv, "Voltage", "L3-N") == pytest.approx(231.0, abs=0.05)
+        assert {r[0] for r in meter.requests} == {3}  # only the configured Modbus id was asked
+        line.cut = True  # the RS-485 cable is cut
+        await csms.expect("StatusNotification", lambda p: p["errorCode"] == "PowerMeterFailure", timeout=15)
+        line.cut = False
+        await csms.expect("StatusNotification", lambda p: p["errorCode"] == "NoError", timeout=15)
+    finally:
+        pn532.close()
+        await meter.stop()
+        line.close()
