@@ -14,6 +14,7 @@ Two layers:
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -445,8 +446,8 @@ def stack(tmp_path_factory):
     if why:
         pytest.skip(why)
     daemon = PcscDaemon(tmp_path_factory.mktemp("pcsc"))
-    old = {k: sys.modules["os"].environ.get(k) for k in daemon.env()}
-    sys.modules["os"].environ.update(daemon.env())  # libpcsclite reads it once per process
+    old = {k: os.environ.get(k) for k in daemon.env()}
+    os.environ.update(daemon.env())  # libpcsclite reads it once per process
     try:
         daemon.start()
     except RuntimeError as e:
@@ -455,9 +456,9 @@ def stack(tmp_path_factory):
     daemon.stop()
     for k, v in old.items():
         if v is None:
-            sys.modules["os"].environ.pop(k, None)
+            os.environ.pop(k, None)
         else:
-            sys.modules["os"].environ[k] = v
+            os.environ[k] = v
 
 
 @pytest.fixture
@@ -477,6 +478,7 @@ async def real_reader(stack):
     stack.stop()  # the next test starts with a fresh pcscd and an empty reader
 
 
+@pytest.mark.slow
 async def test_real_stack_card_read_once_and_types(stack, real_reader):
     from tests.hal.pcsc_stack import VirtualCard
 
@@ -504,6 +506,7 @@ async def test_real_stack_card_read_once_and_types(stack, real_reader):
     assert r.faults == []
 
 
+@pytest.mark.slow
 async def test_real_stack_reader_gone_and_back(stack, real_reader):
     from tests.hal.pcsc_stack import VirtualCard
 
