@@ -58,6 +58,40 @@ def ensure_installed() -> str | None:
     return f"apt-get install {want} failed: {(r.stderr or r.stdout).strip()[-300:]}"
 
 
+def ensure_pyscard() -> str | None:
+    """None when pyscard imports (building it if possible: it needs the PC/SC headers and swig),
+    else the reason why not. CI runs as root on a fresh machine, so the real stack is tested there."""
+    import importlib
+    import sys
+
+    try:
+        importlib.import_module("smartcard.scard")
+        return None
+    except ImportError:
+        pass
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        return "pyscard is not installed: apt-get install libpcsclite-dev swig; pip install pyscard"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "libpcsclite-dev", "swig", "gcc"]
+    try:
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
+            subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "pyscard"], capture_output=True, text=True,
+                           timeout=600)
+    except subprocess.TimeoutExpired:
+        return "installing pyscard took too long"
+    if r.returncode != 0:
+        return f"pip install pyscard failed: {(r.stderr or r.stdout).strip()[-300:]}"
+    importlib.invalidate_caches()
+    try:
+        importlib.import_module("smartcard.scard")
+    except ImportError as e:
+        return f"pyscard installed but does not import: {e}"
+    return None
+
+
 def _free_port_pair() -> int:
     """A TCP port p with p and p + 1 free (vpcd opens one port per slot)."""
     for _ in range(200):

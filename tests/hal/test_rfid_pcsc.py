@@ -436,13 +436,9 @@ def test_keys_and_board():
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    try:
-        import smartcard.scard  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"pyscard is not installed ({e}): apt-get install libpcsclite-dev swig; pip install pyscard")
-    from tests.hal.pcsc_stack import PcscDaemon, ensure_installed
+    from tests.hal.pcsc_stack import PcscDaemon, ensure_installed, ensure_pyscard
 
-    why = ensure_installed()
+    why = ensure_pyscard() or ensure_installed()
     if why:
         pytest.skip(why)
     daemon = PcscDaemon(tmp_path_factory.mktemp("pcsc"))

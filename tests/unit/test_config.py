@@ -186,6 +186,39 @@ def test_sim_example_documents_every_key():
     assert set(data) == {"station", "hardware", "evse"}
 
 
+# -- board profiles: config/rpi*.toml ---------------------------------------------------------
+
+BOARD_PROFILES = sorted((ROOT / "config").glob("rpi*.toml"))
+
+
+def test_there_are_pi4_and_pi5_board_profiles():
+    names = [p.name for p in BOARD_PROFILES]
+    assert any(n.startswith("rpi4-") for n in names) and any(n.startswith("rpi5-") for n in names)
+
+
+@pytest.mark.parametrize("path", BOARD_PROFILES, ids=lambda p: p.name)
+def test_board_profile_is_valid_and_uses_real_backends(path):
+    cfg = load(path)
+    assert cfg.gpio in ("gpiod", "rpigpio")
+    for e in cfg.evses:
+        kinds = {dev: sec.get("kind", "sim") for dev, sec in e.devices.items()}
+        assert "sim" not in kinds.values(), f"{path.name} evse {e.id}: simulated device in a board profile: {kinds}"
+        assert set(kinds) == {"relay", "lock", "pilot", "meter", "reader"}
+
+
+@pytest.mark.parametrize("path", BOARD_PROFILES, ids=lambda p: p.name)
+def test_board_profile_has_a_wiring_table(path):
+    """Every GPIO line a profile uses is named in its wiring comment (pin, device, active level)."""
+    text = path.read_text()
+    data = tomllib.loads(text)
+    for evse in data["evse"]:
+        for dev in ("relay", "lock"):
+            for key in ("pin", "feedback", "lock_pin", "unlock_pin"):
+                line = evse.get(dev, {}).get(key)
+                if isinstance(line, int) and line >= 0:
+                    assert re.search(rf"GPIO{line}\b", text), f"{path.name}: GPIO{line} ({dev}.{key}) not in the wiring table"
+
+
 # -- the real CLI --------------------------------------------------------------------------------
 
 def check(path: Path) -> subprocess.CompletedProcess:
