@@ -135,7 +135,12 @@ class Pn532Reader:
             return
         except _NoAnswer as e:
             await asyncio.to_thread(self._close)
-            raise ReaderError(f"PN532 reader on {self.port}: {e}") from None
+            # report it, and keep trying in the background: a reader plugged in (or repaired)
+            # later is set up and used without a restart of the station
+            message = f"PN532 reader on {self.port}: {e}"
+            self._set_fault(True, message)
+            self._task = asyncio.create_task(self._poll_loop(), name=f"pn532 {self.port}")
+            raise ReaderError(message) from None
         self._task = asyncio.create_task(self._poll_loop(), name=f"pn532 {self.port}")
 
     async def stop(self) -> None:

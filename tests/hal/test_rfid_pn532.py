@@ -177,6 +177,7 @@ async def test_start_fails_when_another_chip_answers(fake):
     with pytest.raises(ReaderError, match="not a PN532") as e:
         await r.start()
     assert fake.path in str(e.value)
+    await r.stop()
 
 
 async def test_start_fails_on_a_missing_port():
@@ -184,6 +185,28 @@ async def test_start_fails_on_a_missing_port():
     with pytest.raises(ReaderError, match="/dev/ttyNOPE-pn532") as e:
         await r.start()
     assert "cannot open" in str(e.value)
+    await r.stop()
+
+
+async def test_reader_missing_at_start_is_a_fault_and_is_used_once_it_answers(fake):
+    """A PN532 that does not answer at start: ReaderFailure at once, and the reader keeps trying,
+    so one connected (or repaired) later works without restarting the station."""
+    fake.silent = True
+    r = Pn532Reader(fake.path, timeout_s=0.1, poll_interval_s=0.02)
+    faults, tokens = [], []
+    r.on_fault(faults.append)
+    r.on_token(tokens.append)
+    with pytest.raises(ReaderError):
+        await r.start()
+    try:
+        assert [(f.error_code, f.active) for f in faults] == [("ReaderFailure", True)]
+        fake.silent = False
+        await wait_for(lambda: len(faults) == 2, what="the fault cleared")
+        assert not faults[1].active
+        fake.put(Card(UID4))
+        await wait_for(lambda: len(tokens) == 1)
+    finally:
+        await r.stop()
 
 
 async def test_stop_returns_quickly_during_a_command(fake, reader):
