@@ -233,3 +233,56 @@ async def test_modbus_rtu_meter_on_a_serial_line(tmp_path, csms, make_station):
         pn532.close()
         await meter.stop()
         line.close()
+
+
+@pytest.mark.slow
+async def test_pcsc_reader_on_a_real_pcscd_starts_a_session(tmp_path, csms, make_station):
+    """The station with a PC/SC reader: pcscd with the vpcd virtual reader, a virtual ISO 15693 tag."""
+    import os
+
+    from tests.hal.pcsc_stack import (
+        PcscDaemon,
+        VirtualCard,
+        contactless_atr,
+        ensure_installed,
+        ensure_pyscard,
+    )
+
+    why = ensure_pyscard() or ensure_installed()
+    if why:
+        pytest.skip(why)
+    daemon = PcscDaemon(tmp_path / "pcsc")
+    daemon.start()
+    image = MeterImage(MODELS["sdm630"], VALUES)
+    meter = await MeterServer({1: image}).start_tcp()
+    card = None
+    try:
+        board = BOARD.format(meter=f'transport = "tcp"\nhost = "127.0.0.1"\ntcp_port = {meter.port}', reader="-")
+        board = board[: board.index("[evse.reader]")] + '[evse.reader]\nkind = "pcsc"\nreader = "Virtual PCD"\n'
+        path = tmp_path / "board.toml"
+        path.write_text(board)
+        sp = make_station(config=str(path), station_id="HW-1")
+        sp.sim = False
+        saved = {k: os.environ.get(k) for k in daemon.env()}
+        os.environ.update(daemon.env())  # the station process finds the private pcscd socket
+        try:
+            sp.start()
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        await csms.expect_status(1, "Available", timeout=15, since=0)
+        await sp.wait_api()
+        await sp.plug()
+        await csms.expect_status(1, "Preparing")
+        card = VirtualCard(daemon.port, bytes.fromhex("E004010012345678"), contactless_atr(0x0B, 0x000C))
+        assert (await csms.expect("Authorize", timeout=15)) == {"idTag": "E004010012345678"}
+        start = await csms.expect("StartTransaction")
+        assert start["meterStart"] == 1234500
+        await csms.no_call("Authorize", 1.5)  # the tag stays on the reader: read once
+        daemon.stop()  # PC/SC service gone: the reader is gone
+        await csms.expect("StatusNotification", lambda p: p["errorCode"] == "ReaderFailure", timeout=15)
+    finally:
+        if card is not None:
+            card.remove()
+        daemon.stop()
+        await meter.stop()
