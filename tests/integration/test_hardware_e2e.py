@@ -176,6 +176,21 @@ async def test_welded_contactor_faults_the_connector(csms, hw_station, peers):
     assert sn["status"] != "Faulted"
 
 
+async def test_contactor_that_does_not_close_faults_the_connector_and_ends_the_transaction(csms, hw_station, peers):
+    meter, image, pn532 = peers
+    sp = hw_station
+    await sp.api("POST", "/api/gpio", {"line": 23, "stuck": False})  # the aux contact never closes
+    await sp.plug()
+    await csms.expect_status(1, "Preparing")
+    pn532.put(Card(bytes.fromhex(UID)))
+    await csms.expect_status(1, "Faulted", error="PowerSwitchFailure", timeout=10)
+    status = await sp.status()
+    assert status["evses"][0]["transaction"] is None
+    # 1.6: the transaction starts once authorized and plugged; the contactor that then fails ends it
+    stop = await csms.expect("StopTransaction", since=0)
+    assert stop["reason"] == "Other" and stop["meterStop"] == 1234500
+
+
 async def test_cp_short_state_e_faults_the_connector_and_ends_the_transaction(csms, hw_station, peers):
     meter, image, pn532 = peers
     sp = hw_station
@@ -286,3 +301,23 @@ async def test_pcsc_reader_on_a_real_pcscd_starts_a_session(tmp_path, csms, make
             card.remove()
         daemon.stop()
         await meter.stop()
+
+
+async def test_lock_that_does_not_move_gives_unlock_failed(tmp_path, csms, make_station, peers):
+    """Motor lock with a position switch: the switch stays at "locked" -> UnlockConnector UnlockFailed."""
+    meter, image, pn532 = peers
+    board = BOARD.format(meter=f'transport = "tcp"\nhost = "127.0.0.1"\ntcp_port = {meter.port}', reader=pn532.path)
+    board = board.replace("pulse_ms = 20", "pulse_ms = 20\nfeedback = 26\nretries = 1")
+    path = tmp_path / "board.toml"
+    path.write_text(board)
+    sp = make_station(config=str(path), station_id="HW-1")
+    sp.sim = False
+    sp.start()
+    await csms.expect_status(1, "Available", timeout=15, since=0)
+    await sp.wait_api()
+    await sp.api("POST", "/api/gpio", {"line": 26, "stuck": True})  # the switch reports "locked", for ever
+    await start_with_card(csms, sp, pn532)
+    r = await csms.call("UnlockConnector", {"connectorId": 1})
+    assert r == {"status": "UnlockFailed"}
+    stop = await csms.expect("StopTransaction", since=0)
+    assert stop["reason"] == "UnlockCommand"
