@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from hal.board import BUILDERS, check_device
+from hal.board import KEYS as DEVICE_KEYS
 
 OCPP_VERSIONS = ("1.6", "2.0.1")
 
@@ -140,6 +141,33 @@ def validate_station(s: StationConfig, problems: list[str]) -> None:
             problems.extend(check_device(device, section, f"{p}.{device}"))
     if not s.evses:
         problems.append("evse: at least one [[evse]] section is needed")
+    if s.gpio != "sim":
+        _check_shared_lines(s, problems)
+
+
+def _check_shared_lines(s: StationConfig, problems: list[str]) -> None:
+    """Two devices on one GPIO line or one PWM channel: a wiring mistake (gpiod would say "busy")."""
+    used: dict[tuple, str] = {}
+    for n, e in enumerate(s.evses):
+        for device, section in e.devices.items():
+            keys = DEVICE_KEYS.get((device, section.get("kind", "sim")))
+            if not keys:
+                continue
+            claims = []
+            for key in keys:
+                line = section.get(key)
+                if f"{key}_chip" in keys and isinstance(line, int) and not isinstance(line, bool) and line >= 0:
+                    claims.append((key, ("gpio", section.get(f"{key}_chip", "gpiochip0"), line)))
+            if device == "pilot":
+                pwm = ("pwm", section.get("pwm_chip", 0), section.get("pwm_channel", 0))
+                claims.append(("pwm_channel", pwm))
+            for key, what in claims:
+                path = f"evse[{n}].{device}.{key}"
+                if what in used:
+                    name = f"{what[1]} line {what[2]}" if what[0] == "gpio" else f"PWM chip {what[1]} channel {what[2]}"
+                    problems.append(f"{path}: {name} is already used by {used[what]}")
+                else:
+                    used[what] = path
 
 
 def parse(data: dict, source: str = "<config>") -> StationConfig:

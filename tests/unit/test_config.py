@@ -280,3 +280,31 @@ def test_run_refuses_a_bad_config_file(tmp_path):
     r = subprocess.run([sys.executable, "-m", "station", "run", "--config", str(bad)], capture_output=True, text=True,
                        timeout=30, cwd=ROOT)
     assert r.returncode == 2 and "evse[0].phases" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_two_devices_on_one_gpio_line_or_pwm_channel_are_named(tmp_path):
+    text = (ROOT / "config" / "rpi5-2evse.toml").read_text()
+    text = text.replace("pin = 16\n", "pin = 23\n").replace("pwm_channel = 3", "pwm_channel = 2")
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, text))
+    assert "evse[1].relay.pin: gpiochip0 line 23 is already used by evse[0].relay.pin" in e.value.problems
+    assert "evse[1].pilot.pwm_channel: PWM chip 0 channel 2 is already used by evse[0].pilot.pwm_channel" in e.value.problems
+
+
+def test_only_simulated_gpio_may_wire_an_input_to_its_output(tmp_path):
+    text = """
+[station]
+id = "CP-1"
+[hardware]
+gpio = "{gpio}"
+[[evse]]
+id = 1
+[evse.relay]
+kind = "gpio"
+pin = 23
+feedback = 23
+"""
+    assert load(write(tmp_path, text.format(gpio="sim"))).evses[0].devices["relay"]["feedback"] == 23
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, text.format(gpio="gpiod")))
+    assert e.value.problems == ["evse[0].relay.feedback: gpiochip0 line 23 is already used by evse[0].relay.pin"]
