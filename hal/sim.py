@@ -26,6 +26,7 @@ class SimEv:
         self.max_current_a = 32.0
         self.phases = 3
         self.suspended = False
+        self.needs_ventilation = False  # asks for energy with state D instead of C
 
 
 class SimPilot:
@@ -133,7 +134,7 @@ class SimPlant:
         elif ev.suspended or not pilot.offered_a:
             pilot._set_state(CpState.B)
         else:
-            pilot._set_state(CpState.C)
+            pilot._set_state(CpState.D if ev.needs_ventilation else CpState.C)
 
     # -- what a person (or the API) does -------------------------------------------------------
     def plug(self, max_current_a: float | None = None, phases: int | None = None) -> None:

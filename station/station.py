@@ -157,6 +157,9 @@ class Station:
                 await self._set_fault(cid, "OtherError", False)
             conn.plugged = state in (CpState.B, CpState.C, CpState.D)
             conn.ev_requesting = state in (CpState.C, CpState.D)
+            if state is CpState.D and not conn.ventilation_required:
+                self.on_event(f"connector {cid}: the EV asks for ventilation (state D); this station has none")
+            conn.ventilation_required = state is CpState.D
             if conn.plugged and not was_plugged:
                 self.on_event(f"EV plugged in at connector {cid}")
                 if conn.transaction is not None:
@@ -177,6 +180,8 @@ class Station:
                     await self._unlock_hw(cid)
             elif comm_restored and conn.plugged and conn.transaction is not None:
                 await self._energize(cid)  # the pilot is healthy again: resume the suspended transaction
+            if conn.transaction is not None and conn.plugged:
+                await self._apply_contactor(cid)  # C: close, back to B (EV pauses) or D: open
             self.notify_status(cid)
 
     async def _fault(self, cid: int, fault: Fault) -> None:
@@ -337,14 +342,37 @@ class Station:
             await hw.pilot.offer(0)
             conn.energy_offered = False
             return
-        if not await self._safe(hw.relay.set(True), cid):
-            return
+        # IEC 61851-1: offer the current with the PWM first; the contactor closes only when the EV
+        # asks for energy (state C), never with the EV in state B (see _apply_contactor)
         await hw.pilot.offer(limit)
         conn.energy_offered = True
         # the pilot knows best whether the EV already asks for energy (a simulated EV answers at once)
         state = getattr(hw.pilot, "state", None)
         if state is not None:
             conn.ev_requesting = state in (CpState.C, CpState.D)
+            conn.ventilation_required = state is CpState.D
+        await self._apply_contactor(cid)
+
+    async def _apply_contactor(self, cid: int) -> None:
+        """Close the contactor exactly when energy may flow: a transaction, current offered, the EV in
+        state C (D needs ventilation, which this station does not have), no fault; else open it."""
+        conn, hw = self.connectors[cid], self.hw[cid]
+        want = (
+            conn.transaction is not None
+            and conn.plugged
+            and conn.energy_offered
+            and conn.ev_requesting
+            and not conn.ventilation_required
+            and not conn.limited_to_zero
+            and not conn.faulted
+            and not conn.ev_comm_error
+        )
+        if want and not hw.relay.closed:
+            if not await self._safe(hw.relay.set(True), cid):
+                conn.energy_offered = False
+                await hw.pilot.offer(None)
+        elif not want and hw.relay.closed:
+            await self._safe(hw.relay.set(False), cid)
 
     async def _deenergize(self, cid: int) -> None:
         conn, hw = self.connectors[cid], self.hw[cid]

@@ -95,6 +95,7 @@ class Connector:
     ev_requesting: bool = False  # CP state C/D
     energy_offered: bool = False  # relay closed and a current > 0 offered
     limited_to_zero: bool = False  # smart charging / invalid id: EVSE suspends
+    ventilation_required: bool = False  # CP state D: this station has no ventilation, no energy
     transaction: Transaction | None = None
     pending: PendingAuthorization | None = None
     reservation: Reservation | None = None
@@ -122,7 +123,7 @@ class Connector:
         if self.faulted:
             return Status.Faulted
         if self.transaction is not None:
-            if self.ev_comm_error:
+            if self.ev_comm_error or (self.plugged and self.ventilation_required):
                 return Status.SuspendedEVSE
             if not self.plugged or not self.ev_requesting:
                 if self.limited_to_zero:

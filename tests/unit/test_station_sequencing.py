@@ -266,12 +266,38 @@ async def test_ev_disconnect_keeps_the_transaction_when_configured(tmp_path):
 async def test_ev_pauses_and_resumes(tmp_path):
     r = await make(tmp_path)
     await r.charging()
-    r.hw.plant.suspend(True)
+    r.hw.plant.suspend(True)  # C -> B: IEC 61851-1 wants the contactor open in state B
     await settle()
-    assert r.status() == "SuspendedEV" and r.hw.relay.closed
+    assert r.status() == "SuspendedEV" and not r.hw.relay.closed and r.hw.pilot.offered_a == 16
+    r.hw.plant.suspend(False)  # B -> C: energy again
+    await settle()
+    assert r.status() == "Charging" and r.hw.relay.closed
+
+
+async def test_contactor_closes_only_when_the_ev_asks_for_energy(tmp_path):
+    """PWM first (state B with current offered), contactor only in state C; state D (ventilation)
+    gets no energy on this station: SuspendedEVSE."""
+    from hal.types import CpState
+
+    r = await make(tmp_path)
+    await r.plug()
+    r.hw.plant.suspend(True)  # an EV that stays in B for now
+    await r.st.present_id_tag(1, "A")
+    await settle()
+    assert r.ad.started and r.hw.pilot.offered_a == 16 and not r.hw.relay.closed
+    assert "relay closed" not in r.order and r.status() == "SuspendedEV"
     r.hw.plant.suspend(False)
     await settle()
-    assert r.status() == "Charging"
+    assert r.hw.relay.closed and before(r.order, "offer 16", "relay closed") and r.status() == "Charging"
+    r.hw.plant.ev.needs_ventilation = True  # the EV asks for ventilation: state D
+    r.hw.plant.update()
+    await settle()
+    assert r.hw.pilot.state is CpState.D
+    assert not r.hw.relay.closed and r.status() == "SuspendedEVSE"
+    r.hw.plant.ev.needs_ventilation = False
+    r.hw.plant.update()
+    await settle()
+    assert r.hw.relay.closed and r.status() == "Charging"
 
 
 # -- faults -----------------------------------------------------------------------------------
