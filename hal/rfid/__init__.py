@@ -8,10 +8,24 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from hal.types import TokenCallback
+from hal.types import FaultCallback, Listeners, TokenCallback
 
 
 class RfidReader(Protocol):
     def on_token(self, cb: TokenCallback) -> None: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+
+
+class ReaderEvents:
+    """What every real reader reports: tokens (cards presented) and ReaderFailure faults."""
+
+    def __init__(self) -> None:
+        self._tokens = Listeners()
+        self._faults = Listeners()
+
+    def on_token(self, cb: TokenCallback) -> None:
+        self._tokens.add(cb)
+
+    def on_fault(self, cb: FaultCallback) -> None:
+        self._faults.add(cb)

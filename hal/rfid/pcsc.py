@@ -30,8 +30,9 @@ import threading
 import time
 from typing import Any
 
+from hal.rfid import ReaderEvents
 from hal.section import Key
-from hal.types import Fault, FaultCallback, IdToken, Listeners, ReaderError, TokenCallback
+from hal.types import Fault, IdToken, ReaderError
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +80,14 @@ def _u(rv: int) -> int:
     return rv & 0xFFFFFFFF
 
 
-class PcscReader:
+class PcscReader(ReaderEvents):
     """An RFID reader on PC/SC. See the module docstring. ``scard``: the ``smartcard.scard`` module."""
 
     def __init__(self, reader: str = "", poll_interval_s: float = 0.3, scard: Any = None) -> None:
         self.match = reader
         self.poll_interval_s = float(poll_interval_s)
         self._sc = scard
-        self._tokens = Listeners()
-        self._faults = Listeners()
+        ReaderEvents.__init__(self)
         self._ctx: Any = None
         self._ctx_lock = threading.Lock()
         self._stop = threading.Event()
@@ -103,12 +103,6 @@ class PcscReader:
         self._settling = False  # the reader is back from a fault and has not shown a card yet
         self._grace_until = 0.0  # while settling, until then an empty reader keeps ``present`` (see _step)
         self.fault_active = False
-
-    def on_token(self, cb: TokenCallback) -> None:
-        self._tokens.add(cb)
-
-    def on_fault(self, cb: FaultCallback) -> None:
-        self._faults.add(cb)
 
     async def start(self) -> None:
         if self._task is not None:

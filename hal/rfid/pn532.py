@@ -28,8 +28,9 @@ import threading
 import time
 from typing import Any
 
+from hal.rfid import ReaderEvents
 from hal.section import Key
-from hal.types import Fault, FaultCallback, IdToken, Listeners, ReaderError, TokenCallback
+from hal.types import Fault, IdToken, ReaderError
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class _NoAnswer(Exception):
     """The chip did not give a good answer in ``ATTEMPTS`` tries (or the port failed)."""
 
 
-class Pn532Reader:
+class Pn532Reader(ReaderEvents):
     """An RFID reader on a PN532 connected by UART. See the module docstring."""
 
     def __init__(
@@ -105,8 +106,7 @@ class Pn532Reader:
         self.timeout_s = float(timeout_s)
         self.type_b = type_b
         self._serial_factory = serial_factory
-        self._tokens = Listeners()
-        self._faults = Listeners()
+        ReaderEvents.__init__(self)
         self._ser: Any = None
         self._rx = bytearray()
         self._io = threading.Lock()  # one command at a time; close() waits for the one in flight
@@ -116,12 +116,6 @@ class Pn532Reader:
         self.fault_active = False
         self.present: str | None = None  # UID of the card on the reader as of the last poll
         self.firmware: tuple[int, int, int, int] | None = None
-
-    def on_token(self, cb: TokenCallback) -> None:
-        self._tokens.add(cb)
-
-    def on_fault(self, cb: FaultCallback) -> None:
-        self._faults.add(cb)
 
     # --- asyncio side -----------------------------------------------------------------------
 

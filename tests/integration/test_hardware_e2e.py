@@ -9,6 +9,7 @@ has no GPIO chip). The pilot is the simulated EV, driven through the local API.
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -86,21 +87,34 @@ async def peers():
     await meter.stop()
 
 
-@pytest.fixture
-async def hw_station(tmp_path, csms, make_station, peers):
-    meter, image, pn532 = peers
+def tcp_meter(meter: MeterServer) -> str:
+    return f'transport = "tcp"\nhost = "127.0.0.1"\ntcp_port = {meter.port}'
+
+
+async def launch(tmp_path, csms, make_station, board: str, env: dict[str, str] | None = None):
+    """``station run --config board.toml`` (real backends, not --sim); returns once Available."""
     path = tmp_path / "board.toml"
-    meter_keys = f'transport = "tcp"\nhost = "127.0.0.1"\ntcp_port = {meter.port}'
-    path.write_text(BOARD.format(meter=meter_keys, reader=pn532.path))
+    path.write_text(board)
     sp = make_station(config=str(path), station_id="HW-1",
                       ocpp_config={"MeterValueSampleInterval": "1", "MeterValuesSampledData": SAMPLED})
     sp.sim = False
-    sp.start()
-    await csms.expect("BootNotification", timeout=15)
-    await csms.expect_status(1, "Available", timeout=10, since=0)
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})  # the station process inherits it (e.g. where pcscd listens)
+    try:
+        sp.start()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    await csms.expect_status(1, "Available", timeout=15, since=0)
     await sp.wait_api()
     csms.mark()
     return sp
+
+
+@pytest.fixture
+async def hw_station(tmp_path, csms, make_station, peers):
+    meter, image, pn532 = peers
+    return await launch(tmp_path, csms, make_station, BOARD.format(meter=tcp_meter(meter), reader=pn532.path))
 
 
 def value_of(meter_values: dict, measurand: str, phase: str | None = None) -> float:
@@ -226,15 +240,8 @@ async def test_modbus_rtu_meter_on_a_serial_line(tmp_path, csms, make_station):
     meter = await MeterServer({3: image}).start_rtu(line.paths[0], baudrate=19200)
     pn532 = FakePn532()
     try:
-        path = tmp_path / "board.toml"
         meter_keys = f'transport = "rtu"\nport = "{line.paths[1]}"\nbaudrate = 19200\nunit = 3'
-        path.write_text(BOARD.format(meter=meter_keys, reader=pn532.path))
-        sp = make_station(config=str(path), station_id="HW-1",
-                          ocpp_config={"MeterValueSampleInterval": "1", "MeterValuesSampledData": SAMPLED})
-        sp.sim = False
-        sp.start()
-        await csms.expect_status(1, "Available", timeout=15, since=0)
-        await sp.wait_api()
+        sp = await launch(tmp_path, csms, make_station, BOARD.format(meter=meter_keys, reader=pn532.path))
         start = await start_with_card(csms, sp, pn532)
         assert start["meterStart"] == 1234500
         mv = await csms.expect("MeterValues", timeout=10)
@@ -253,8 +260,6 @@ async def test_modbus_rtu_meter_on_a_serial_line(tmp_path, csms, make_station):
 @pytest.mark.slow
 async def test_pcsc_reader_on_a_real_pcscd_starts_a_session(tmp_path, csms, make_station):
     """The station with a PC/SC reader: pcscd with the vpcd virtual reader, a virtual ISO 15693 tag."""
-    import os
-
     from tests.hal.pcsc_stack import (
         PcscDaemon,
         VirtualCard,
@@ -272,21 +277,9 @@ async def test_pcsc_reader_on_a_real_pcscd_starts_a_session(tmp_path, csms, make
     meter = await MeterServer({1: image}).start_tcp()
     card = None
     try:
-        board = BOARD.format(meter=f'transport = "tcp"\nhost = "127.0.0.1"\ntcp_port = {meter.port}', reader="-")
+        board = BOARD.format(meter=tcp_meter(meter), reader="-")
         board = board[: board.index("[evse.reader]")] + '[evse.reader]\nkind = "pcsc"\nreader = "Virtual PCD"\n'
-        path = tmp_path / "board.toml"
-        path.write_text(board)
-        sp = make_station(config=str(path), station_id="HW-1")
-        sp.sim = False
-        saved = {k: os.environ.get(k) for k in daemon.env()}
-        os.environ.update(daemon.env())  # the station process finds the private pcscd socket
-        try:
-            sp.start()
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-        await csms.expect_status(1, "Available", timeout=15, since=0)
-        await sp.wait_api()
+        sp = await launch(tmp_path, csms, make_station, board, env=daemon.env())  # the private pcscd socket
         await sp.plug()
         await csms.expect_status(1, "Preparing")
         card = VirtualCard(daemon.port, bytes.fromhex("E004010012345678"), contactless_atr(0x0B, 0x000C))
@@ -306,15 +299,9 @@ async def test_pcsc_reader_on_a_real_pcscd_starts_a_session(tmp_path, csms, make
 async def test_lock_that_does_not_move_gives_unlock_failed(tmp_path, csms, make_station, peers):
     """Motor lock with a position switch: the switch stays at "locked" -> UnlockConnector UnlockFailed."""
     meter, image, pn532 = peers
-    board = BOARD.format(meter=f'transport = "tcp"\nhost = "127.0.0.1"\ntcp_port = {meter.port}', reader=pn532.path)
+    board = BOARD.format(meter=tcp_meter(meter), reader=pn532.path)
     board = board.replace("pulse_ms = 20", "pulse_ms = 20\nfeedback = 26\nretries = 1")
-    path = tmp_path / "board.toml"
-    path.write_text(board)
-    sp = make_station(config=str(path), station_id="HW-1")
-    sp.sim = False
-    sp.start()
-    await csms.expect_status(1, "Available", timeout=15, since=0)
-    await sp.wait_api()
+    sp = await launch(tmp_path, csms, make_station, board)
     await sp.api("POST", "/api/gpio", {"line": 26, "stuck": True})  # the switch reports "locked", for ever
     await start_with_card(csms, sp, pn532)
     r = await csms.call("UnlockConnector", {"connectorId": 1})
