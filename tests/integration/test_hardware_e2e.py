@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from hal.meter.registers import MODELS
 from tests.hal.modbus_peer import MeterImage, MeterServer, PtyPair
 from tests.hal.pn532_peer import Card, FakePn532
 
+ROOT = Path(__file__).resolve().parents[2]
 UID = "04A2B3C4D5E680"
 VALUES = {
     "energy_import_kwh": 1234.5,
@@ -308,3 +310,36 @@ async def test_lock_that_does_not_move_gives_unlock_failed(tmp_path, csms, make_
     assert r == {"status": "UnlockFailed"}
     stop = await csms.expect("StopTransaction", since=0)
     assert stop["reason"] == "UnlockCommand"
+
+
+async def test_rpi4_board_profile_as_shipped_runs_with_peers_on_its_ports(tmp_path, csms, make_station):
+    """config/rpi4-1evse-modbus.toml itself, with only what this machine lacks swapped: the serial
+    ports point at test peers (pymodbus RTU server at the profile's 9600 8N1 / id 1, fake PN532),
+    the GPIO backend is simulated with the aux contact wired to the coil, and the pilot (PWM and
+    I2C ADC, absent here) is the simulated EV."""
+    text = (ROOT / "config" / "rpi4-1evse-modbus.toml").read_text()
+    line = await PtyPair().start()
+    meter = await MeterServer({1: MeterImage(MODELS["sdm630"], VALUES)}).start_rtu(line.paths[0], baudrate=9600)
+    pn532 = FakePn532()
+    try:
+        swaps = [
+            ('port = "/dev/ttyUSB0"', f'port = "{line.paths[1]}"'),
+            ('port = "/dev/serial0"', f'port = "{pn532.path}"'),
+            ('gpio = "gpiod"', 'gpio = "sim"'),
+            ("feedback = 24", "feedback = 23"),
+        ]
+        for old, new in swaps:
+            assert text.count(old) == 1, old
+            text = text.replace(old, new)
+        head, rest = text.split("[evse.pilot]", 1)
+        text = head + '[evse.pilot]\nkind = "sim"\n\n' + rest[rest.index("[evse.meter]"):]
+        text = text.replace("feedback = 26\n", "")  # the lock's switch: nothing drives it here
+        sp = await launch(tmp_path, csms, make_station, text)
+        start = await start_with_card(csms, sp, pn532)
+        assert start["meterStart"] == 1234500
+        mv = await csms.expect("MeterValues", timeout=10)
+        assert value_of(mv, "Power.Active.Import") == pytest.approx(7360.0, abs=1)
+    finally:
+        pn532.close()
+        await meter.stop()
+        line.close()
