@@ -118,8 +118,20 @@ class Station:
         conn = self.connectors[connector_id]
         return conn.status(), conn.error_code
 
-    def notify_status(self, connector_id: int, force: bool = False) -> None:
+    def notify_status(self, connector_id: int, force: bool = False, announce: str | None = None) -> None:
+        """Report the connector's status if it changed. ``announce``: a warning-level error code
+        just raised while an older one is still active; 1.6 carries one errorCode per
+        StatusNotification, so the new one is reported once on its own (the older one again when
+        the new one clears)."""
         status, error = self.status_of(connector_id)
+        if (
+            announce is not None
+            and connector_id
+            and announce != error
+            and announce in self.connectors[connector_id].faults
+            and not self.connectors[connector_id].faulted
+        ):
+            error = announce
         if not force and self._last_status.get(connector_id) == (status, error):
             return
         self._last_status[connector_id] = (status, error)
@@ -207,7 +219,7 @@ class Station:
             self.on_event(f"fault cleared at connector {cid}: {code}")
             if code == "EVCommunicationError" and conn.transaction is not None and conn.plugged and not conn.faulted:
                 await self._energize(cid)  # the EV talks properly again: resume the suspended transaction
-        self.notify_status(cid)
+        self.notify_status(cid, announce=code if active else None)
 
     # -- authorization -----------------------------------------------------------------------
     async def authorize(self, id_tag: str) -> IdTagInfo:

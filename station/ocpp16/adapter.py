@@ -51,6 +51,7 @@ class Ocpp16Adapter:
         self.spawn = self.tasks.spawn
         self._last_sent_status: dict[int, tuple[str, str]] = {}
         self._status_timers: dict[int, asyncio.TimerHandle] = {}
+        self._reported_status: dict[int, tuple[Status, str]] = {}
         self._sample_tasks: dict[int, asyncio.Task] = {}
         self._last_message = clock.monotonic()
         self.heartbeat_interval = float(self.keys.int("HeartbeatInterval"))
@@ -176,6 +177,9 @@ class Ocpp16Adapter:
 
     # -- status ------------------------------------------------------------------------------
     def status_changed(self, connector_id: int, status: Status, error_code: str, info: str) -> None:
+        # what the station reported (it may name a newly raised warning while an older one is
+        # still active); sent now, or after MinimumStatusDuration if nothing newer comes
+        self._reported_status[connector_id] = (status, error_code)
         handle = self._status_timers.pop(connector_id, None)
         if handle is not None:
             handle.cancel()
@@ -192,6 +196,10 @@ class Ocpp16Adapter:
         if not self.online:
             return
         status, error = self.station.status_of(connector_id)
+        reported = self._reported_status.pop(connector_id, None)
+        if reported is not None and reported[0] == status and connector_id:
+            if reported[1] in self.station.connectors[connector_id].faults:
+                error = reported[1]
         self._last_sent_status[connector_id] = (str(status), error)
         self.spawn(self._send_status(connector_id, str(status), error))
 

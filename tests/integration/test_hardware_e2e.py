@@ -343,3 +343,26 @@ async def test_rpi4_board_profile_as_shipped_runs_with_peers_on_its_ports(tmp_pa
         pn532.close()
         await meter.stop()
         line.close()
+
+
+async def test_devices_missing_at_start_are_reported_not_fatal(tmp_path, csms, make_station):
+    """A PN532 port that does not exist and a meter nobody answers for: the station still comes up,
+    reports ReaderFailure and PowerMeterFailure, and uses the meter once it answers."""
+    from tests.hal.modbus_peer import free_port
+
+    port = free_port()
+    board = BOARD.format(meter=f'transport = "tcp"\nhost = "127.0.0.1"\ntcp_port = {port}', reader="/dev/ttyNOPE-pn532")
+    path = tmp_path / "board.toml"
+    path.write_text(board)
+    sp = make_station(config=str(path), station_id="HW-1")
+    sp.sim = False
+    sp.start()
+    sn = await csms.expect("StatusNotification", lambda p: p["connectorId"] == 1, timeout=15)
+    assert sn["errorCode"] == "ReaderFailure" and sn["status"] == "Available"
+    await csms.expect("StatusNotification", lambda p: p["errorCode"] == "PowerMeterFailure", timeout=15, since=0)
+    assert "Traceback" not in sp.log()
+    meter = await MeterServer({1: MeterImage(MODELS["sdm630"], VALUES)}).start_tcp(port)
+    try:
+        await csms.expect("StatusNotification", lambda p: p["errorCode"] != "PowerMeterFailure", timeout=15)
+    finally:
+        await meter.stop()
