@@ -164,8 +164,8 @@ class Station:
                 what = "CP shorted" if state is CpState.E else "pilot fault"
                 await self._set_fault(cid, "OtherError", True, f"{PILOT_FAULT_INFO} {state} ({what})")
                 return
-            comm_restored = conn.faults.get("OtherError", "").startswith(PILOT_FAULT_INFO)
-            if comm_restored:
+            pilot_restored = conn.faults.get("OtherError", "").startswith(PILOT_FAULT_INFO)
+            if pilot_restored:
                 await self._set_fault(cid, "OtherError", False)
             conn.plugged = state in (CpState.B, CpState.C, CpState.D)
             conn.ev_requesting = state in (CpState.C, CpState.D)
@@ -190,7 +190,7 @@ class Station:
                         await self._deenergize(cid)
                 else:
                     await self._unlock_hw(cid)
-            elif comm_restored and conn.plugged and conn.transaction is not None:
+            elif pilot_restored and conn.plugged and conn.transaction is not None:
                 await self._energize(cid)  # the pilot is healthy again: resume the suspended transaction
             if conn.transaction is not None and conn.plugged:
                 await self._apply_contactor(cid)  # C: close, back to B (EV pauses) or D: open

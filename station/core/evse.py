@@ -93,7 +93,7 @@ class Connector:
     faults: dict[str, str] = field(default_factory=dict)  # error code -> info, active faults
     plugged: bool = False
     ev_requesting: bool = False  # CP state C/D
-    energy_offered: bool = False  # relay closed and a current > 0 offered
+    energy_offered: bool = False  # a current > 0 offered with the PWM (the contactor follows the EV, see Station)
     limited_to_zero: bool = False  # smart charging / invalid id: EVSE suspends
     ventilation_required: bool = False  # CP state D: this station has no ventilation, no energy
     transaction: Transaction | None = None
