@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     check = cfg_sub.add_parser("check", help="validate a config file")
     check.add_argument("file")
+    hw = sub.add_parser("hw", help="hardware tools")
+    hw_sub = hw.add_subparsers(dest="hw_command", required=True)
+    hw_check = hw_sub.add_parser("check", help="open every device of a config and read it; nothing is switched")
+    hw_check.add_argument("--config", required=True, help="station config file (TOML)")
+    hw_check.add_argument("--wait-card", type=float, default=0.0, metavar="S",
+                          help="wait up to S seconds for a card at each reader")
     return p
 
 
@@ -221,6 +227,21 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.file}: OK (station {cfg.id}, OCPP {cfg.ocpp}, {len(cfg.evses)} EVSE(s))")
         return 0
+    if args.command == "hw":
+        _setup_logging("error")
+        try:
+            cfg = load(args.config)
+        except ConfigError as e:
+            print(f"{args.config}: {len(e.problems)} problem(s):", file=sys.stderr)
+            for problem in e.problems:
+                print(f"  - {problem}", file=sys.stderr)
+            return 2
+        from station.hwcheck import run_check
+
+        try:
+            return asyncio.run(run_check(cfg, args.wait_card))
+        except KeyboardInterrupt:
+            return 130
     if args.command == "demo":
         _setup_logging("error")
         try:
