@@ -215,15 +215,19 @@ async def _demo() -> int:
     return 0
 
 
+def _problems(header: str, e: ConfigError) -> None:
+    print(header, file=sys.stderr)
+    for problem in e.problems:
+        print(f"  - {problem}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "config":
         try:
             cfg = load(args.file)
         except ConfigError as e:
-            print(f"{args.file}: {len(e.problems)} problem(s):", file=sys.stderr)
-            for problem in e.problems:
-                print(f"  - {problem}", file=sys.stderr)
+            _problems(f"{args.file}: {len(e.problems)} problem(s):", e)
             return 1
         print(f"{args.file}: OK (station {cfg.id}, OCPP {cfg.ocpp}, {len(cfg.evses)} EVSE(s))")
         return 0
@@ -232,9 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cfg = load(args.config)
         except ConfigError as e:
-            print(f"{args.config}: {len(e.problems)} problem(s):", file=sys.stderr)
-            for problem in e.problems:
-                print(f"  - {problem}", file=sys.stderr)
+            _problems(f"{args.config}: {len(e.problems)} problem(s):", e)
             return 2
         from station.hwcheck import run_check
 
@@ -252,9 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = build_config(args)
     except ConfigError as e:
-        print("station: the configuration has problems:", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        _problems("station: the configuration has problems:", e)
         return 2
     try:
         return asyncio.run(_run(cfg))
