@@ -62,3 +62,10 @@ async def test_a_device_that_cannot_be_opened_is_named(tmp_path):
     assert rc == 3, out
     assert out.startswith("station: hardware: evse 1: relay (gpio): gpio gpiochip99 line 23")
     assert "Traceback" not in out
+
+
+async def test_a_wrong_config_names_the_key(tmp_path):
+    board = BOARD.format(meter='transport = "rtu"', reader="/dev/ttyX").replace('model = "sdm630"', 'model = "sdm999"')
+    rc, out = await hw_check(tmp_path, board)
+    assert rc == 2, out
+    assert "evse[0].meter.model: must be one of" in out and "sdm999" in out
