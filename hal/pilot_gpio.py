@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hal.aio import stop_task
 from hal.pilot import Debouncer, classify_cp, duty_cycle_for_current
 from hal.section import Key
 from hal.types import CpCallback, CpState, Fault, FaultCallback, HalError, Listeners
@@ -197,13 +198,8 @@ class GpioPilot:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="pilot-sample")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         try:
             await asyncio.to_thread(self.pwm.set_duty, 0.0)  # steady -12 V: state F, not available
         except HalError as e:

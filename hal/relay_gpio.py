@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from hal.aio import stop_task
 from hal.gpio import pin_keys, pin_spec
 from hal.section import Key
 from hal.types import Fault, FaultCallback, Listeners, RelayError
@@ -97,13 +98,8 @@ class GpioRelay:
             self._watch = asyncio.get_running_loop().create_task(self._watch_loop(), name="relay-watch")
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            try:
-                await self._watch
-            except asyncio.CancelledError:
-                pass
-            self._watch = None
+        task, self._watch = self._watch, None
+        await stop_task(task)
         self._out.set(False)
 
 

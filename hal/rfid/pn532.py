@@ -28,6 +28,7 @@ import threading
 import time
 from typing import Any
 
+from hal.aio import stop_task
 from hal.rfid import ReaderEvents
 from hal.section import Key
 from hal.types import Fault, IdToken, ReaderError
@@ -140,10 +141,7 @@ class Pn532Reader(ReaderEvents):
     async def stop(self) -> None:
         self._stop.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         # The command in flight (if any) sees the stop flag within READ_SLICE_S.
         await asyncio.to_thread(self._close)
 

@@ -14,6 +14,7 @@ Two layers:
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 import threading
@@ -26,6 +27,7 @@ from hal.board import build_evse, check_device
 from hal.rfid.pcsc import KEYS, PcscReader, historical_bytes, token_type
 from hal.section import read_section
 from hal.types import Fault, IdToken, ReaderError
+from tests.hal import waits
 from tests.hal.pcsc_stack import GET_DATA_UID, contactless_atr
 
 ATR_14443A = contactless_atr(0x03, 0x0001)  # MIFARE Classic 1K
@@ -33,12 +35,7 @@ ATR_15693 = contactless_atr(0x0B, 0x000C)  # an ISO 15693 tag (PC/SC part 3 stan
 ATR_DESFIRE = bytes.fromhex("3B8180018080")  # ISO 14443-4 card: historical bytes from its ATS
 
 
-async def wait_for(pred, timeout: float = 5.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+wait_for = functools.partial(waits.wait_for, timeout=5.0)
 
 
 # --- ATR parsing ------------------------------------------------------------------------

@@ -12,17 +12,12 @@ from hal.rfid.pn532 import KEYS, Pn532Reader, frame, parse_target
 from hal.section import read_section
 from hal.types import Fault, IdToken, ReaderError
 from tests.hal.pn532_peer import Card, FakePn532
+from tests.hal.waits import wait_for
 
 UID7 = bytes.fromhex("04A2B3C4D5E680")
 UID4 = bytes.fromhex("DEADBEEF")
 
 
-async def wait_for(pred, timeout: float = 3.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def more_polls(fake: FakePn532, n: int = 5) -> None:
