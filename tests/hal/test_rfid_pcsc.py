@@ -472,6 +472,7 @@ async def real_reader(stack):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a fresh machine first installs pcscd, vpcd and pyscard (apt, pip build)
 async def test_real_stack_card_read_once_and_types(stack, real_reader):
     from tests.hal.pcsc_stack import VirtualCard
 
@@ -500,6 +501,7 @@ async def test_real_stack_card_read_once_and_types(stack, real_reader):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a fresh machine first installs pcscd, vpcd and pyscard (apt, pip build)
 async def test_real_stack_reader_gone_and_back(stack, real_reader):
     from tests.hal.pcsc_stack import VirtualCard
 

@@ -260,6 +260,7 @@ async def test_modbus_rtu_meter_on_a_serial_line(tmp_path, csms, make_station):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a fresh machine first installs pcscd, vpcd and pyscard (apt, pip build)
 async def test_pcsc_reader_on_a_real_pcscd_starts_a_session(tmp_path, csms, make_station):
     """The station with a PC/SC reader: pcscd with the vpcd virtual reader, a virtual ISO 15693 tag."""
     from tests.hal.pcsc_stack import (
