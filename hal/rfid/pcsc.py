@@ -177,9 +177,6 @@ class PcscReader(ReaderEvents):
         self.fault_active = True
         return [Fault("ReaderFailure", True, info)]
 
-    def _drop_context(self) -> None:
-        self._release()
-
     def _pick(self, names: list[str]) -> str | None:
         want = self.match.lower()
         return next((n for n in names if want in n.lower()), None)
@@ -200,7 +197,7 @@ class PcscReader(ReaderEvents):
         if _u(rv) == _u(sc.SCARD_E_NO_READERS_AVAILABLE):
             names = []
         elif _u(rv) != sc.SCARD_S_SUCCESS:
-            self._drop_context()
+            self._release()
             return self._missing(f"PC/SC service not available: {self._msg(rv)}"), True
         name = self._pick(list(names or []))
         if name is None:
@@ -227,7 +224,7 @@ class PcscReader(ReaderEvents):
         if rv in (_u(sc.SCARD_E_UNKNOWN_READER), _u(sc.SCARD_E_READER_UNAVAILABLE)):
             return events + self._missing(f"PC/SC reader {name} is gone: {self._msg(rv)}"), True
         if rv != sc.SCARD_S_SUCCESS:
-            self._drop_context()
+            self._release()
             return events + self._missing(f"PC/SC reader {name}: {self._msg(rv)}"), True
         _, state, atr = states[0]
         self._state = state & ~sc.SCARD_STATE_CHANGED

@@ -197,11 +197,7 @@ class Pn532Reader(ReaderEvents):
 
     def _close(self) -> None:
         with self._io:
-            ser, self._ser = self._ser, None
-            self._ready = False
-            if ser is not None:
-                with contextlib.suppress(Exception):
-                    ser.close()
+            self._drop_port()
 
     def _drop_port(self) -> None:
         ser, self._ser = self._ser, None
