@@ -1,0 +1,183 @@
+"""One source of time for a station: ``now()`` (wall clock), ``monotonic()`` and one-shot timers.
+
+Everything periodic in the station (heartbeat, sampled and clock-aligned meter values, connection
+timeout, retries, checkpoints) is a one-shot timer re-armed when it fires: no polling loops, so an
+idle station wakes only for its own timers.
+
+- ``LoopScheduler``: the running asyncio loop (production, and in-process tests on a
+  ``VirtualTimeLoop``). Wall time follows the system clock, or the loop's clock when the loop is
+  virtual, so timestamps move with virtual time.
+- ``ManualScheduler``: no loop at all; time moves only with ``advance()``, which fires the due
+  timers in order. For the pure core's unit tests and for a fleet's shared timer wheel.
+- ``VirtualTimeLoop``: an asyncio event loop whose clock jumps to the next timer whenever nothing
+  is ready (no callback, no readable socket, no thread at work). Real loopback sockets still work:
+  data written on loopback is readable before the write returns. A test that waits 300 s of
+  heartbeat interval takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import selectors
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What the station needs of time. Also a ``station.core.clock.Clock``."""
+
+    def now(self) -> datetime: ...
+    def monotonic(self) -> float: ...
+    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer: ...
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer: ...
+
+
+class LoopScheduler:
+    """Time and timers of the running asyncio loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._wall0: datetime | None = None
+        self._mono0 = 0.0
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def now(self) -> datetime:
+        loop = self.loop
+        if isinstance(loop, VirtualTimeLoop):
+            return loop.wall_start + timedelta(seconds=loop.time() - loop.time_start)
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return self.loop.time()
+
+    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        return self.loop.call_at(when, fn, *args)
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        return self.loop.call_later(max(0.0, delay), fn, *args)
+
+
+class _ManualTimer:
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualScheduler:
+    """Time that moves only when told to; due timers fire, in order, inside ``advance()``."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._wall0 = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._mono = 1000.0
+        self._mono0 = self._mono
+        self._heap: list[tuple[float, int, _ManualTimer, Callable[..., Any], tuple]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> datetime:
+        return self._wall0 + timedelta(seconds=self._mono - self._mono0)
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        t = _ManualTimer()
+        heapq.heappush(self._heap, (when, next(self._seq), t, fn, args))
+        return t
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        return self.call_at(self._mono + max(0.0, delay), fn, *args)
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for entry in self._heap if not entry[2].cancelled)
+
+    def advance(self, seconds: float) -> None:
+        end = self._mono + seconds
+        while self._heap and self._heap[0][0] <= end:
+            when, _, t, fn, args = heapq.heappop(self._heap)
+            if t.cancelled:
+                continue
+            self._mono = max(self._mono, when)
+            fn(*args)
+        self._mono = end
+
+
+class _VirtualSelector:
+    """Wraps the loop's selector: never sleeps for real while a timer could simply be jumped to."""
+
+    def __init__(self, selector: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
+        self._sel = selector
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list:
+        events = self._sel.select(0)
+        if events or timeout == 0:
+            return events
+        if self._loop.threads_busy:
+            # a thread (to_thread, executor) is working: wait for it in real time, and let virtual
+            # time pass as much as real time did
+            t0 = time.monotonic()
+            events = self._sel.select(0.05 if timeout is None else min(timeout, 0.05))
+            self._loop.skip(time.monotonic() - t0)
+            return events
+        # give loopback peers one more chance (a connect() handshake in flight), then jump
+        events = self._sel.select(0.0002)
+        if events:
+            return events
+        if timeout is None:
+            return self._sel.select(None)  # nothing scheduled at all: only I/O can wake us
+        self._loop.skip(timeout)
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sel, name)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop on virtual time (tests): idle time is skipped, not waited."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._vtime = 1000.0
+        self.time_start = self._vtime
+        self.wall_start = datetime.now(UTC).replace(microsecond=0)
+        self._threads = 0
+        self._selector = _VirtualSelector(self._selector, self)  # type: ignore[assignment]
+
+    def time(self) -> float:
+        return self._vtime
+
+    def skip(self, seconds: float) -> None:
+        if seconds > 0:
+            self._vtime += seconds
+
+    @property
+    def threads_busy(self) -> bool:
+        return self._threads > 0
+
+    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future:
+        fut = super().run_in_executor(executor, func, *args)
+        self._threads += 1
+
+        def done(_: asyncio.Future) -> None:
+            self._threads -= 1
+
+        fut.add_done_callback(done)
+        return fut
