@@ -3,6 +3,14 @@
 Values are kept as strings, as OCPP 1.6 carries them, in the store (namespace ``ocpp16``), so they
 survive restarts. ``ChangeConfiguration`` answers Accepted, Rejected (read-only or invalid value),
 RebootRequired or NotSupported (unknown key).
+
+Key names are CiString50Type: compared case-insensitively (``ConnectionTimeout`` finds
+ConnectionTimeOut); answers always name a key as this station defines it.
+
+Read-only keys describe this station as built and configured, never an old store: the connector
+count, the list lengths, and SecurityProfile, which is the station config's ``security_profile``
+(the one source of truth: it is validated with ``csms_url`` and is what the link really uses).
+``--ocpp-config`` cannot set a read-only key to another value.
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ class KeyDef:
     secret: bool = False  # write-only: never reported by GetConfiguration
 
 
-def key_definitions(connectors: int) -> list[KeyDef]:
+def key_definitions(connectors: int, security_profile: int = 0) -> list[KeyDef]:
     m = _measurands(MAX_MEASURANDS)
     return [
         KeyDef("AllowOfflineTxForUnknownId", "false", check=_is_bool),
@@ -103,22 +111,28 @@ def key_definitions(connectors: int) -> list[KeyDef]:
         KeyDef("WebSocketPingInterval", "60", check=_is_uint),
         # Security whitepaper: the basic-auth password; write-only
         KeyDef("AuthorizationKey", "", check=lambda v: None if 16 <= len(v) <= 40 else "must be 16-40 characters", secret=True),
-        KeyDef("SecurityProfile", "0", readonly=True),
+        # the station config's security_profile, as the link uses it (read-only here)
+        KeyDef("SecurityProfile", str(security_profile), readonly=True),
     ]
 
 
 class ConfigurationKeys:
-    def __init__(self, store: Store, connectors: int) -> None:
+    def __init__(self, store: Store, connectors: int, security_profile: int = 0) -> None:
         self.store = store
-        self.defs = {k.name: k for k in key_definitions(connectors)}
+        self.defs = {k.name: k for k in key_definitions(connectors, security_profile)}
+        self._names = {name.lower(): name for name in self.defs}
         self.values: dict[str, str] = {k.name: k.default for k in self.defs.values()}
         for key, value in store.items(NS).items():
             if key in self.values:
                 self.values[key] = str(value)
-        # read-only values describe this build, never an old store
+        # read-only values describe this build and its config, never an old store
         for k in self.defs.values():
-            if k.readonly and k.name != "SecurityProfile":
+            if k.readonly:
                 self.values[k.name] = k.default
+
+    def canonical(self, key: str) -> str | None:
+        """The key's name as defined here, found case-insensitively (CiString); None if unknown."""
+        return self._names.get(key.lower())
 
     def get(self, key: str) -> str:
         return self.values[key]
@@ -133,38 +147,50 @@ class ConfigurationKeys:
             return int(self.defs[key].default or 0)
 
     def set_initial(self, key: str, value: str) -> str | None:
-        """Set a value from --ocpp-config on first start (read-only keys allowed). Returns a problem or None."""
-        kd = self.defs.get(key)
-        if kd is None:
+        """Set a value from --ocpp-config on first start. Returns a problem or None.
+
+        A read-only key describes the station: it may be given only with the value it has."""
+        name = self.canonical(key)
+        if name is None:
             return f"{key}: not a configuration key of this station"
+        kd = self.defs[name]
+        if kd.readonly:
+            if value == self.values[name]:
+                return None
+            if name == "SecurityProfile":
+                return (f"SecurityProfile: set by station.security_profile in the station config "
+                        f"({self.values[name]}), not by --ocpp-config ({value}); ignored")
+            return f"{name}: read-only, it is {self.values[name]} on this station; {value!r} ignored"
         problem = kd.check(value) if kd.check else None
         if problem:
-            return f"{key}: {problem}"
-        self.values[key] = value
-        self.store.put(NS, key, value)
+            return f"{name}: {problem}"
+        self.values[name] = value
+        self.store.put(NS, name, value)
         return None
 
     def change(self, key: str, value: str) -> tuple[str, str]:
-        """ChangeConfiguration: returns (status, explanation)."""
-        kd = self.defs.get(key)
-        if kd is None:
+        """ChangeConfiguration: returns (status, explanation). ``key`` is found case-insensitively."""
+        name = self.canonical(key)
+        if name is None:
             return "NotSupported", f"unknown key {key}"
+        kd = self.defs[name]
         if kd.readonly:
-            return "Rejected", f"{key} is read-only"
+            return "Rejected", f"{name} is read-only"
         problem = kd.check(value) if kd.check else None
         if problem:
-            return "Rejected", f"{key}: {problem}"
-        self.values[key] = value
-        self.store.put(NS, key, value)
+            return "Rejected", f"{name}: {problem}"
+        self.values[name] = value
+        self.store.put(NS, name, value)
         return ("RebootRequired" if kd.reboot else "Accepted"), ""
 
     def report(self, keys: list[str] | None) -> tuple[list[dict], list[str]]:
-        names = keys if keys else [k for k, d in self.defs.items() if not d.secret]
+        """GetConfiguration: (configurationKey entries under their defined names, unknownKey as asked)."""
+        asked = keys if keys else [k for k, d in self.defs.items() if not d.secret]
         found, unknown = [], []
-        for name in names:
-            kd = self.defs.get(name)
-            if kd is None or kd.secret:
-                unknown.append(name)
+        for key in asked:
+            name = self.canonical(key)
+            if name is None or self.defs[name].secret:
+                unknown.append(key)
                 continue
-            found.append({"key": name, "readonly": kd.readonly, "value": self.values[name][:500]})
+            found.append({"key": name, "readonly": self.defs[name].readonly, "value": self.values[name][:500]})
         return found, unknown

@@ -125,7 +125,7 @@ def test_connector_phase_rotation(keys):
         assert keys.change("ConnectorPhaseRotation", bad)[0] == "Rejected", bad
 
 
-@pytest.mark.parametrize("key", ["NoSuchKey", "heartbeatinterval", "", "LocalAuthListEnabled"])
+@pytest.mark.parametrize("key", ["NoSuchKey", "heartbeatintervals", "", "LocalAuthListEnabled"])
 def test_unknown_keys_are_not_supported(keys, key):
     status, _ = keys.change(key, "1")
     assert status == "NotSupported"
@@ -182,12 +182,54 @@ def test_read_only_values_are_never_taken_from_an_old_store(path):
     bigger.store.close()
 
 
-def test_set_initial_may_set_read_only_keys_but_checks_values(keys, path):
-    assert keys.set_initial("SecurityProfile", "1") is None
+def test_set_initial_checks_values(keys):
     assert keys.set_initial("HeartbeatInterval", "abc") == "HeartbeatInterval: must be a whole number"
     assert keys.set_initial("Nope", "1") == "Nope: not a configuration key of this station"
+    assert keys.set_initial("heartbeatinterval", "77") is None  # CiString, stored under its own name
+    assert keys.get("HeartbeatInterval") == "77"
+
+
+def test_set_initial_refuses_another_value_for_a_read_only_key(keys, path):
+    """A read-only key describes the station: --ocpp-config may repeat its value, never change it."""
+    assert keys.set_initial("NumberOfConnectors", "2") is None
+    problem = keys.set_initial("NumberOfConnectors", "5")
+    assert problem is not None and "read-only" in problem
+    assert keys.get("NumberOfConnectors") == "2"
+
+
+def test_security_profile_is_the_station_configs(path):
+    """SecurityProfile has one source: station.security_profile (what the link uses). The key
+    reports it; --ocpp-config cannot make it say something else, and no old store value wins."""
+    store = Store(path)
+    store.put("ocpp16", "SecurityProfile", "1")  # what an older release let --ocpp-config store
+    keys = ConfigurationKeys(store, 1, security_profile=0)
+    assert keys.get("SecurityProfile") == "0"
+    problem = keys.set_initial("SecurityProfile", "1")
+    assert problem is not None and "station.security_profile" in problem
+    assert keys.report(["SecurityProfile"])[0] == [{"key": "SecurityProfile", "readonly": True, "value": "0"}]
+    assert keys.set_initial("SecurityProfile", "0") is None
+    store.close()
+    again = ConfigurationKeys(Store(path), 1, security_profile=1)
+    assert again.report(["SecurityProfile"])[0][0]["value"] == "1"
+    again.store.close()
+
+
+@pytest.mark.parametrize("asked", ["ConnectionTimeout", "connectiontimeout", "CONNECTIONTIMEOUT"])
+def test_key_names_are_case_insensitive(keys, asked):
+    """1.6 keys are CiString50Type: ConnectionTimeout finds ConnectionTimeOut; the answer names the key
+    as defined."""
+    assert keys.change(asked, "33") == ("Accepted", "")
+    assert keys.get("ConnectionTimeOut") == "33"
+    found, unknown = keys.report([asked])
+    assert found == [{"key": "ConnectionTimeOut", "readonly": False, "value": "33"}] and unknown == []
+    status, why = keys.change("numberofconnectors", "1")
+    assert status == "Rejected" and "NumberOfConnectors" in why  # a read-only key, found case-insensitively
+
+
+def test_case_insensitive_change_is_stored_under_the_defined_name(keys, path):
+    assert keys.change("heartbeatINTERVAL", "99")[0] == "Accepted"
     keys.store.close()
-    assert reopen(path).get("SecurityProfile") == "1"
+    assert reopen(path).get("HeartbeatInterval") == "99"
 
 
 def test_a_corrupt_stored_number_falls_back_to_the_default(keys, path):
