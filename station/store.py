@@ -1,20 +1,36 @@
-"""The station's persistent state: one SQLite file (WAL) under the state directory.
+"""The station's persistent state: one SQLite file (WAL) under the station's own state directory.
 
 Holds OCPP configuration values, the transaction outbox, transactions, the authorization cache
-and local list, and small key/value facts (availability, boot counters). Writes are committed at
-once so that a power cut loses nothing that was acknowledged.
+and local list, and small key/value facts (availability, boot counters). Every write is committed
+at once with ``synchronous=FULL`` (each commit reaches the disk before it returns), so a power
+cut loses nothing that was acknowledged: a queued StopTransaction is never lost.
+
+- :func:`open_state_dir` opens a station's directory: it takes the directory's lock first
+  (``station.lock``, ``fcntl.flock``: a second process on the same directory is refused with
+  :class:`StateDirLocked`, naming the directory and the pid holding it; the kernel releases the
+  lock when the holder dies, even by ``kill -9``), then opens ``station.sqlite`` in it.
+- ``Store(path)`` opens a file without the lock (tests); ``Store(":memory:")`` or
+  :class:`MemoryStore` is the same interface in memory (tests, fleets): nothing on disk, no lock.
+- The schema is built by numbered migrations (``PRAGMA user_version``): a file written by an
+  earlier release is upgraded in place when it is opened; a file from a newer release is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+DB_NAME = "station.sqlite"
+LOCK_NAME = "station.lock"
 
-SCHEMA = """
+# Version 1: the schema of the first release (it wrote user_version 1 with exactly these tables).
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (ns, key));
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,21 +49,134 @@ CREATE TABLE IF NOT EXISTS transactions (
 );
 CREATE TABLE IF NOT EXISTS auth (kind TEXT NOT NULL, id_tag TEXT NOT NULL, info TEXT NOT NULL, PRIMARY KEY (kind, id_tag));
 """
+SCHEMA = SCHEMA_V1  # the name the first release used
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    for statement in SCHEMA_V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    # --ocpp-config bookkeeping, per key: the value the file had when it was last applied, and who
+    # set the value in use (file / csms). The first release only kept one flag, "applied once".
+    db.execute(
+        "CREATE TABLE config_file (key TEXT PRIMARY KEY, file_value TEXT NOT NULL, source TEXT NOT NULL)"
+    )
+    db.execute("DELETE FROM kv WHERE ns='station' AND key='ocpp_config_applied'")
+
+
+# MIGRATIONS[n - 1] brings a file from user_version n - 1 to n. Append only; never edit one
+# that was released (a file out there already has it).
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The state cannot be opened or used; the message is one line for the field engineer."""
+
+
+class StateDirLocked(StoreError):
+    """Another station process holds the state directory."""
+
+    def __init__(self, directory: Path, pid: int | None) -> None:
+        held = f"pid {pid}" if pid else "another process"
+        super().__init__(
+            f"state directory {directory} is in use by another station ({held}); "
+            "give each station its own --state-dir"
+        )
+        self.directory = directory
+        self.pid = pid
+
+
+class DirLock:
+    """An exclusive ``flock`` on ``<directory>/station.lock`` holding our pid, until :meth:`release`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / LOCK_NAME
+        try:
+            self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"state directory {directory}: cannot create {LOCK_NAME} ({e.strerror})") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = self._holder()
+            os.close(self.fd)
+            self.fd = None
+            raise StateDirLocked(directory, pid) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def _holder(self) -> int | None:
+        assert self.fd is not None
+        try:
+            return int(os.pread(self.fd, 32, 0).decode().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
 
 
 class Store:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock: DirLock | None = None) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.lock = lock
+        memory = self.path == ":memory:"
+        try:
+            if not memory:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if not memory:
+                self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            if lock is not None:
+                lock.release()
+            raise StoreError(f"state file {self.path}: {e}") from None
+        except OSError as e:
+            if lock is not None:
+                lock.release()
+            raise StoreError(f"state directory {Path(self.path).parent}: {e.strerror or e}") from None
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        have = self.version
+        if have > SCHEMA_VERSION:
+            raise StoreError(
+                f"state file {self.path} was written by a newer release (schema {have}; this one knows "
+                f"up to {SCHEMA_VERSION}): upgrade the station, or start it on an empty --state-dir"
+            )
+        for n in range(have + 1, SCHEMA_VERSION + 1):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                MIGRATIONS[n - 1](self.db)
+                self.db.execute(f"PRAGMA user_version={n}")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        # a read-only file opens fine and fails at the first write: find out now, not mid-session
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("INSERT OR IGNORE INTO kv(ns, key, value) VALUES('store', 'created', '1')")
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # -- key/value ---------------------------------------------------------------------------
     def get(self, ns: str, key: str, default: Any = None) -> Any:
@@ -145,3 +274,69 @@ class Store:
 
     def auth_clear(self, kind: str) -> None:
         self.db.execute("DELETE FROM auth WHERE kind=?", (kind,))
+
+    # -- --ocpp-config bookkeeping -----------------------------------------------------------
+    def config_file_get(self, key: str) -> tuple[str, str] | None:
+        """(file value last applied, source of the value in use: "file" or "csms") for one key."""
+        row = self.db.execute("SELECT file_value, source FROM config_file WHERE key=?", (key,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def config_file_put(self, key: str, file_value: str, source: str) -> None:
+        self.db.execute(
+            "INSERT INTO config_file(key, file_value, source) VALUES(?,?,?) "
+            "ON CONFLICT(key) DO UPDATE SET file_value=excluded.file_value, source=excluded.source",
+            (key, file_value, source),
+        )
+
+
+class MemoryStore(Store):
+    """The same interface, in memory: nothing on disk, no lock (tests, fleets)."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+
+
+def open_state_dir(directory: str | Path) -> Store:
+    """Lock a station's state directory (created if missing) and open its store.
+
+    Raises :class:`StateDirLocked` when another process holds it, :class:`StoreError` when it
+    cannot be created, written or read (one line naming the directory and the problem)."""
+    d = Path(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"state directory {d}: cannot create it ({e.strerror or e})") from None
+    if not d.is_dir():
+        raise StoreError(f"state directory {d}: not a directory")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise StoreError(f"state directory {d}: not writable by this user")
+    lock = DirLock(d)
+    return Store(d / DB_NAME, lock=lock)
+
+
+def adopt_legacy_state(legacy_dir: str | Path, directory: str | Path) -> bool:
+    """Move the state file the first release kept in the shared default directory (``state/``,
+    the same for every station id) into this station's own directory, once, if it has none yet.
+
+    The caller holds the lock of ``directory``; the legacy directory is locked while moving."""
+    legacy, d = Path(legacy_dir), Path(directory)
+    src, dst = legacy / DB_NAME, d / DB_NAME
+    if not src.exists() or dst.exists():
+        return False
+    lock = DirLock(legacy)
+    try:
+        db = sqlite3.connect(str(src), isolation_level=None)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything into the main file
+        finally:
+            db.close()
+        d.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{src}{suffix}")
+    except (OSError, sqlite3.DatabaseError) as e:
+        raise StoreError(f"state file {src}: cannot move it to {d} ({e})") from None
+    finally:
+        lock.release()
+    return True
