@@ -1,12 +1,60 @@
+"""Fixtures of the integration tests: a scripted CSMS and the station under test.
+
+The station runs in process by default (``tests/integration/inproc.py``: the real object graph in
+the test's event loop, on a ``VirtualTimeLoop`` so idle time is skipped). A test that needs a real
+process — a power cut (kill -9), the command line, systemd notify, hardware peers — is marked
+``@pytest.mark.process``: it gets ``StationProcess`` (``python -m station run --sim``) and a
+normal, real-time event loop.
+"""
+
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
 
 import pytest
 
+from station.scheduler import VirtualTimeLoop
 from tests.integration.harness import ScriptedCsms, StationProcess
+from tests.integration.inproc import InProcessStation
 
 # Fast defaults for tests: short intervals so cases finish in seconds.
 FAST = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "0", "ConnectionTimeOut": "5",
         "TransactionMessageRetryInterval": "1"}
+
+# a test that uses one of these gets the station in process, on virtual time (unless marked process)
+STATION_FIXTURES = frozenset({"csms", "make_station", "booted"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--station-process", action="store_true",
+        help="run every station test against the station as a process, in real time (slow; a cross-check of the in-process runs)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "process: the station runs as a separate process (python -m station run) on a real-time loop"
+    )
+    config.addinivalue_line("markers", "virtual_time: the test runs on a VirtualTimeLoop (idle time is skipped)")
+
+
+def as_process(item: pytest.Item) -> bool:
+    return item.get_closest_marker("process") is not None or bool(item.config.getoption("station_process"))
+
+
+def on_virtual_time(item: pytest.Item) -> bool:
+    if as_process(item):
+        return False
+    return item.get_closest_marker("virtual_time") is not None or bool(STATION_FIXTURES & set(item.fixturenames))
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loop of each async test: virtual time for in-process station tests, real time otherwise."""
+    if on_virtual_time(item):
+        return {"virtual_time": VirtualTimeLoop}
+    return {"real_time": asyncio.new_event_loop}
 
 
 @pytest.fixture
@@ -19,20 +67,31 @@ async def csms():
 
 
 @pytest.fixture
-def make_station(tmp_path, csms):
-    made: list[StationProcess] = []
+async def make_station(request, tmp_path, csms):
+    """make_station(...) -> a station not yet started: in process, or a process if the test is marked ``process``."""
+    made: list[StationProcess | InProcessStation] = []
+    marked_process = as_process(request.node)
+    virtual = isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
 
     def make(ocpp_config: dict | None = None, evses: int = 1, station_id: str = "CS001", extra: list[str] | None = None,
-             url: str | None = None, fast: bool = True, config: str | None = None) -> StationProcess:
+             url: str | None = None, fast: bool = True, config: str | None = None,
+             process: bool | None = None) -> StationProcess | InProcessStation:
         cfg = dict(FAST) if fast else {}
         cfg.update(ocpp_config or {})
-        sp = StationProcess(tmp_path, url or f"ws://127.0.0.1:{csms.port}/ocpp", station_id, evses, cfg, extra, config)
+        as_process = marked_process if process is None else process
+        if as_process and virtual:
+            raise pytest.UsageError("a station process runs in real time: mark the test @pytest.mark.process")
+        kind = StationProcess if as_process else InProcessStation
+        sp = kind(tmp_path, url or f"ws://127.0.0.1:{csms.port}/ocpp", station_id, evses, cfg, extra, config)
         made.append(sp)
         return sp
 
     yield make
     for sp in made:
-        sp.stop()
+        if isinstance(sp, InProcessStation):
+            await sp.aclose()
+        else:
+            sp.stop()
 
 
 @pytest.fixture

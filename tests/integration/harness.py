@@ -4,7 +4,8 @@
 answers can be replaced per action), sends its own calls, sends raw frames, and validates every
 frame the station sends against the OCPP 1.6 JSON schemas of the ``ocpp`` package.
 ``StationProcess`` runs ``python -m station run --sim ...`` as a separate process with its own
-state directory, and talks to its local HTTP API.
+state directory, and talks to its local HTTP API (tests marked ``process``; the others run the
+station in process: tests/integration/inproc.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -28,12 +30,21 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 
 from station import ocpp_schema
+from station.scheduler import LoopScheduler
 
 VERSION = "1.6"
 
 
+def wall_now() -> datetime:
+    """The wall clock the station sees: the system clock, or the virtual one on a ``VirtualTimeLoop``."""
+    try:
+        return LoopScheduler(asyncio.get_running_loop()).now()
+    except RuntimeError:  # no running loop
+        return datetime.now(UTC)
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return wall_now().strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def free_port() -> int:
@@ -87,8 +98,10 @@ class ScriptedCsms:
         self.handshake_times: list[float] = []  # loop time of every websocket handshake attempt
 
     # -- server --------------------------------------------------------------------------------
-    async def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1 (``port`` 0: any free port; give the old port to come back after close())."""
+    async def start(self, port: int = 0, ssl: Any = None) -> str:
+        """Listen on 127.0.0.1 (``port`` 0: any free port; give the old port to come back after close()).
+        ``ssl``: a server SSLContext, wss:// from then on (kept across restarts)."""
+        self.ssl = ssl if ssl is not None else getattr(self, "ssl", None)
 
         async def process_request(conn: ServerConnection, request: Any) -> Any:
             self.handshake_times.append(asyncio.get_running_loop().time())
@@ -98,10 +111,11 @@ class ScriptedCsms:
             return None
 
         self.server = await serve(
-            self._session, "127.0.0.1", port, subprotocols=["ocpp1.6"], process_request=process_request  # type: ignore[list-item]
+            self._session, "127.0.0.1", port, subprotocols=["ocpp1.6"], process_request=process_request,  # type: ignore[list-item]
+            ssl=self.ssl,
         )
         self.port = self.server.sockets[0].getsockname()[1]
-        return f"ws://127.0.0.1:{self.port}/ocpp"
+        return f"{'wss' if self.ssl else 'ws'}://127.0.0.1:{self.port}/ocpp"
 
     async def close(self) -> None:
         if self.server is not None:
@@ -263,6 +277,8 @@ class ScriptedCsms:
 class StationProcess:
     """The real station, as a separate process (``python -m station run``)."""
 
+    process = True
+
     def __init__(self, tmp: Path, csms_url: str, station_id: str = "CS001", evses: int = 1, ocpp_config: dict | None = None,
                  extra: list[str] | None = None, config: str | None = None) -> None:
         self.config = config
@@ -290,6 +306,7 @@ class StationProcess:
         return args + self.extra
 
     def start(self) -> None:
+        self._wait_exit_blocking()  # a restart: the previous process has been asked to stop and is ending
         self.starts += 1
         log = open(self.log_path, "a")  # noqa: SIM115 - the child owns it
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -302,14 +319,42 @@ class StationProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
-    def stop(self) -> None:
+    def stop(self) -> asyncio.Future | None:
+        """A clean stop (SIGTERM), without blocking the event loop: the CSMS in this loop can still answer
+        the station's last calls and its close frame (a blocking wait here cost every test the station's
+        2 s websocket close timeout). ``await sp.stop()`` waits until the process has exited."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._wait_exit_blocking()
+            return None
+        return loop.create_task(self._exited(proc))
+
+    async def _exited(self, proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+        if proc is None:
+            return
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait(5)
+                return
+            await asyncio.sleep(0.01)
+
+    def _wait_exit_blocking(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+    async def aclose(self) -> None:
+        """Teardown: stop, and wait (without blocking the loop) until the process has exited."""
+        await (self.stop() or asyncio.sleep(0))
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
@@ -366,7 +411,7 @@ class StationProcess:
         return await self.api("GET", "/api/status")
 
 
-async def start_session(csms: ScriptedCsms, sp: StationProcess, tag: str = "TAG1") -> dict:
+async def start_session(csms: ScriptedCsms, sp: Any, tag: str = "TAG1") -> dict:
     """Plug in at connector 1, present ``tag``, and wait until the station is Charging; returns StartTransaction."""
     await sp.plug()
     await csms.expect_status(1, "Preparing")

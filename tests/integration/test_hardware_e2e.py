@@ -18,6 +18,8 @@ from hal.meter.registers import MODELS
 from tests.hal.modbus_peer import MeterImage, MeterServer, PtyPair
 from tests.hal.pn532_peer import Card, FakePn532
 
+pytestmark = pytest.mark.process  # hardware peers (threads, ptys, pcscd) and a real process: real time
+
 ROOT = Path(__file__).resolve().parents[2]
 UID = "04A2B3C4D5E680"
 VALUES = {

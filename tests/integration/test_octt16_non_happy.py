@@ -1,9 +1,10 @@
 """OCTT OCPP 1.6J Core non-happy flows (sections 2.10-2.16), performed against the real station.
 
-Each test drives the real ``station run --sim`` process through its local API (the EV, the card
-reader, faults, the lock, the power switch) and plays the CSMS over a real websocket. Power
-failures are ``kill -9``; connection losses are the CSMS dropping the socket, the CSMS going away
-altogether, or the station's own link switch.
+Each test drives the real station through its local API (the EV, the card reader, faults, the lock,
+the power switch) and plays the CSMS over a real websocket: in process on virtual time by default,
+as a ``station run --sim`` process for the power failures (``kill -9``, tests marked ``process``).
+Connection losses are the CSMS dropping the socket, the CSMS going away altogether, or the
+station's own link switch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.integration.harness import CallErrorReply, ScriptedCsms, StationProcess, start_session
+from tests.integration.harness import CallErrorReply, ScriptedCsms, StationProcess, start_session, wall_now
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -229,6 +230,7 @@ async def test_TC_031_unlock_unknown_connector(csms, booted, cid):
 
 
 # -- 2.13 power failure --------------------------------------------------------------------------
+@pytest.mark.process  # power cut: kill -9
 async def test_TC_032_1_power_failure_during_transaction(csms, booted):
     """TC_032_1_CS: power cut (kill -9) during a transaction with StopTxnSampledData configured.
 
@@ -271,6 +273,7 @@ async def test_TC_032_1_power_failure_during_transaction(csms, booted):
     await csms.no_call("StopTransaction", 1.5)
 
 
+@pytest.mark.process  # power cut: kill -9
 async def test_TC_032_2_power_failure_with_queued_messages(csms, booted):
     """TC_032_2_CS with an outage first: a transaction started offline, meter values queued, then a power cut.
 
@@ -304,6 +307,7 @@ async def test_TC_032_2_power_failure_with_queued_messages(csms, booted):
     assert (await sp.status())["outbox"] == 0
 
 
+@pytest.mark.process  # power cut: kill -9
 async def test_TC_032_power_failure_without_sampled_meter_values(csms, booted):
     """A power cut with MeterValueSampleInterval=0 (nothing sampled): the PowerLoss StopTransaction
     still carries the energy delivered (the meter register read at boot) and a stop time near the
@@ -322,6 +326,7 @@ async def test_TC_032_power_failure_without_sampled_meter_values(csms, booted):
     assert ts(start["timestamp"]).timestamp() + 4.0 <= ts(stop["timestamp"]).timestamp() <= cut.timestamp()
 
 
+@pytest.mark.process  # power cut: kill -9
 async def test_TC_032_power_loss_report_waits_for_accepted_registration(csms, booted):
     """After a power cut the CSMS first answers BootNotification Pending: the station sends no
     transaction message until it is Accepted, then the PowerLoss StopTransaction follows."""
@@ -340,6 +345,7 @@ async def test_TC_032_power_loss_report_waits_for_accepted_registration(csms, bo
     assert stop["reason"] == "PowerLoss" and stop["transactionId"] == 1
 
 
+@pytest.mark.process  # power cut: kill -9
 async def test_power_cut_while_offline_with_finished_transaction_queued(csms, booted):
     """A whole transaction happens offline, then a power cut before the link is back: after the
     reboot StartTransaction and StopTransaction (reason Local, not PowerLoss) are delivered in order,
@@ -367,6 +373,7 @@ async def _has_tx(sp: StationProcess) -> bool:
     return (await connector(sp))["tx"] is not None
 
 
+@pytest.mark.process  # power cut: kill -9
 async def test_TC_034_power_failure_with_unavailable_status(csms, booted):
     """TC_034_CS: a connector set Inoperative stays Unavailable across a power cut; it cannot be used until Operative."""
     sp = await booted()
@@ -387,6 +394,7 @@ async def test_TC_034_power_failure_with_unavailable_status(csms, booted):
     await csms.expect_status(1, "Preparing")
 
 
+@pytest.mark.process  # power cut: kill -9
 async def test_TC_034_scheduled_unavailable_survives_power_cut(csms, booted):
     """ChangeAvailability Inoperative during a transaction is Scheduled; a power cut ends the
     transaction (PowerLoss), so after the reboot the connector is Unavailable as the CSMS asked."""
@@ -493,7 +501,7 @@ async def test_TC_037_1_offline_start_valid_id(csms, booted):
     await csms.expect_status(1, "Available")
     await go_offline(csms, sp)
     await sp.plug()
-    started_at = datetime.now(UTC)
+    started_at = wall_now()
     await sp.swipe("TAG1")
     await until(lambda: _has_tx(sp))
     c = await connector(sp)
@@ -610,7 +618,7 @@ async def test_TC_038_offline_stop_transaction(csms, booted):
     await go_offline(csms, sp)
     await sp.swipe("TAG1")
     await until(lambda: _no_tx(sp))
-    stopped_at = datetime.now(UTC)
+    stopped_at = wall_now()
     await asyncio.sleep(1.5)
     await go_online(csms, sp)
     stop = await csms.expect("StopTransaction", timeout=10)
