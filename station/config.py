@@ -42,6 +42,8 @@ class StationConfig:
     ocpp: str = "1.6"
     csms_url: str = "ws://127.0.0.1:9000/ocpp"
     state_dir: str = "state"
+    # the one source of the security profile: the link uses it, the read-only 1.6 key
+    # SecurityProfile reports it, --ocpp-config cannot override it (it is checked with csms_url here)
     security_profile: int = 0
     vendor: str = "OpenStation"
     model: str = "PyStation"

@@ -154,7 +154,7 @@ async def test_remote_stop_while_boot_pending_is_rejected(csms, booted):
 
 
 # -- f. AuthorizationKey changed: reconnect with it (OCTT TC_073_CS) ------------------------------------
-async def test_TC_073_CS_new_authorization_key_is_used_at_once(csms, booted, tmp_path):
+async def test_TC_073_update_authorization_key_reconnects_with_it(csms, booted, tmp_path):
     await booted(config=toml(tmp_path, "sp1.toml", "security_profile = 1"), ocpp_config={"AuthorizationKey": KEY1})
     assert csms.auth_headers == [basic("CS001", KEY1)]
     r = await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": KEY2})
