@@ -1,31 +1,46 @@
-"""One charging station: the core facts plus the hardware sequencing a real charger needs.
+"""One charging station: the asyncio driver of the per-EVSE sessions (station/core/session.py).
 
-It reacts to hardware events (cable, CP state, card, faults) and to commands from the OCPP adapter
-(remote start/stop, unlock, availability, reset), and tells the adapter what happened (status
-changes, transactions started and stopped). It is version independent: it never builds an OCPP
-message. One object per station, no module-level state, so thousands can share one process.
+The sessions decide; this driver feeds them hardware events (cable, CP state, card, faults),
+commands of the OCPP adapter (remote start/stop, unlock, availability, reset, limits) and the
+results of what they asked for, and carries out their effects on the hal, the store and the
+adapter, in order. It is version independent: it never builds an OCPP message. One object per
+station, no module-level state, so thousands can share one process.
 
-Safety order: the connector is locked before the relay closes, and the relay opens (after the
-pilot stops offering current) before the connector unlocks.
+Each EVSE has two lanes of effects. A batch that takes energy away (stop offering, open the
+contactor) goes to the urgent lane and starts at once; everything else runs in order in the
+normal lane. Just before an effect that gives energy (offer a current, close the contactor, lock
+for a start) the session is asked whether it still wants it, so an older command never undoes a
+newer stop. Authorization runs beside the lanes: nothing waits for the CSMS while holding an EVSE.
+
+Timers (connection timeout, MaxEnergyOnInvalidId checks, checkpoints) are one-shot timers of the
+station's clock when it is a Scheduler (station/scheduler.py), else of the running loop,
+re-armed when they fire; no polling loops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict
-from typing import Protocol
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 from hal.board import EvseHardware
 from hal.types import CpState, Fault, HalError, IdToken, MeterReading
+from station.core import model as m
 from station.core.auth import IdTagInfo, Verdict, decide
 from station.core.clock import Clock, iso, parse_iso
-from station.core.evse import Connector, Evse, PendingAuthorization, Status, station_status
+from station.core.evse import Connector, Evse, Status, station_status
+from station.core.model import PILOT_FAULT_INFO, is_urgent
+from station.core.session import Session
 from station.core.settings import Settings
 from station.core.transaction import StopReason, Transaction
 from station.store import Store
 from station.tasks import Tasks
+
+__all__ = ["Adapter", "Station", "PILOT_FAULT_INFO"]
 
 
 class Adapter(Protocol):
@@ -37,9 +52,19 @@ class Adapter(Protocol):
     def status_changed(self, connector_id: int, status: Status, error_code: str, info: str) -> None: ...
     def transaction_started(self, tx: Transaction) -> None: ...
     def transaction_stopped(self, tx: Transaction) -> None: ...
+    # optional: ``domain_event(event: station.core.model.DomainEvent) -> None`` gets every domain
+    # event (EV connected, authorized, power path closed, energy transfer started/stopped, ...)
 
 
-PILOT_FAULT_INFO = "control pilot state"
+@dataclass
+class _Lane:
+    name: str
+    queue: deque[m.Effect] = field(default_factory=deque)
+    task: asyncio.Task | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
 
 
 class Station:
@@ -69,20 +94,32 @@ class Station:
         self.meter_cache: dict[int, MeterReading] = {}
         self.limits_a: dict[int, float | None] = {}
         self.restart_request: asyncio.Future[str] | None = None
-        self._locks: dict[int, asyncio.Lock] = {cid: asyncio.Lock() for cid in self.connectors}
-        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self.sessions: dict[int, Session] = {e.evse_id: Session(e, self.settings) for e in evses}
+        # connector number (1.6 connectorId) -> EVSE id; one connector per EVSE numbered like it
+        self._evse_of: dict[int, int] = {e.evse_id: e.evse_id for e in evses}
+        self._lanes: dict[int, tuple[_Lane, _Lane]] = {
+            e.evse_id: (_Lane(f"evse {e.evse_id} urgent"), _Lane(f"evse {e.evse_id}")) for e in evses
+        }
+        self._timers: dict[tuple[str, int], Any] = {}
+        self._replies: dict[int, asyncio.Future[str]] = {}
+        self._ids = itertools.count(1)
         self.tasks = Tasks(log, "station")
         self.spawn = self.tasks.spawn
         self._last_status: dict[int, tuple[Status, str]] = {}
         self.checkpoint_interval_s = 5.0  # running transactions are saved at least this often
         self.on_event: Callable[[str], None] = lambda text: None  # human-readable events (demo, logs)
+        self._stopped = False
         for cid, conn in self.connectors.items():
             conn.operative = bool(store.get("availability", str(cid), True))
+        for s in self.sessions.values():
+            s.station_operative = self.operative
 
     # -- life cycle --------------------------------------------------------------------------
     def attach(self, adapter: Adapter) -> None:
         self.adapter = adapter
         self.settings = adapter.settings
+        for s in self.sessions.values():
+            s.settings = adapter.settings
 
     async def start(self) -> None:
         self.restart_request = asyncio.get_running_loop().create_future()
@@ -96,18 +133,31 @@ class Station:
             # faults the devices reported before this station object existed (start-up, a reset)
             for code, info in getattr(hw, "active_faults", {}).items():
                 conn.faults.setdefault(code, info[:50])
-            await self._safe(hw.pilot.offer(None), cid)
-            if hw.relay.closed:
-                await self._safe(hw.relay.set(False), cid)
+            try:
+                await hw.pilot.offer(None)
+                if hw.relay.closed:
+                    await hw.relay.set(False)
+            except HalError as e:
+                self.log.error("connector %d: %s", cid, e)
+                conn.faults.setdefault(e.error_code, str(e)[:50])
         await self._recover_transactions()
         for cid in self.connectors:
             self.notify_status(cid, force=True)
         self.notify_status(0, force=True)
-        self.spawn(self._checkpoint_loop())
+        self._arm_checkpoint()
 
     async def stop(self) -> None:
+        self._stopped = True
         for t in self._timers.values():
             t.cancel()
+        self._timers.clear()
+        for lanes in self._lanes.values():
+            for lane in lanes:
+                lane.queue.clear()
+                if lane.task is not None:
+                    lane.task.cancel()
+        for fut in self._replies.values():
+            fut.cancel()
         self.tasks.cancel_all()
 
     # -- status ------------------------------------------------------------------------------
@@ -143,83 +193,202 @@ class Station:
             self.on_event(f"connector {connector_id} is now {status}" + ("" if error == "NoError" else f" ({error})"))
         if self.adapter is not None:
             self.adapter.status_changed(connector_id, status, error, info)
+        self._publish(m.StatusChanged(connector_id, str(status), error, info))
+
+    # -- feeding the sessions ------------------------------------------------------------------
+    def _session(self, cid: int) -> Session:
+        return self.sessions[self._evse_of[cid]]
+
+    def _feed(self, cid: int, event: m.Event) -> None:
+        """Hand one event to the connector's session and queue its effects (at once when urgent)."""
+        session = self._session(cid)
+        effects = session.handle(event, self.clock.now())
+        if effects:
+            urgent, normal = self._lanes[session.evse.evse_id]
+            lane = urgent if is_urgent(effects) else normal
+            lane.queue.extend(effects)
+            self._kick(session, lane)
+
+    def _continue(self, session: Session, lane: _Lane, event: m.Event) -> None:
+        """The result of an effect: its consequences run next in the same lane, before the rest."""
+        effects = session.handle(event, self.clock.now())
+        lane.queue.extendleft(reversed(effects))
+
+    def _kick(self, session: Session, lane: _Lane) -> None:
+        if not lane.running and not self._stopped:
+            lane.task = asyncio.get_running_loop().create_task(self._drain(session, lane), name=lane.name)
+
+    async def _drain(self, session: Session, lane: _Lane) -> None:
+        while lane.queue:
+            effect = lane.queue.popleft()
+            try:
+                await self._execute(session, lane, effect)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one effect that went wrong must not stop the EVSE's lane
+                self.log.exception("%s: %s failed", lane.name, type(effect).__name__)
+
+    async def _settled(self, cid: int) -> None:
+        """Wait until everything queued for the connector's EVSE has been carried out."""
+        me = asyncio.current_task()
+        lanes = self._lanes[self._evse_of[cid]]
+        while True:
+            busy = [lane.task for lane in lanes if lane.running and lane.task is not me]
+            if not busy:
+                return
+            await asyncio.wait(busy)  # type: ignore[arg-type]
+
+    def _request(self) -> tuple[int, asyncio.Future[str]]:
+        rid = next(self._ids)
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._replies[rid] = fut
+        return rid, fut
+
+    async def _ask(self, cid: int, event: m.Event, rid: int, fut: asyncio.Future[str]) -> str:
+        try:
+            self._feed(cid, event)
+            word = await fut
+            await self._settled(cid)
+            return word
+        finally:
+            self._replies.pop(rid, None)
+
+    # -- carrying out effects ------------------------------------------------------------------
+    def _pilot(self, cid: int) -> Any:
+        return self.hw[self._evse_of[cid]].pilot
+
+    async def _execute(self, session: Session, lane: _Lane, e: m.Effect) -> None:
+        if not session.wants(e):
+            if isinstance(e, m.Unlock):  # refused (the power path may be live): the command fails
+                self._continue(session, lane, m.UnlockResult(e.connector_id, False, e.request_id))
+            return
+        if isinstance(e, m.SetPilot):
+            try:
+                await self._pilot(e.connector_id).offer(e.amps)
+            except HalError as err:
+                self.log.error("connector %d: %s", e.connector_id, err)
+                self._continue(session, lane, m.HardwareFailed(e.connector_id, e, err.error_code, str(err)))
+        elif isinstance(e, m.SetContactor):
+            relay = self.hw[session.evse.evse_id].relay
+            try:
+                await relay.set(e.closed)
+            except HalError as err:
+                cid = session.evse.connector.connector_id
+                self.log.error("connector %d: %s", cid, err)
+                self._continue(session, lane, m.HardwareFailed(cid, e, err.error_code, str(err)))
+        elif isinstance(e, m.PrepareTransaction):
+            cid = e.connector_id
+            if not await self._lock_hw(cid):
+                self._continue(session, lane, m.TransactionPrepared(cid, False))
+                return
+            reading = await self._read_meter(cid)
+            start_wh = int(reading.energy_import_wh) if reading else 0
+            self._continue(session, lane, m.TransactionPrepared(cid, True, start_wh, self.store.next_local_tx()))
+        elif isinstance(e, m.Unlock):
+            ok = await self._unlock_hw(e.connector_id)
+            self._continue(session, lane, m.UnlockResult(e.connector_id, ok, e.request_id))
+        elif isinstance(e, m.AskAuthorization):
+            self.spawn(self._authorize_for(e))
+        elif isinstance(e, m.ReadMeter):
+            await self._read_meter(e.connector_id)
+        elif isinstance(e, m.BeginTransaction):
+            tx = e.transaction
+            self.save_transaction(tx)
+            self.on_event(f"transaction started on connector {tx.connector_id} for {tx.id_tag} (meter {tx.meter_start_wh} Wh)")
+            if self.adapter is not None:
+                self.adapter.transaction_started(tx)
+            self._publish(m.TransactionStarted(tx))
+        elif isinstance(e, m.EndTransaction):
+            await self._end_transaction(e.transaction)
+        elif isinstance(e, m.Persist):
+            self.store.put(e.kind, e.key, e.value)
+        elif isinstance(e, m.StartTimer):
+            self._arm(e.name, e.connector_id, e.delay_s)
+        elif isinstance(e, m.CancelTimer):
+            t = self._timers.pop((e.name, e.connector_id), None)
+            if t is not None:
+                t.cancel()
+        elif isinstance(e, m.ReportStatus):
+            self.notify_status(e.connector_id, announce=e.announce)
+        elif isinstance(e, m.Reply):
+            fut = self._replies.get(e.request_id)
+            if fut is not None and not fut.done():
+                fut.set_result(e.value)
+        elif isinstance(e, m.Note):
+            self.on_event(e.text)
+        elif isinstance(e, m.DomainEvent):
+            self._publish(e)
+        else:
+            raise TypeError(f"unknown effect {e!r}")
+
+    def _publish(self, event: m.DomainEvent) -> None:
+        hook = getattr(self.adapter, "domain_event", None)
+        if hook is not None:
+            hook(event)
+
+    async def _end_transaction(self, tx: Transaction) -> None:
+        cid = tx.connector_id
+        reading = await self._read_meter(cid)
+        tx.meter_stop_wh = int(reading.energy_import_wh) if reading else (tx.meter_last_wh or tx.meter_start_wh)
+        self.save_transaction(tx)
+        self.on_event(f"transaction on connector {cid} stopped ({tx.stop_reason}); {tx.energy_wh()} Wh delivered")
+        if self.adapter is not None:
+            self.adapter.transaction_stopped(tx)
+        self._publish(m.TransactionStopped(tx))
+
+    async def _authorize_for(self, e: m.AskAuthorization) -> None:
+        try:
+            info = await self.authorize(e.token.value)
+        except Exception:
+            self.log.exception("authorization of %s failed; treated as Invalid", e.token.value)
+            info = IdTagInfo("Invalid")
+        self._feed(e.connector_id, m.AuthorizationResult(e.request_id, info))
+
+    def _arm(self, name: str, cid: int, delay: float) -> None:
+        old = self._timers.pop((name, cid), None)
+        if old is not None:
+            old.cancel()
+        self._timers[(name, cid)] = self._call_later(delay, self._timer_fired, name, cid)
+
+    def _call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Any:
+        call_later = getattr(self.clock, "call_later", None)
+        if call_later is None:
+            return asyncio.get_running_loop().call_later(max(0.0, delay), fn, *args)
+        return call_later(delay, fn, *args)
+
+    def _timer_fired(self, name: str, cid: int) -> None:
+        self._timers.pop((name, cid), None)
+        if not self._stopped:
+            self._feed(cid, m.TimerFired(name, cid))
+
+    def _arm_checkpoint(self) -> None:
+        if not self._stopped:
+            self._timers[("checkpoint", 0)] = self._call_later(
+                self.checkpoint_interval_s, lambda: self.spawn(self._checkpoint())
+            )
+
+    async def _checkpoint(self) -> None:
+        """Save running transactions now and then (meter, time), whatever MeterValueSampleInterval
+        says, so that a power cut loses at most this much: the PowerLoss StopTransaction carries
+        the time and meter of the last checkpoint. A re-armed one-shot timer."""
+        try:
+            for cid, conn in self.connectors.items():
+                # idle connectors too: a meter that died is reported before the next driver comes
+                await self._read_meter(cid)
+                if conn.transaction is not None:
+                    self.save_transaction(conn.transaction)
+        finally:
+            self._arm_checkpoint()
 
     # -- hardware events ---------------------------------------------------------------------
     def cp_state(self, evse_id: int, state: CpState) -> None:
-        self.spawn(self._cp_state(evse_id, state))
+        self._feed(evse_id, m.CpStateChanged(evse_id, state))
 
     def token(self, evse_id: int, token: IdToken) -> None:
-        self.spawn(self.present_id_tag(evse_id, token.id_token))
+        self.spawn(self.present_id_tag(evse_id, token.id_token, token.type))
 
     def fault(self, evse_id: int, fault: Fault) -> None:
-        self.spawn(self._fault(evse_id, fault))
-
-    async def _cp_state(self, cid: int, state: CpState) -> None:
-        conn = self.connectors[cid]
-        async with self._locks[cid]:
-            was_plugged = conn.plugged
-            if state in (CpState.E, CpState.F):
-                # IEC 61851-1: E (CP shorted to PE / no pilot) and F (pilot fault) -> open the contactor
-                # at once; the connector is Faulted (OtherError) and a running transaction ends.
-                what = "CP shorted" if state is CpState.E else "pilot fault"
-                await self._set_fault(cid, "OtherError", True, f"{PILOT_FAULT_INFO} {state} ({what})")
-                return
-            pilot_restored = conn.faults.get("OtherError", "").startswith(PILOT_FAULT_INFO)
-            if pilot_restored:
-                await self._set_fault(cid, "OtherError", False)
-            conn.plugged = state in (CpState.B, CpState.C, CpState.D)
-            conn.ev_requesting = state in (CpState.C, CpState.D)
-            if state is CpState.D and not conn.ventilation_required:
-                self.on_event(f"connector {cid}: the EV asks for ventilation (state D); this station has none")
-            conn.ventilation_required = state is CpState.D
-            if conn.plugged and not was_plugged:
-                self.on_event(f"EV plugged in at connector {cid}")
-                if conn.transaction is not None:
-                    await self._energize(cid)  # an EV came back to a running transaction
-                elif conn.pending is not None and conn.operative and not conn.faulted:
-                    await self._start(cid, conn.pending.id_tag, conn.pending.parent_id_tag, conn.pending)
-            elif not conn.plugged and was_plugged:
-                self.on_event(f"EV unplugged from connector {cid}")
-                conn.finishing = False
-                if conn.transaction is not None:
-                    if self.settings.stop_on_ev_side_disconnect:
-                        await self._stop(
-                            cid, StopReason.EVDisconnected, unlock=self.settings.unlock_on_ev_side_disconnect
-                        )
-                    else:
-                        await self._deenergize(cid)
-                else:
-                    await self._unlock_hw(cid)
-            elif pilot_restored and conn.plugged and conn.transaction is not None:
-                await self._energize(cid)  # the pilot is healthy again: resume the suspended transaction
-            if conn.transaction is not None and conn.plugged:
-                await self._apply_contactor(cid)  # C: close, back to B (EV pauses) or D: open
-            self.notify_status(cid)
-
-    async def _fault(self, cid: int, fault: Fault) -> None:
-        async with self._locks[cid]:
-            await self._set_fault(cid, fault.error_code, fault.active, fault.info)
-
-    async def _set_fault(self, cid: int, code: str, active: bool, info: str = "") -> None:
-        conn = self.connectors[cid]
-        if active:
-            if code in conn.faults:
-                return
-            conn.faults[code] = info[:50]
-            self.on_event(f"fault at connector {cid}: {code} {info}".rstrip())
-            if conn.faulted and conn.transaction is not None:
-                await self._stop(cid, StopReason.Other, unlock=False)
-            elif conn.faulted and conn.pending is not None:
-                conn.pending = None
-            elif code == "EVCommunicationError" and conn.transaction is not None:
-                await self._deenergize(cid)  # SuspendedEVSE (1.6 section 7.6), the transaction goes on
-        else:
-            if conn.faults.pop(code, None) is None:
-                return
-            self.on_event(f"fault cleared at connector {cid}: {code}")
-            if code == "EVCommunicationError" and conn.transaction is not None and conn.plugged and not conn.faulted:
-                await self._energize(cid)  # the EV talks properly again: resume the suspended transaction
-        self.notify_status(cid, announce=code if active else None)
+        self._feed(evse_id, m.FaultChanged(evse_id, fault.error_code, fault.active, fault.info))
 
     # -- authorization -----------------------------------------------------------------------
     async def authorize(self, id_tag: str) -> IdTagInfo:
@@ -248,205 +417,23 @@ class Station:
         self.store.auth_clear("cache")
         return True
 
-    async def present_id_tag(self, cid: int, id_tag: str) -> str:
-        """A card at the reader of connector ``cid``. Returns a short word saying what happened."""
-        conn = self.connectors.get(cid)
-        if conn is None:
+    async def present_id_tag(self, cid: int, id_tag: str, token_type: str = "ISO14443") -> str:
+        """A card at the reader of connector ``cid``. Returns a short word saying what happened:
+        stopped, not allowed to stop, unavailable, cancelled, rejected, accepted."""
+        if cid not in self.connectors:
             return "unknown connector"
-        self.on_event(f"card {id_tag} presented at connector {cid}")
-        async with self._locks[cid]:
-            tx = conn.transaction
-            if tx is not None:
-                if id_tag == tx.id_tag:
-                    await self._stop(cid, StopReason.Local, id_tag=id_tag)
-                    self.notify_status(cid)
-                    return "stopped"
-                info = await self.authorize(id_tag)
-                if info.status == "Accepted" and tx.parent_id_tag and info.parent_id_tag == tx.parent_id_tag:
-                    await self._stop(cid, StopReason.Local, id_tag=id_tag)
-                    self.notify_status(cid)
-                    return "stopped"
-                self.on_event(f"card {id_tag} may not stop the transaction on connector {cid}")
-                return "not allowed to stop"
-            if not conn.operative or conn.faulted or not self.operative:
-                self.on_event(f"connector {cid} is not available; card ignored")
-                return "unavailable"
-            if conn.pending is not None and conn.pending.id_tag == id_tag:
-                conn.pending = None
-                self._cancel_timer(cid)
-                self.notify_status(cid)
-                return "cancelled"
-            info = await self.authorize(id_tag)
-            if info.status != "Accepted":
-                self.on_event(f"card {id_tag} rejected ({info.status})")
-                return "rejected"
-            self.on_event(f"card {id_tag} accepted")
-            pending = PendingAuthorization(id_tag, info.parent_id_tag, 0.0)
-            if conn.plugged:
-                await self._start(cid, id_tag, info.parent_id_tag, pending)
-            else:
-                self._wait_for_cable(cid, pending)
-            self.notify_status(cid)
-            return "accepted"
-
-    def _wait_for_cable(self, cid: int, pending: PendingAuthorization) -> None:
-        conn = self.connectors[cid]
-        conn.pending = pending
-        self._cancel_timer(cid)
-        timeout = max(1.0, self.settings.connection_timeout_s)
-        self._timers[cid] = asyncio.get_running_loop().call_later(timeout, self._cable_timeout, cid)
-        self.on_event(f"waiting up to {timeout:.0f} s for the cable at connector {cid}")
-
-    def _cancel_timer(self, cid: int) -> None:
-        t = self._timers.pop(cid, None)
-        if t is not None:
-            t.cancel()
-
-    def _cable_timeout(self, cid: int) -> None:
-        conn = self.connectors[cid]
-        if conn.pending is not None and conn.transaction is None:
-            self.on_event(f"no cable at connector {cid} in time: authorization dropped")
-            conn.pending = None
-            self.notify_status(cid)
+        rid, fut = self._request()
+        return await self._ask(cid, m.IdTokenPresented(cid, m.IdToken(id_tag, token_type), rid), rid, fut)
 
     # -- transactions ------------------------------------------------------------------------
-    async def _start(self, cid: int, id_tag: str, parent: str | None, pending: PendingAuthorization) -> None:
-        conn, hw = self.connectors[cid], self.hw[cid]
-        self._cancel_timer(cid)
-        conn.pending = None
-        conn.finishing = False
-        if not await self._lock_hw(cid):
-            self.on_event(f"connector {cid}: lock failed, transaction not started")
-            conn.faults["ConnectorLockFailure"] = "lock did not close"
-            self.notify_status(cid)
-            return
-        reading = await self.read_meter(cid)
-        start_wh = int(reading.energy_import_wh) if reading else 0
-        tx = Transaction(
-            local_id=self.store.next_local_tx(),
-            connector_id=cid,
-            id_tag=id_tag,
-            meter_start_wh=start_wh,
-            started_at=self.clock.now(),
-            parent_id_tag=parent,
-            remote=pending.remote,
-            charging_profile=pending.charging_profile,
-            meter_last_wh=start_wh,
-        )
-        conn.transaction = tx
-        self.save_transaction(tx)
-        self.on_event(f"transaction started on connector {cid} for {id_tag} (meter {start_wh} Wh)")
-        if self.adapter is not None:
-            self.adapter.transaction_started(tx)
-        if conn.reservation is not None:
-            conn.reservation = None
-        await self._energize(cid)
-        _ = hw
-
-    async def _energize(self, cid: int) -> None:
-        conn, hw = self.connectors[cid], self.hw[cid]
-        if conn.transaction is None or not conn.plugged or conn.faulted or conn.ev_comm_error:
-            return
-        limit = self.offered_current(cid)
-        tx = conn.transaction
-        conn.limited_to_zero = limit <= 0 or (tx.deauthorized and not self._invalid_id_allowance_left(tx))
-        if conn.limited_to_zero:
-            await hw.pilot.offer(0)
-            conn.energy_offered = False
-            return
-        # IEC 61851-1: offer the current with the PWM first; the contactor closes only when the EV
-        # asks for energy (state C), never with the EV in state B (see _apply_contactor)
-        await hw.pilot.offer(limit)
-        conn.energy_offered = True
-        # the pilot knows best whether the EV already asks for energy (a simulated EV answers at once)
-        state = getattr(hw.pilot, "state", None)
-        if state is not None:
-            conn.ev_requesting = state in (CpState.C, CpState.D)
-            conn.ventilation_required = state is CpState.D
-        await self._apply_contactor(cid)
-
-    async def _apply_contactor(self, cid: int) -> None:
-        """Close the contactor exactly when energy may flow: a transaction, current offered, the EV in
-        state C (D needs ventilation, which this station does not have), no fault; else open it."""
-        conn, hw = self.connectors[cid], self.hw[cid]
-        want = (
-            conn.transaction is not None
-            and conn.plugged
-            and conn.energy_offered
-            and conn.ev_requesting
-            and not conn.ventilation_required
-            and not conn.limited_to_zero
-            and not conn.faulted
-            and not conn.ev_comm_error
-        )
-        if want and not hw.relay.closed:
-            if not await self._safe(hw.relay.set(True), cid):
-                conn.energy_offered = False
-                await hw.pilot.offer(None)
-        elif not want and hw.relay.closed:
-            await self._safe(hw.relay.set(False), cid)
-
-    async def _deenergize(self, cid: int) -> None:
-        conn, hw = self.connectors[cid], self.hw[cid]
-        await hw.pilot.offer(None)
-        await self._safe(hw.relay.set(False), cid)
-        conn.energy_offered = False
-
     def offered_current(self, cid: int) -> float:
-        evse = self.evses[cid]
-        limit = self.limits_a.get(cid)
-        return evse.max_current_a if limit is None else max(0.0, min(limit, evse.max_current_a))
+        return self._session(cid).offered_current()
 
     async def set_limit(self, cid: int, amps: float | None) -> None:
-        """Apply a charging limit (smart charging); ``None`` removes it."""
+        """Apply a charging limit (smart charging); ``None`` removes it. Below 6 A nothing is offered."""
         self.limits_a[cid] = amps
-        conn = self.connectors[cid]
-        if conn.transaction is not None and conn.plugged:
-            async with self._locks[cid]:
-                await self._energize(cid)
-                self.notify_status(cid)
-
-    async def _stop(
-        self, cid: int, reason: StopReason, id_tag: str | None = None, unlock: bool = True
-    ) -> Transaction | None:
-        conn = self.connectors[cid]
-        tx = conn.transaction
-        if tx is None:
-            return None
-        conn.transaction = None  # first, so that a fault raised while switching off cannot stop it twice
-        conn.finishing = conn.plugged  # and a status reported meanwhile is Finishing, not Preparing
-        await self._deenergize(cid)
-        reading = await self.read_meter(cid)
-        tx.meter_stop_wh = int(reading.energy_import_wh) if reading else (tx.meter_last_wh or tx.meter_start_wh)
-        tx.stopped_at = self.clock.now()
-        tx.stop_reason = reason
-        tx.stop_id_tag = id_tag
-        conn.limited_to_zero = False
-        conn.finishing = conn.plugged
-        self.save_transaction(tx)
-        self.on_event(
-            f"transaction on connector {cid} stopped ({reason}); {tx.energy_wh()} Wh delivered"
-        )
-        if self.adapter is not None:
-            self.adapter.transaction_stopped(tx)
-        if unlock:
-            await self._unlock_hw(cid)
-        if conn.scheduled_operative is not None:
-            self._set_operative(cid, conn.scheduled_operative)
-            conn.scheduled_operative = None
-        return tx
-
-    async def _checkpoint_loop(self) -> None:
-        """Save running transactions now and then (meter, time), whatever MeterValueSampleInterval
-        says, so that a power cut loses at most this much: the PowerLoss StopTransaction carries
-        the time and meter of the last checkpoint."""
-        while True:
-            await asyncio.sleep(self.checkpoint_interval_s)
-            for cid, conn in self.connectors.items():
-                # idle connectors too: a meter that died is reported before the next driver comes
-                await self.read_meter(cid)
-                if conn.transaction is not None:
-                    self.save_transaction(conn.transaction)
+        self._feed(cid, m.LimitChanged(cid, amps))
+        await self._settled(cid)
 
     def save_transaction(self, tx: Transaction) -> None:
         data = {
@@ -457,6 +444,7 @@ class Station:
             "meter_last_wh": tx.meter_last_wh,
             "last_seen": iso(self.clock.now()),
             "samples": tx.samples,
+            "id_token_type": tx.id_token_type,
         }
         self.store.tx_save(tx.local_id, tx.connector_id, tx.id_tag, data, open_=tx.active)
 
@@ -473,10 +461,11 @@ class Station:
                 transaction_id=tx_id,
                 meter_last_wh=data.get("meter_last_wh"),
                 samples=data.get("samples", []),
+                id_token_type=data.get("id_token_type", "ISO14443"),
             )
             tx.meter_stop_wh = tx.meter_last_wh if tx.meter_last_wh is not None else tx.meter_start_wh
             # no energy flows while the power is off: the meter register now says what was delivered
-            reading = await self.read_meter(cid) if cid in self.connectors else None
+            reading = await self._read_meter(cid) if cid in self.connectors else None
             if reading is not None:
                 tx.meter_stop_wh = max(tx.meter_stop_wh, int(reading.energy_import_wh))
             tx.stopped_at = parse_iso(data.get("last_seen", data["started_at"]))
@@ -490,47 +479,13 @@ class Station:
                 self.connectors[cid].finishing = self.connectors[cid].plugged
 
     def on_start_result(self, tx: Transaction, info: IdTagInfo) -> None:
-        """The CSMS answered StartTransaction: record its idTagInfo and act on a refusal."""
+        """The CSMS answered StartTransaction: record its idTagInfo (its parentIdTag too) and act on a refusal."""
         self.remember(tx.id_tag, info)
-        conn = self.connectors.get(tx.connector_id)
-        if info.status == "Accepted" or conn is None or conn.transaction is not tx:
+        if tx.connector_id not in self.connectors:
             return
-        self.on_event(f"CSMS refused {tx.id_tag} for the running transaction ({info.status})")
-        if self.settings.stop_on_invalid_id:
-            self.spawn(self._locked_stop(tx.connector_id, StopReason.DeAuthorized))
-        else:
-            # StopTransactionOnInvalidId=false: the transaction goes on, but energy only up to
-            # MaxEnergyOnInvalidId (0: none at all) - SuspendedEVSE once used up
-            tx.deauthorized = True
-            self.spawn(self._locked_energize(tx.connector_id))
-            if self._invalid_id_allowance_left(tx):
-                self.spawn(self._watch_invalid_id_allowance(tx))
-
-    def _invalid_id_allowance_left(self, tx: Transaction) -> bool:
-        """MaxEnergyOnInvalidId: may a transaction whose idTag the CSMS refused still take energy?"""
-        cap = self.settings.max_energy_on_invalid_id_wh
-        return bool(cap) and tx.energy_wh() < (cap or 0)
-
-    async def _watch_invalid_id_allowance(self, tx: Transaction) -> None:
-        cid = tx.connector_id
-        while tx.active and self.connectors[cid].transaction is tx:
-            await self.read_meter(cid)
-            if not self._invalid_id_allowance_left(tx):
-                self.on_event(f"connector {cid}: MaxEnergyOnInvalidId reached, energy stopped")
-                await self._locked_energize(cid)
-                return
-            await asyncio.sleep(0.5)
-
-    async def _locked_stop(self, cid: int, reason: StopReason, id_tag: str | None = None) -> Transaction | None:
-        async with self._locks[cid]:
-            tx = await self._stop(cid, reason, id_tag=id_tag)
-            self.notify_status(cid)
-            return tx
-
-    async def _locked_energize(self, cid: int) -> None:
-        async with self._locks[cid]:
-            await self._energize(cid)
-            self.notify_status(cid)
+        self._feed(tx.connector_id, m.StartResult(tx.connector_id, tx.local_id, info))
+        if tx.active and info.parent_id_tag:
+            self.save_transaction(tx)
 
     # -- commands from the CSMS --------------------------------------------------------------
     def find_transaction(self, pred: Callable[[Transaction], bool]) -> Transaction | None:
@@ -547,82 +502,41 @@ class Station:
         conn = self.connectors.get(cid)
         if conn is None or not conn.available_for_new_session or not self.operative:
             return False
-        self.spawn(self._remote_start(cid, id_tag, profile))
+        self._feed(cid, m.RemoteStartRequested(cid, m.IdToken(id_tag, "Central"), next(self._ids), profile))
         return True
 
-    async def _remote_start(self, cid: int, id_tag: str, profile: dict | None) -> None:
-        conn = self.connectors[cid]
-        async with self._locks[cid]:
-            self.on_event(f"remote start for {id_tag} on connector {cid}")
-            parent = None
-            if self.settings.authorize_remote_tx_requests:
-                info = await self.authorize(id_tag)
-                if info.status != "Accepted":
-                    self.on_event(f"remote start refused: {id_tag} is {info.status}")
-                    return
-                parent = info.parent_id_tag
-            if conn.transaction is not None:
-                return
-            pending = PendingAuthorization(id_tag, parent, 0.0, remote=True, charging_profile=profile)
-            if conn.plugged:
-                await self._start(cid, id_tag, parent, pending)
-            else:
-                self._wait_for_cable(cid, pending)
-            self.notify_status(cid)
-
     async def remote_stop(self, tx: Transaction) -> None:
-        self.spawn(self._locked_stop(tx.connector_id, StopReason.Remote))
+        self._feed(tx.connector_id, m.StopRequested(tx.connector_id, StopReason.Remote))
 
     async def unlock(self, cid: int) -> str:
         """UnlockConnector: end a running transaction first, then release the plug."""
-        conn = self.connectors[cid]
-        if self.evses[cid].fixed_cable:
+        if self.evses[self._evse_of[cid]].fixed_cable:
             return "NotSupported"
-        async with self._locks[cid]:
-            if conn.transaction is not None:
-                await self._stop(cid, StopReason.UnlockCommand, unlock=False)
-            ok = await self._unlock_hw(cid)
-            self.notify_status(cid)
-        return "Unlocked" if ok else "UnlockFailed"
+        rid, fut = self._request()
+        return await self._ask(cid, m.UnlockRequested(cid, rid), rid, fut)
 
     def change_availability(self, cid: int, operative: bool) -> str:
         targets = list(self.connectors) if cid == 0 else [cid]
-        scheduled = False
         if cid == 0:
             self.operative = operative
             self.store.put("availability", "0", operative)
+            for c in self.connectors:
+                self._feed(c, m.StationAvailability(operative))
         for c in targets:
-            conn = self.connectors[c]
-            if conn.transaction is not None and not operative:
-                conn.scheduled_operative = operative
-                # persisted now: a power cut ends the transaction (PowerLoss), so after the reboot
-                # the change is due and must not be forgotten (TC_034)
-                self.store.put("availability", str(c), operative)
-                scheduled = True
-            else:
-                conn.scheduled_operative = None  # a newer request replaces a scheduled one
-                self._set_operative(c, operative)
+            self._feed(c, m.AvailabilityRequested(c, operative))
+        scheduled = any(self.connectors[c].scheduled_operative is not None for c in targets)
         if cid == 0:
             self.notify_status(0)
         return "Scheduled" if scheduled else "Accepted"
 
-    def _set_operative(self, cid: int, operative: bool) -> None:
-        conn = self.connectors[cid]
-        conn.operative = operative
-        self.store.put("availability", str(cid), operative)
-        if not operative and conn.pending is not None:
-            conn.pending = None
-            self._cancel_timer(cid)
-        self.notify_status(cid)
-
     async def stop_all(self, reason: StopReason) -> list[Transaction]:
         stopped = []
-        for cid in self.connectors:
-            async with self._locks[cid]:
-                tx = await self._stop(cid, reason)
-                if tx is not None:
-                    stopped.append(tx)
-                self.notify_status(cid)
+        for cid, conn in self.connectors.items():
+            tx = conn.transaction
+            self._feed(cid, m.StopRequested(cid, reason))
+            await self._settled(cid)
+            if tx is not None:
+                stopped.append(tx)
         return stopped
 
     async def reset(self, kind: str) -> None:
@@ -635,47 +549,34 @@ class Station:
 
     # -- hardware helpers --------------------------------------------------------------------
     async def read_meter(self, cid: int) -> MeterReading | None:
-        hw = self.hw[cid]
+        """Read the connector's meter (the last good reading when it does not answer)."""
+        reading = await self._read_meter(cid)
+        await self._settled(cid)
+        return reading
+
+    async def _read_meter(self, cid: int) -> MeterReading | None:
+        hw = self.hw[self._evse_of[cid]]
         try:
             reading = await hw.meter.read()
         except HalError as e:
             if "PowerMeterFailure" not in self.connectors[cid].faults:
                 self.log.error("meter of connector %d: %s", cid, e)
-                await self._set_fault(cid, "PowerMeterFailure", True, "meter not answering")
+                self._feed(cid, m.MeterFailed(cid, "meter not answering"))
             return self.meter_cache.get(cid)
-        if "PowerMeterFailure" in self.connectors[cid].faults:
-            await self._set_fault(cid, "PowerMeterFailure", False)
         self.meter_cache[cid] = reading
-        tx = self.connectors[cid].transaction
-        if tx is not None:
-            tx.meter_last_wh = int(reading.energy_import_wh)
+        self._feed(cid, m.MeterRead(cid, reading.energy_import_wh, reading.power_w))
         return reading
 
     async def _lock_hw(self, cid: int) -> bool:
         try:
-            return await self.hw[cid].lock.lock()
+            return bool(await self.hw[self._evse_of[cid]].lock.lock())
         except HalError as e:
             self.log.error("lock of connector %d: %s", cid, e)
             return False
 
     async def _unlock_hw(self, cid: int) -> bool:
         try:
-            ok = await self.hw[cid].lock.unlock()
+            return bool(await self.hw[self._evse_of[cid]].lock.unlock())
         except HalError as e:
             self.log.error("unlock of connector %d: %s", cid, e)
-            ok = False
-        if not ok:
-            self.on_event(f"connector {cid}: unlock failed")
-        elif "ConnectorLockFailure" in self.connectors[cid].faults:
-            # the lock moves again (repaired, cable out): the connector is usable again (Faulted -> Available)
-            await self._set_fault(cid, "ConnectorLockFailure", False)
-        return ok
-
-    async def _safe(self, op: Awaitable, cid: int) -> bool:
-        try:
-            await op
-            return True
-        except HalError as e:
-            self.log.error("connector %d: %s", cid, e)
-            await self._set_fault(cid, e.error_code, True, str(e))
             return False

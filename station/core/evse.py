@@ -83,6 +83,7 @@ class PendingAuthorization:
     deadline: float
     remote: bool = False
     charging_profile: dict | None = None
+    id_token_type: str = "ISO14443"
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Connector:
     ventilation_required: bool = False  # CP state D: this station has no ventilation, no energy
     transaction: Transaction | None = None
     pending: PendingAuthorization | None = None
+    starting: PendingAuthorization | None = None  # authorized and plugged: locking, reading the meter
     reservation: Reservation | None = None
     finishing: bool = False
 
@@ -138,7 +140,7 @@ class Connector:
             return Status.Finishing
         if self.reservation is not None:
             return Status.Reserved
-        if self.plugged or self.pending is not None:
+        if self.plugged or self.pending is not None or self.starting is not None:
             return Status.Preparing
         return Status.Available
 

@@ -42,6 +42,7 @@ class Transaction:
     meter_stop_wh: int | None = None
     deauthorized: bool = False
     samples: list[dict] = field(default_factory=list)  # transactionData for StopTransaction
+    id_token_type: str = "ISO14443"  # the IdToken's type (2.0.1 IdTokenEnumType), kept with its value
 
     @property
     def active(self) -> bool:
