@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from station.metering import AlignedSchedule, SampledSchedule, next_aligned
 from station.scheduler import ManualScheduler
-from tests.integration.harness import start_session
+from tests.integration.harness import CallErrorReply, start_session
 
 KEY1 = "0123456789abcdef0123"
 KEY2 = "fedcba9876543210fedcba"
@@ -215,6 +215,21 @@ async def test_boot_accepted_resets_the_reconnect_back_off(csms, make_station):
     await asyncio.wait_for(csms.connected.wait(), 30)
     assert csms.handshake_times[-1] - dropped <= 3.5, csms.handshake_times
     assert sp.running
+
+
+# -- boot retry and heartbeat as re-armed timers -----------------------------------------------------
+async def test_boot_notification_that_fails_is_sent_again_after_30_s(csms, make_station):
+    answers = iter([CallErrorReply("InternalError", "not now")])
+    csms.responders["BootNotification"] = lambda p: next(answers, None)
+    sp = make_station()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    await csms.no_call("BootNotification", 25.0)
+    await csms.expect("BootNotification", timeout=10)
+    await csms.expect_status(1, "Available")
+    boots = [r.at for r in csms.received if r.action == "BootNotification"]
+    assert abs((boots[1] - boots[0]) - 30.0) < 1.0, boots
+    await until_registration(sp, "Accepted")
 
 
 # -- heartbeat as a re-armed timer ------------------------------------------------------------------
