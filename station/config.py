@@ -6,6 +6,7 @@ without reading code. Command-line flags override the file (see :mod:`station.cl
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,10 @@ from hal.board import BUILDERS, check_device
 from hal.board import KEYS as DEVICE_KEYS
 
 OCPP_VERSIONS = ("1.6", "2.0.1")
+OCPP_IMPLEMENTED = ("1.6",)
+DEFAULT_STATE_ROOT = "state"  # the default state directory is state/<station id>
+API_TOKEN_ENV = "STATION_API_TOKEN"
+API_TOKEN_MIN = 16
 
 
 class ConfigError(Exception):
@@ -41,7 +46,7 @@ class StationConfig:
     id: str = "CP-001"
     ocpp: str = "1.6"
     csms_url: str = "ws://127.0.0.1:9000/ocpp"
-    state_dir: str = "state"
+    state_dir: str | None = None  # None: state/<id> (each station its own directory)
     # the one source of the security profile: the link uses it, the read-only 1.6 key
     # SecurityProfile reports it, --ocpp-config cannot override it (it is checked with csms_url here)
     security_profile: int = 0
@@ -50,6 +55,7 @@ class StationConfig:
     serial: str = ""
     firmware_version: str = "0.1.0"
     api: str | None = None
+    api_token: str | None = None
     gpio: str = "sim"
     simulated: bool = False
     evses: list[EvseConfig] = field(default_factory=lambda: [EvseConfig(1)])
@@ -59,6 +65,16 @@ class StationConfig:
     def url_for_station(self) -> str:
         """The CSMS URL with the station id appended to the path, as OCPP-J requires."""
         return self.csms_url.rstrip("/") + "/" + self.id
+
+    def state_path(self) -> Path:
+        """The station's state directory: ``state_dir`` as given, else ``state/<id>``."""
+        return Path(self.state_dir) if self.state_dir else Path(DEFAULT_STATE_ROOT) / self.id
+
+    def api_address(self) -> tuple[str, int]:
+        """``api`` as (host, port); an IPv6 host loses its brackets."""
+        assert self.api is not None
+        host, _, port = self.api.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 STATION_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -72,6 +88,7 @@ STATION_KEYS: dict[str, type | tuple[type, ...]] = {
     "serial": str,
     "firmware_version": str,
     "api": str,
+    "api_token": str,
     "simulated": bool,
 }
 EVSE_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -114,21 +131,35 @@ def _check(section: dict, keys: dict, prefix: str, problems: list[str], allow: s
 def validate_station(s: StationConfig, problems: list[str]) -> None:
     if s.ocpp not in OCPP_VERSIONS:
         problems.append(f"station.ocpp: must be one of {', '.join(OCPP_VERSIONS)}, got {s.ocpp!r}")
+    elif s.ocpp not in OCPP_IMPLEMENTED:
+        problems.append(f"station.ocpp: OCPP {s.ocpp} is not implemented yet (only {', '.join(OCPP_IMPLEMENTED)})")
     url = urlparse(s.csms_url)
     if url.scheme not in ("ws", "wss") or not url.hostname:
         problems.append(f"station.csms_url: must be a ws:// or wss:// URL with a host, got {s.csms_url!r}")
+    elif s.id and url.path.rstrip("/").rpartition("/")[2] == s.id:
+        problems.append(
+            f"station.csms_url: already ends with the station id {s.id!r}; leave it out, the station "
+            f"appends it (it would connect to {s.url_for_station()})"
+        )
     if s.security_profile not in (0, 1, 2, 3):
         problems.append(f"station.security_profile: must be 0, 1, 2 or 3, got {s.security_profile!r}")
     elif s.security_profile in (2, 3) and url.scheme != "wss":
         problems.append(f"station.security_profile: profile {s.security_profile} needs a wss:// csms_url")
     elif s.security_profile in (0, 1) and url.scheme == "wss":
         problems.append(f"station.security_profile: profile {s.security_profile} uses ws://, but csms_url is wss://")
-    if not s.id or len(s.id) > 48 or any(c in s.id for c in "/?#: "):
-        problems.append(f"station.id: must be 1-48 characters without / ? # : or spaces, got {s.id!r}")
+    elif s.security_profile == 3:
+        problems.append(
+            "station.security_profile: profile 3 (TLS with a client certificate) is not implemented yet: "
+            "this release cannot be given a client certificate; use profile 2"
+        )
+    if not s.id or len(s.id) > 48 or any(c in s.id for c in "/?#: \\") or s.id in (".", ".."):
+        problems.append(f"station.id: must be 1-48 characters without / ? # : \\ or spaces, got {s.id!r}")
     if s.api is not None:
         host, _, port = s.api.rpartition(":")
         if not host or not port.isdigit() or not 0 <= int(port) < 65536:
             problems.append(f"station.api: must be HOST:PORT, got {s.api!r}")
+    if s.api_token and len(s.api_token) < API_TOKEN_MIN:
+        problems.append(f"station.api_token: must be at least {API_TOKEN_MIN} characters (a long random string)")
     seen: set[int] = set()
     for n, e in enumerate(s.evses):
         p = f"evse[{n}]"
@@ -143,33 +174,106 @@ def validate_station(s: StationConfig, problems: list[str]) -> None:
             problems.extend(check_device(device, section, f"{p}.{device}"))
     if not s.evses:
         problems.append("evse: at least one [[evse]] section is needed")
-    if s.gpio != "sim":
-        _check_shared_lines(s, problems)
+    _check_shared_resources(s, problems)
 
 
-def _check_shared_lines(s: StationConfig, problems: list[str]) -> None:
-    """Two devices on one GPIO line or one PWM channel: a wiring mistake (gpiod would say "busy")."""
-    used: dict[tuple, str] = {}
+def is_loopback(host: str) -> bool:
+    """Whether an API host name or address is this machine only (127.0.0.0/8, ::1, localhost)."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_problems(s: StationConfig) -> list[str]:
+    """The local API bound beyond loopback needs a token (``station.api_token`` or the
+    ``STATION_API_TOKEN`` environment variable, merged into ``s.api_token`` by the caller)."""
+    if s.api is None or ":" not in s.api:
+        return []
+    host = s.api.rpartition(":")[0]
+    if host and not is_loopback(host) and not s.api_token:
+        return [
+            f"station.api: {host} is not a loopback address: anyone on that network could drive the "
+            f"charger; set station.api_token (or {API_TOKEN_ENV}) to a long random string, or use 127.0.0.1"
+        ]
+    return []
+
+
+# A resource claim: (what, chip/bus/port, line/address/unit...) -> the key path that claims it.
+# Outputs may never share; on simulated GPIO an input may read an output's line (a looped-back
+# auxiliary contact), on real GPIO every line has one user.
+INPUT_PIN_KEYS = ("feedback",)
+
+
+def _claims(device: str, kind: str, section: dict[str, Any]) -> list[tuple[str, tuple, bool]]:
+    """(key, resource, is_output) for every pin, PWM channel, ADC input, bus address and port a
+    device section uses."""
+    keys = DEVICE_KEYS.get((device, kind))
+    if not keys:
+        return []
+    out: list[tuple[str, tuple, bool]] = []
+
+    def num(key: str, default: Any = None) -> Any:
+        v = section.get(key, default)
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    for key in keys:
+        line = num(key)
+        if f"{key}_chip" in keys and line is not None and line >= 0:
+            out.append((key, ("gpio", section.get(f"{key}_chip", "gpiochip0"), line), key not in INPUT_PIN_KEYS))
+    if device == "pilot":
+        out.append(("pwm_channel", ("pwm", num("pwm_chip", 0), num("pwm_channel", 0)), True))
+        adc = ("adc", num("i2c_bus", 1), num("adc_address", 0x48))
+        out.append(("channel_high", (*adc, num("channel_high", 0)), False))
+        low = num("channel_low", -1)
+        if low is not None and low >= 0:
+            out.append(("channel_low", (*adc, low), False))
+    elif device == "meter" and kind == "modbus":
+        unit = num("unit", 1)
+        if section.get("transport") == "rtu" and isinstance(section.get("port"), str):
+            out.append(("unit", ("modbus-rtu", section["port"], unit), True))
+        elif section.get("transport") == "tcp" and isinstance(section.get("host"), str):
+            out.append(("unit", ("modbus-tcp", f"{section['host']}:{num('tcp_port', 502)}", unit), True))
+    elif device == "meter" and kind == "ade7953":
+        out.append(("channel", ("ade7953", num("bus", 1), num("address", 0x38), section.get("channel", "a")), True))
+    elif device == "reader" and kind == "pn532" and isinstance(section.get("port"), str):
+        out.append(("port", ("serial", section["port"]), True))
+    return out
+
+
+def _describe(what: tuple) -> str:
+    kind = what[0]
+    if kind == "gpio":
+        return f"{what[1]} line {what[2]}"
+    if kind == "pwm":
+        return f"PWM chip {what[1]} channel {what[2]}"
+    if kind == "adc":
+        return f"ADC input {what[3]} of I2C bus {what[1]} address {what[2]:#04x}"
+    if kind in ("modbus-rtu", "modbus-tcp"):
+        return f"Modbus unit {what[2]} on {what[1]}"
+    if kind == "ade7953":
+        return f"ADE7953 channel {what[3]} at I2C bus {what[1]} address {what[2]:#04x}"
+    return f"serial port {what[1]}"
+
+
+def _check_shared_resources(s: StationConfig, problems: list[str]) -> None:
+    """One GPIO line, PWM channel, ADC input, meter address or reader port used twice: a wiring
+    mistake (gpiod would say "busy", two meters would answer one request, or none would)."""
+    used: dict[tuple, tuple[str, bool]] = {}
     for n, e in enumerate(s.evses):
         for device, section in e.devices.items():
-            keys = DEVICE_KEYS.get((device, section.get("kind", "sim")))
-            if not keys:
-                continue
-            claims = []
-            for key in keys:
-                line = section.get(key)
-                if f"{key}_chip" in keys and isinstance(line, int) and not isinstance(line, bool) and line >= 0:
-                    claims.append((key, ("gpio", section.get(f"{key}_chip", "gpiochip0"), line)))
-            if device == "pilot":
-                pwm = ("pwm", section.get("pwm_chip", 0), section.get("pwm_channel", 0))
-                claims.append(("pwm_channel", pwm))
-            for key, what in claims:
+            for key, what, output in _claims(device, section.get("kind", "sim"), section):
                 path = f"evse[{n}].{device}.{key}"
-                if what in used:
-                    name = f"{what[1]} line {what[2]}" if what[0] == "gpio" else f"PWM chip {what[1]} channel {what[2]}"
-                    problems.append(f"{path}: {name} is already used by {used[what]}")
-                else:
-                    used[what] = path
+                other = used.get(what)
+                if other is None:
+                    used[what] = (path, output)
+                    continue
+                if what[0] == "gpio" and s.gpio == "sim" and not (output and other[1]):
+                    continue  # simulated: an input may read back an output (or another input)
+                problems.append(f"{path}: {_describe(what)} is already used by {other[0]}")
 
 
 def parse(data: dict, source: str = "<config>") -> StationConfig:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from station.config import EVSE_KEYS, STATION_KEYS, ConfigError, StationConfig, load, parse
+from station.config import EVSE_KEYS, STATION_KEYS, ConfigError, StationConfig, api_problems, load, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_TOML = ROOT / "config" / "sim.toml"
@@ -27,6 +27,7 @@ model = "Wallbox 22"
 serial = "SN-1"
 firmware_version = "1.2.3"
 api = "0.0.0.0:8080"
+api_token = "a-long-random-token-1234"
 simulated = false
 
 [hardware]
@@ -99,6 +100,14 @@ BAD = [
     ('[station]\napi = "8080"', "station.api: must be HOST:PORT"),
     ('[station]\napi = "127.0.0.1:99999"', "station.api: must be HOST:PORT"),
     ('[station]\napi = ":8080"', "station.api: must be HOST:PORT"),
+    ('[station]\napi_token = "short"', "station.api_token: must be at least 16 characters"),
+    ('[station]\napi_token = 16', "station.api_token: must be a string"),
+    ('[station]\nocpp = "2.0.1"', "station.ocpp: OCPP 2.0.1 is not implemented yet (only 1.6)"),
+    ('[station]\nsecurity_profile = 3\ncsms_url = "wss://c/ocpp"', "station.security_profile: profile 3 (TLS with a client certificate) is not implemented yet"),
+    ('[station]\nid = "CP-7"\ncsms_url = "ws://c/ocpp/CP-7"', "station.csms_url: already ends with the station id 'CP-7'"),
+    ('[station]\nid = "CP-7"\ncsms_url = "ws://c/ocpp/CP-7/"', "station.csms_url: already ends with the station id 'CP-7'"),
+    ('[station]\nid = ".."', "station.id: must be 1-48 characters"),
+    ('[station]\nid = "a\\\\b"', "station.id: must be 1-48 characters"),
     ('[station]\nsimulated = "yes"', "station.simulated: must be true or false"),
     ("[station]\nvendor = 1", "station.vendor: must be a string"),
     ('station = "CP-1"', "station: must be a table [station]"),
@@ -308,3 +317,126 @@ feedback = 23
     with pytest.raises(ConfigError) as e:
         load(write(tmp_path, text.format(gpio="gpiod")))
     assert e.value.problems == ["evse[0].relay.feedback: gpiochip0 line 23 is already used by evse[0].relay.pin"]
+
+
+# -- wiring that cannot work, on every GPIO backend ----------------------------------------------
+
+PINS = """
+[station]
+id = "CP-1"
+[hardware]
+gpio = "{gpio}"
+[[evse]]
+id = 1
+[evse.relay]
+kind = "gpio"
+pin = 23
+[evse.lock]
+kind = "gpio"
+lock_pin = {lock}
+unlock_pin = {unlock}
+"""
+
+
+@pytest.mark.parametrize("gpio", ["sim", "gpiod", "rpigpio"])
+def test_lock_pin_equal_to_unlock_pin_is_refused_on_every_backend(tmp_path, gpio):
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, PINS.format(gpio=gpio, lock=5, unlock=5)))
+    assert e.value.problems == ["evse[0].lock.unlock_pin: gpiochip0 line 5 is already used by evse[0].lock.lock_pin"]
+
+
+@pytest.mark.parametrize("gpio", ["sim", "gpiod"])
+def test_two_outputs_on_one_line_are_refused_on_every_backend(tmp_path, gpio):
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, PINS.format(gpio=gpio, lock=23, unlock=6)))
+    assert e.value.problems == ["evse[0].lock.lock_pin: gpiochip0 line 23 is already used by evse[0].relay.pin"]
+    assert load(write(tmp_path, PINS.format(gpio=gpio, lock=5, unlock=6))).evses[0].devices["lock"]["lock_pin"] == 5
+
+
+def test_one_line_on_two_chips_is_two_lines(tmp_path):
+    text = PINS.format(gpio="gpiod", lock=23, unlock=6) + 'lock_pin_chip = "gpiochip4"\n'
+    assert load(write(tmp_path, text)).evses[0].devices["lock"]["lock_pin_chip"] == "gpiochip4"
+
+
+def _pi5(tmp_path, old: str, new: str) -> list[str]:
+    text = (ROOT / "config" / "rpi5-2evse.toml").read_text()
+    assert old in text
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, text.replace(old, new, 1)))
+    return e.value.problems
+
+
+def test_one_adc_input_for_both_pilot_levels_is_refused(tmp_path):
+    assert _pi5(tmp_path, "channel_low = 1", "channel_low = 0") == [
+        "evse[0].pilot.channel_low: ADC input 0 of I2C bus 1 address 0x48 is already used by evse[0].pilot.channel_high"]
+
+
+def test_two_pilots_on_one_adc_input_are_refused(tmp_path):
+    problems = _pi5(tmp_path, "channel_high = 2", "channel_high = 1")
+    assert problems == ["evse[1].pilot.channel_high: ADC input 1 of I2C bus 1 address 0x48 is already used by "
+                        "evse[0].pilot.channel_low"]
+
+
+METERS = """
+[[evse]]
+id = {n}
+[evse.meter]
+kind = "modbus"
+transport = "rtu"
+model = "sdm72d"
+port = "/dev/ttyUSB0"
+unit = {unit}
+[evse.reader]
+kind = "pn532"
+port = "{reader}"
+"""
+
+
+def test_two_meters_at_one_modbus_address_or_two_readers_on_one_port_are_refused(tmp_path):
+    good = METERS.format(n=1, unit=1, reader="/dev/ttyS0") + METERS.format(n=2, unit=2, reader="/dev/ttyS1")
+    assert len(load(write(tmp_path, good)).evses) == 2  # one RS-485 bus, two addresses: fine
+    bad = METERS.format(n=1, unit=1, reader="/dev/ttyS0") + METERS.format(n=2, unit=1, reader="/dev/ttyS0")
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, bad))
+    assert e.value.problems == [
+        "evse[1].meter.unit: Modbus unit 1 on /dev/ttyUSB0 is already used by evse[0].meter.unit",
+        "evse[1].reader.port: serial port /dev/ttyS0 is already used by evse[0].reader.port",
+    ]
+
+
+# -- the local API needs a token beyond loopback ------------------------------------------------
+
+@pytest.mark.parametrize("api,token,ok", [
+    ("127.0.0.1:8080", None, True), ("127.1.2.3:8080", None, True), ("localhost:8080", None, True),
+    ("[::1]:8080", None, True), ("0.0.0.0:8080", None, False), ("192.168.1.5:8080", None, False),
+    ("[::]:8080", None, False), ("charger.local:8080", None, False), ("0.0.0.0:8080", "x" * 16, True),
+])
+def test_api_beyond_loopback_needs_a_token(api, token, ok):
+    problems = api_problems(StationConfig(api=api, api_token=token))
+    assert (problems == []) is ok, problems
+    if not ok:
+        assert problems[0].startswith(f"station.api: {api.rpartition(':')[0]} is not a loopback address")
+        assert "station.api_token" in problems[0] and "STATION_API_TOKEN" in problems[0]
+
+
+def test_api_address_strips_ipv6_brackets():
+    assert StationConfig(api="[::1]:8081").api_address() == ("::1", 8081)
+    assert StationConfig(api="127.0.0.1:0").api_address() == ("127.0.0.1", 0)
+
+
+def test_cli_config_check_wants_a_token_for_a_network_api(tmp_path):
+    path = write(tmp_path, '[station]\napi = "0.0.0.0:8080"\n')
+    r = check(path)
+    assert r.returncode == 1 and "station.api: 0.0.0.0 is not a loopback address" in r.stderr
+    env = {**__import__("os").environ, "STATION_API_TOKEN": "t" * 20}
+    r = subprocess.run([sys.executable, "-m", "station", "config", "check", str(path)], capture_output=True,
+                       text=True, timeout=30, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr
+
+
+# -- the state directory is per station id -------------------------------------------------------
+
+def test_default_state_directory_is_per_station_id():
+    assert parse({"station": {"id": "CP-A"}}).state_path() == Path("state") / "CP-A"
+    assert parse({"station": {"id": "CP-B"}}).state_path() == Path("state") / "CP-B"
+    assert parse({"station": {"id": "CP-A", "state_dir": "/var/lib/station"}}).state_path() == Path("/var/lib/station")
