@@ -3,18 +3,32 @@
 A deliberately small HTTP/1.1 server on asyncio streams (no framework): ``GET /api/status`` and
 the ``POST /api/...`` controls listed in the README. Errors come back as 4xx with
 ``{"error": "..."}``, never a traceback.
+
+Security (a web page open in the engineer's browser must not drive the charger):
+
+- a POST must carry ``Content-Type: application/json`` (415 otherwise): an HTML form or a
+  "simple" cross-site request cannot send it without the browser asking first (CORS preflight,
+  which this API never grants);
+- a POST with an ``Origin`` other than the API's own (``http://host:port``; also the name the
+  browser used for it when that is a loopback name, e.g. through an SSH tunnel) is refused (403);
+  no ``Origin`` (curl, scripts) is fine;
+- with a token (required by the CLI on any address but loopback) every request needs
+  ``Authorization: Bearer <token>`` (401 otherwise).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from hal.types import IdToken
+from station.config import is_loopback
 from station.core.clock import iso
 from station.core.evse import ERROR_CODES
 
@@ -22,26 +36,70 @@ ID_TOKEN_TYPES = ("ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "Cen
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, allow: str | None = None) -> None:
+    def __init__(self, status: int, message: str, allow: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.allow = allow  # the Allow header of a 405
+        self.headers = headers or {}  # e.g. WWW-Authenticate of a 401
+
+
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 415: "Unsupported Media Type",
+           500: "Internal Server Error"}
 
 
 EVSE_PATH = re.compile(r"/api/evses/(\d+)/(plug|unplug|swipe|ev|fault|sim)")
 
 
 class Api:
-    def __init__(self, runtime_getter: Callable[[], Any], log: logging.Logger) -> None:
+    def __init__(self, runtime_getter: Callable[[], Any], log: logging.Logger, token: str | None = None) -> None:
         self.get_runtime = runtime_getter
         self.log = log
+        self.token = token or None  # every request needs "Authorization: Bearer <token>"
         self.server: asyncio.AbstractServer | None = None
+        self.host = ""
+        self.port = 0
 
     async def start(self, host: str, port: int) -> int:
         self.server = await asyncio.start_server(self._client, host, port)
         sock = self.server.sockets[0]
-        return int(sock.getsockname()[1])
+        self.host, self.port = host, int(sock.getsockname()[1])
+        return self.port
+
+    # -- who may ask -------------------------------------------------------------------------
+    def _check_token(self, headers: dict[str, str]) -> None:
+        if self.token is None:
+            return
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            raise ApiError(401, "token missing or wrong: send Authorization: Bearer <token>",
+                           headers={"WWW-Authenticate": 'Bearer realm="station"'})
+
+    def _own_origins(self) -> set[str]:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        hosts = {host.lower()}
+        if is_loopback(self.host):
+            hosts |= {"127.0.0.1", "localhost", "[::1]"}
+        return {f"http://{h}:{self.port}" for h in hosts}
+
+    def _check_post(self, headers: dict[str, str]) -> None:
+        """CSRF: only this API's own pages (or no browser at all) may send a JSON POST."""
+        origin = headers.get("origin")
+        if origin is not None:
+            o = origin.strip().lower().rstrip("/")
+            host = headers.get("host", "").strip().lower()
+            # the name the browser used for this API: fine when it is a loopback name (an SSH
+            # tunnel, localhost), or with a token (a rebinding page cannot know it)
+            named = bool(host) and o == f"http://{host}" and (is_loopback(urlsplit(o).hostname or "") or
+                                                                self.token is not None)
+            if o not in self._own_origins() and not named:
+                raise ApiError(403, f"Origin: {origin[:100]} is not this API's own page; requests from other "
+                                    "web pages are refused")
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise ApiError(415, "Content-Type: a POST must be application/json")
 
     async def close(self) -> None:
         if self.server is not None:
@@ -77,16 +135,17 @@ class Api:
                     await self._reply(writer, 413, {"error": "body too large"}, close=True)
                     return
                 body = await reader.readexactly(length) if length else b""
-                allow = None
+                allow, extra = None, {}
                 try:
-                    status, result = 200, await self.dispatch(method, path.split("?")[0], body)
+                    self._check_token(headers)
+                    status, result = 200, await self.dispatch(method, path.split("?")[0], body, headers)
                 except ApiError as e:
-                    status, result, allow = e.status, {"error": e.message}, e.allow
+                    status, result, allow, extra = e.status, {"error": e.message}, e.allow, e.headers
                 except Exception as e:  # never a traceback to the caller
                     self.log.error("API %s %s failed: %s", method, path, e, exc_info=True)
                     status, result = 500, {"error": f"internal error: {e}"}
                 close = headers.get("connection", "").lower() == "close"
-                await self._reply(writer, status, result, close=close, allow=allow)
+                await self._reply(writer, status, result, close=close, allow=allow, extra=extra)
                 if close:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -95,16 +154,16 @@ class Api:
             writer.close()
 
     async def _reply(
-        self, writer: asyncio.StreamWriter, status: int, body: Any, close: bool = False, allow: str | None = None
+        self, writer: asyncio.StreamWriter, status: int, body: Any, close: bool = False, allow: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> None:
         data = json.dumps(body).encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict"}.get(
-            status, "Error"
-        )
+        reason = REASONS.get(status, "Error")
         head = (
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
             f"Connection: {'close' if close else 'keep-alive'}\r\n"
             + (f"Allow: {allow}\r\n" if allow else "")
+            + "".join(f"{k}: {v}\r\n" for k, v in (extra or {}).items())
             + "\r\n"
         )
         writer.write(head.encode() + data)
@@ -133,7 +192,7 @@ class Api:
     def _sim_devices(plant: Any, data: dict) -> dict:
         return _sim_devices_impl(plant, data)
 
-    async def dispatch(self, method: str, path: str, body: bytes) -> Any:
+    async def dispatch(self, method: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> Any:
         rt = self.get_runtime()
         if path == "/api/status":
             if method != "GET":
@@ -143,6 +202,9 @@ class Api:
             if path in ("/api/link", "/api/gpio") or EVSE_PATH.fullmatch(path):
                 raise ApiError(405, f"use POST for {path}", allow="POST")
             raise ApiError(404, f"no such endpoint: {method} {path}")
+        if path not in ("/api/link", "/api/gpio") and not EVSE_PATH.fullmatch(path):
+            raise ApiError(404, f"no such endpoint: {path}")
+        self._check_post(headers or {})
         data = _json(body)
         if path == "/api/link":
             connected = _field(data, "connected", bool)

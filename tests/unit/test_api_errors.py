@@ -1,6 +1,8 @@
-"""Local HTTP API error handling (station/api.py): the Api class in-process in front of a real
-Runtime (simulated hardware, connected to a scripted CSMS on 127.0.0.1), spoken to over a real TCP
-socket. Errors are 4xx with a JSON body {"error": "..."}, never a traceback."""
+"""Local HTTP API error handling and security (station/api.py): the Api class in-process in front
+of a real Runtime (simulated hardware, connected to a scripted CSMS on 127.0.0.1), spoken to over
+a real TCP socket. Errors are 4xx with a JSON body {"error": "..."}, never a traceback. A POST needs
+Content-Type: application/json (415) and no foreign Origin (403, cross-site request forgery); with
+a token every request needs it (401)."""
 
 from __future__ import annotations
 
@@ -50,14 +52,17 @@ class Http:
         return status, headers, body
 
     async def request(self, method: str, path: str, body: bytes | str | dict | list | None = None,
-                      headers: dict[str, str] | None = None) -> tuple[int, dict]:
+                      headers: dict[str, str | None] | None = None) -> tuple[int, dict]:
         if isinstance(body, dict | list):
             body = json.dumps(body)
         if isinstance(body, str):
             body = body.encode()
         body = body or b""
-        head = f"{method} {path} HTTP/1.1\r\nHost: x\r\n"
-        for k, v in {"Content-Length": str(len(body)), **(headers or {})}.items():
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+        json_type = {"Content-Type": "application/json"} if method == "POST" else {}
+        for k, v in {"Content-Length": str(len(body)), **json_type, **(headers or {})}.items():
+            if v is None:
+                continue
             head += f"{k}: {v}\r\n"
         status, hdrs, raw = await self.raw(head.encode() + b"\r\n" + body)
         assert hdrs["content-type"] == "application/json"
@@ -69,8 +74,7 @@ class Http:
             self.writer.close()
 
 
-@pytest.fixture
-async def api(tmp_path):
+async def _serve(tmp_path, token: str | None = None):
     csms = ScriptedCsms()
     url = await csms.start()
     cfg = load(ROOT / "config" / "sim.toml")  # two EVSEs: 1 with a simulated reader, 2 without one
@@ -83,7 +87,7 @@ async def api(tmp_path):
             break
         await asyncio.sleep(0.02)
     assert rt.adapter is not None and rt.adapter.online
-    server = Api(lambda: rt, log)
+    server = Api(lambda: rt, log, token=token)
     http = Http(await server.start("127.0.0.1", 0))
     yield http, rt, csms
     http.close()
@@ -92,6 +96,21 @@ async def api(tmp_path):
     await asyncio.wait_for(task, 10)
     await csms.close()
     assert not csms.schema_problems
+
+
+@pytest.fixture
+async def api(tmp_path):
+    async for served in _serve(tmp_path):
+        yield served
+
+
+TOKEN = "0123456789abcdef-token"
+
+
+@pytest.fixture
+async def api_with_token(tmp_path):
+    async for served in _serve(tmp_path, TOKEN):
+        yield served
 
 
 def error(result: tuple[int, dict], status: int, starts: str) -> None:
@@ -132,7 +151,7 @@ async def test_unknown_path_is_404_whatever_the_method(api, method, path):
 )
 async def test_wrong_method_is_405_with_allow(api, method, path, allow):
     http, _, _ = api
-    head = f"{method} {path} HTTP/1.1\r\nContent-Length: 0\r\n\r\n".encode()
+    head = f"{method} {path} HTTP/1.1\r\nContent-Length: 0\r\nContent-Type: application/json\r\n\r\n".encode()
     status, headers, raw = await http.raw(head)
     assert status == 405 and headers["allow"] == allow
     assert json.loads(raw)["error"]
@@ -221,3 +240,87 @@ async def test_swipe_without_a_simulated_reader_goes_to_the_station(api):
     http, rt, csms = api
     assert await http.request("POST", "/api/evses/2/swipe", {"id_token": "CARD2"}) == (200, {"ok": True})
     await csms.expect("Authorize", lambda p: p["idTag"] == "CARD2", timeout=5)
+
+
+# -- cross-site request forgery and the token -------------------------------------------------------
+
+@pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                   "application/jsonp", ""])
+async def test_a_post_without_json_content_type_is_415_and_does_nothing(api, ctype):
+    """An HTML form or a no-cors fetch from any web page can send these without asking."""
+    http, rt, csms = api
+    mark = csms.mark()
+    error(await http.request("POST", "/api/link", {"connected": False}, headers={"Content-Type": ctype}), 415,
+          "Content-Type: a POST must be application/json")
+    error(await http.request("POST", "/api/evses/1/plug", {}, headers={"Content-Type": ctype}), 415, "Content-Type")
+    assert rt.adapter.link.is_connected and rt.hw[1].plant.ev.plugged is False
+    await asyncio.sleep(0.2)
+    assert [r.action for r in csms.received[mark:]] == []
+
+
+@pytest.mark.parametrize("ctype", ["application/json", "application/json; charset=utf-8", "Application/JSON"])
+async def test_json_content_types_are_accepted(api, ctype):
+    http, rt, _ = api
+    assert await http.request("POST", "/api/evses/1/plug", {}, headers={"Content-Type": ctype}) == (200, {"ok": True})
+    assert rt.hw[1].plant.ev.plugged is True
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "https://127.0.0.1:1", "null", "http://127.0.0.1",
+                                    "http://localhost.evil.example:{port}", "http://192.168.1.5:{port}"])
+async def test_a_post_from_a_foreign_origin_is_403(api, origin):
+    http, rt, _ = api
+    origin = origin.format(port=http.port)
+    error(await http.request("POST", "/api/evses/1/fault", {"error_code": "GroundFailure", "active": True},
+                             headers={"Origin": origin}), 403, "Origin: ")
+    assert rt.station.connectors[1].faults == {}
+
+
+async def test_a_dns_rebinding_page_is_403_even_when_origin_matches_host(api):
+    """evil.example resolved to 127.0.0.1: the browser sends Origin and Host of evil.example."""
+    http, rt, _ = api
+    name = f"evil.example:{http.port}"
+    error(await http.request("POST", "/api/evses/1/plug", {}, headers={"Origin": f"http://{name}", "Host": name}),
+          403, "Origin: ")
+    assert rt.hw[1].plant.ev.plugged is False
+
+
+@pytest.mark.parametrize("origin,host", [("http://127.0.0.1:{port}", None), ("http://localhost:{port}", None),
+                                         ("http://[::1]:{port}", None), ("http://localhost:9999", "localhost:9999")])
+async def test_the_apis_own_page_may_post(api, origin, host):
+    """Its own origin, or the loopback name the browser used (an SSH tunnel to another port)."""
+    http, rt, _ = api
+    headers = {"Origin": origin.format(port=http.port)}
+    if host:
+        headers["Host"] = host
+    assert await http.request("POST", "/api/evses/1/plug", {}, headers=headers) == (200, {"ok": True})
+
+
+async def test_get_status_needs_no_content_type(api):
+    http, _, _ = api
+    code, body = await http.request("GET", "/api/status", headers={"Origin": "http://evil.example"})
+    assert code == 200 and body["id"] == "SIM-001"
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong-token-0123456789", "Basic {token}", "Bearer", "{token}",
+                                  "Bearer {token}x"])
+@pytest.mark.parametrize("method,path", [("GET", "/api/status"), ("POST", "/api/link")])
+async def test_with_a_token_every_request_needs_it(api_with_token, auth, method, path):
+    http, rt, _ = api_with_token
+    body = '{"connected": false}'
+    head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n" + (f"Authorization: {auth.format(token=TOKEN)}\r\n" if auth else "") + "\r\n")
+    status, headers, raw = await http.raw((head + body).encode())
+    assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+    assert json.loads(raw) == {"error": "token missing or wrong: send Authorization: Bearer <token>"}
+    assert rt.adapter.link.is_connected
+
+
+async def test_the_right_token_is_let_in(api_with_token):
+    http, rt, _ = api_with_token
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    code, body = await http.request("GET", "/api/status", headers=auth)
+    assert code == 200 and body["id"] == "SIM-001"
+    assert await http.request("POST", "/api/evses/1/plug", {}, headers=auth) == (200, {"ok": True})
+    # the token does not replace the other checks
+    error(await http.request("POST", "/api/evses/1/plug", {}, headers={**auth, "Content-Type": "text/plain"}), 415,
+          "Content-Type")
