@@ -1,9 +1,16 @@
-"""Command line: ``station run | demo | config check``.
+"""Command line: ``station run | demo | config check | hw check``.
 
     station run [--config FILE] [--csms-url URL] [--id ID] [--ocpp 1.6|2.0.1] [--sim] [--evses N]
                 [--state-dir DIR] [--api HOST:PORT] [--ocpp-config FILE] [--log-level LEVEL]
     station demo
     station config check FILE
+    station hw check --config FILE
+
+Exit codes of ``run``: 0 after a clean stop (SIGTERM, Ctrl-C), 2 for a configuration that cannot
+work (including a state directory that cannot be used or is held by another station, and an API
+address that cannot be bound), 3 for hardware that cannot be opened. Every one of them is one
+line naming the problem, never a traceback. A second SIGTERM / Ctrl-C while stopping skips the
+wait for the CSMS.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -20,7 +28,16 @@ import time
 from pathlib import Path
 
 from station import __version__
-from station.config import ConfigError, EvseConfig, StationConfig, load, validate_station
+from station.config import (
+    API_TOKEN_ENV,
+    ConfigError,
+    EvseConfig,
+    StationConfig,
+    api_problems,
+    is_loopback,
+    load,
+    validate_station,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,9 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ocpp", choices=["1.6", "2.0.1"], help="OCPP version")
     run.add_argument("--sim", action="store_true", help="simulated hardware for every device")
     run.add_argument("--evses", type=int, help="simulated station with N EVSEs of one connector each")
-    run.add_argument("--state-dir", help="where the station keeps its SQLite state")
-    run.add_argument("--api", help="serve the local HTTP API on HOST:PORT (e.g. 127.0.0.1:8080)")
-    run.add_argument("--ocpp-config", help="initial OCPP settings applied on first start (JSON)")
+    run.add_argument("--state-dir", help="where the station keeps its SQLite state (default: state/<id>)")
+    run.add_argument("--api", help="serve the local HTTP API on HOST:PORT (e.g. 127.0.0.1:8080); any "
+                                   f"address but loopback needs a token (station.api_token or {API_TOKEN_ENV})")
+    run.add_argument("--ocpp-config", help="OCPP settings (JSON) applied at start: a value changed in the file is "
+                                           "applied unless the CSMS changed that key after the file was edited")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub.add_parser("demo", help="a demo CSMS and a simulated station showing a whole charging session")
     cfg = sub.add_parser("config", help="configuration tools")
@@ -64,6 +83,7 @@ def build_config(args: argparse.Namespace) -> StationConfig:
         cfg.state_dir = args.state_dir
     if args.api:
         cfg.api = args.api
+    _token_from_env(cfg)
     if args.sim:
         cfg.simulated = True
     if args.evses is not None:
@@ -80,11 +100,17 @@ def build_config(args: argparse.Namespace) -> StationConfig:
         cfg.simulated = True
     problems: list[str] = []
     validate_station(cfg, problems)
-    if cfg.ocpp != "1.6":
-        problems.append(f"--ocpp / station.ocpp: OCPP {cfg.ocpp} is not implemented yet (only 1.6)")
+    problems += api_problems(cfg)
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def _token_from_env(cfg: StationConfig) -> None:
+    """STATION_API_TOKEN overrides station.api_token (keeps the secret out of files and argv)."""
+    token = os.environ.get(API_TOKEN_ENV)
+    if token:
+        cfg.api_token = token
 
 
 def _check_ocpp_config(path: str, version: str) -> list[str]:
@@ -115,23 +141,43 @@ async def _run(cfg: StationConfig) -> int:
     from station.api import Api
     from station.runtime import Runtime
     from station.sdnotify import notify, watchdog_interval
+    from station.store import StoreError
 
     log = logging.getLogger(f"station.{cfg.id}")
     try:
         rt = Runtime(cfg, log=log)
+    except StoreError as e:  # state directory unusable or held by another station
+        print(f"station: {e}", file=sys.stderr)
+        return 2
     except (HalError, ValueError) as e:  # a device that cannot be opened: say which, no traceback
         print(f"station: hardware: {e}", file=sys.stderr)
         return 3
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, rt.stop)
     api = None
     if cfg.api:
-        host, _, port = cfg.api.rpartition(":")
-        api = Api(lambda: rt, log)
-        actual = await api.start(host, int(port))
-        log.info("local API on http://%s:%d/api/status", host, actual)
+        host, port = cfg.api_address()
+        api = Api(lambda: rt, log, token=cfg.api_token)
+        try:
+            actual = await api.start(host, port)
+        except OSError as e:
+            await rt.close()
+            print(f"station: --api / station.api {cfg.api}: cannot listen there "
+                  f"({(e.strerror or str(e)).lower()})", file=sys.stderr)
+            return 2
+        shown = f"[{host}]" if ":" in host else host
+        log.info("local API on http://%s:%d/api/status%s", shown, actual,
+                 "" if is_loopback(host) else " (token required)")
+    loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        if rt.stopping:
+            log.warning("%s again: stopping now, without waiting for the CSMS", name)
+        else:
+            log.info("%s: stopping cleanly (%s again to skip waiting for the CSMS)", name, name)
+        rt.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal, sig.name)
     log.info("station %s (OCPP %s) connecting to %s", cfg.id, cfg.ocpp, cfg.url_for_station())
     notify("READY=1")
     wd = watchdog_interval()
@@ -226,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         try:
             cfg = load(args.file)
+            _token_from_env(cfg)
+            if api_problems(cfg):
+                raise ConfigError(api_problems(cfg))
         except ConfigError as e:
             _problems(f"{args.file}: {len(e.problems)} problem(s):", e)
             return 1

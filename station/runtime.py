@@ -1,6 +1,16 @@
 """Runs one station from its config: builds hardware, store, core and adapter, and restarts the
 station in-process after a Reset (the hardware stays: a reset does not unplug the car).
 
+Life cycle: the state directory (``state/<id>`` unless configured) is locked for as long as the
+runtime lives. :meth:`Runtime.stop` is a clean stop (SIGTERM, Ctrl-C): running transactions end
+with reason Reboot at the time of the stop, queued transaction messages get up to
+``stop_flush_s`` to reach the CSMS, and the log says what was ended, sent and left queued (left
+over messages go out after the next start). A second :meth:`stop` skips the wait.
+
+``--ocpp-config`` is applied at every start, per key: a value that changed in the file since it
+was last applied is applied, unless the CSMS changed that key after the file was edited; an
+unchanged value never overrides what the CSMS set. The log names the keys applied and kept.
+
 One ``Runtime`` per station; a fleet runs many in one event loop.
 """
 
@@ -9,26 +19,57 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hal.board import EvseHardware, build_evse
 from hal.types import CpState, Fault, IdToken
-from station.config import StationConfig
+from station.config import DEFAULT_STATE_ROOT, StationConfig
 from station.core.clock import Clock, SystemClock
 from station.core.evse import Connector, Evse
+from station.core.transaction import StopReason
 from station.ocpp16.adapter import Ocpp16Adapter
+from station.ocpp16.config_keys import NS
 from station.station import Station
-from station.store import Store
+from station.store import Store, open_state_dir
 
 
 class Runtime:
-    def __init__(self, cfg: StationConfig, clock: Clock | None = None, log: logging.Logger | None = None) -> None:
+    def __init__(self, cfg: StationConfig, clock: Clock | None = None, log: logging.Logger | None = None,
+                 store: Store | None = None) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.log = log or logging.getLogger(f"station.{cfg.id}")
-        state = Path(cfg.state_dir)
-        state.mkdir(parents=True, exist_ok=True)
-        self.store = Store(state / "station.sqlite")
+        self.store = store if store is not None else self._open_store()
+        try:
+            self._build_hardware()
+        except BaseException:
+            self.store.close()  # and its directory lock
+            raise
+        self.station: Station | None = None
+        self.adapter: Ocpp16Adapter | None = None
+        self.events: list[str] = []
+        self.on_event = lambda text: None
+        self.generation = 0
+        self.stop_flush_s = 8.0  # how long a clean stop waits for queued messages to go out
+        self._stopping = asyncio.Event()
+        self._stop_now = asyncio.Event()
+        self._closed = False
+
+    def _open_store(self) -> Store:
+        """Lock and open the station's own state directory (raises station.store.StoreError)."""
+        state = self.cfg.state_path()
+        # the first release kept every station in ./state: the default directory takes that file over
+        store = open_state_dir(state, adopt_from=None if self.cfg.state_dir else DEFAULT_STATE_ROOT)
+        if store.adopted_from is not None:
+            self.log.warning("state file %s (shared by every station id in the first release) moved to %s",
+                             store.adopted_from, state)
+        self.log.info("state directory %s", state)
+        return store
+
+    def _build_hardware(self) -> None:
+        cfg = self.cfg
         self.hw: dict[int, EvseHardware] = {}
         self.shared_hw: dict = {}  # what EVSEs share: the pin factory, an RS-485 bus, an I2C bus
         # a simulated meter must never run backwards across a power cut: start from the highest
@@ -40,15 +81,10 @@ class Runtime:
             devices = {} if cfg.simulated else e.devices
             start_wh = max(float(self.store.get("sim_energy_wh", str(e.id), 0.0)), last_tx_wh.get(e.id, 0.0))
             self.hw[e.id] = build_evse(
-                e.id, devices, cfg.gpio, clock=self.clock.monotonic, start_wh=start_wh, shared=self.shared_hw
+                e.id, devices, cfg.gpio, clock=self.clock.monotonic, start_wh=start_wh, shared=self.shared_hw,
+                phases=e.phases,
             )
             self._wire(e.id, self.hw[e.id])
-        self.station: Station | None = None
-        self.adapter: Ocpp16Adapter | None = None
-        self.events: list[str] = []
-        self.on_event = lambda text: None
-        self.generation = 0
-        self._stopping = asyncio.Event()
 
     def _wire(self, evse_id: int, hw: EvseHardware) -> None:
         """Hardware callbacks go to whichever station object is current (it changes on reset)."""
@@ -71,21 +107,67 @@ class Runtime:
         hw.on_fault(fault)
 
     def _event(self, text: str) -> None:
+        """A session event in the demo's words: kept for the API, logged at INFO (the station
+        logs connector status changes itself; those go to DEBUG here, not twice at INFO)."""
         self.events.append(text)
         del self.events[:-200]
+        status_change = text.startswith("connector ") and " is now " in text
+        self.log.log(logging.DEBUG if status_change else logging.INFO, "%s", text)
         self.on_event(text)
 
     def _apply_initial_ocpp_config(self, adapter: Ocpp16Adapter) -> None:
+        """Apply ``--ocpp-config`` per key (see the module docstring) and log what was done."""
         path = self.cfg.ocpp_config_file
-        if not path or self.store.get("station", "ocpp_config_applied", False):
+        if not path:
             return
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        for key, value in data.items():
-            problem = adapter.keys.set_initial(key, str(value).lower() if isinstance(value, bool) else str(value))
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            file_time = os.stat(path).st_mtime
+        except (OSError, ValueError) as e:
+            self.log.error("--ocpp-config %s: cannot read it (%s); nothing applied", path, e)
+            return
+        if not isinstance(data, dict):
+            self.log.error("--ocpp-config %s: not a JSON object; nothing applied", path)
+            return
+        keys, store = adapter.keys, self.store
+        applied: list[str] = []
+        for raw_key, raw in data.items():
+            value = str(raw).lower() if isinstance(raw, bool) else str(raw)
+            name = keys.canonical(raw_key)
+            if name is None or keys.defs[name].readonly:
+                problem = keys.set_initial(raw_key, value)  # explains it (unknown key, read-only)
+                if problem:
+                    self.log.error("--ocpp-config: %s", problem)
+                continue
+            record = store.config_file_get(name)
+            current = keys.get(name)
+            if record is not None and record[0] == value:
+                continue  # this line of the file did not change: whatever is in use stays
+            if current == value:
+                store.config_file_put(name, value, "file")
+                continue
+            set_by_file = record is not None and record[1] == "file" and current == record[0]
+            if not set_by_file and store.get(NS, name) is not None:
+                # someone else set the value in use: the CSMS (or the first release, which kept no record)
+                changed = store.updated_at(NS, name)
+                if changed is None or changed > file_time:
+                    when = "before this release kept a record" if changed is None else \
+                        f"at {datetime.fromtimestamp(changed, UTC):%Y-%m-%d %H:%M:%S} UTC, after the file was edited"
+                    self.log.warning("--ocpp-config: %s not applied: the CSMS set it %s; its value stays",
+                                     name, when)
+                    store.config_file_put(name, value, "csms")
+                    continue
+            problem = keys.set_initial(name, value)
             if problem:
                 self.log.error("--ocpp-config: %s", problem)
-        adapter.apply_keys()
-        self.store.put("station", "ocpp_config_applied", True)
+                continue
+            store.config_file_put(name, value, "file")
+            applied.append(name)
+        if applied:
+            adapter.apply_keys()
+            self.log.info("--ocpp-config %s: applied %s", path, ", ".join(applied))
+        else:
+            self.log.info("--ocpp-config %s: nothing new to apply", path)
 
     async def run(self) -> None:
         for hw in self.hw.values():
@@ -101,9 +183,16 @@ class Runtime:
         finally:
             saver.cancel()
             self._persist_sim_energy()
-            for hw in self.hw.values():
-                await hw.close()
-            self.store.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Release the hardware and the store (and its directory lock); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for hw in self.hw.values():
+            await hw.close()
+        self.store.close()
 
     async def _run_once(self) -> str | None:
         self.generation += 1
@@ -130,6 +219,8 @@ class Runtime:
             kind = station.restart_request.result() if station.restart_request in done else None
             if kind is not None:
                 await adapter.flush_outbox(5.0 if kind == "Soft" else 2.0)
+            else:
+                await self._clean_stop(station, adapter)
             return kind
         finally:
             stop_task.cancel()
@@ -142,7 +233,42 @@ class Runtime:
             except (asyncio.CancelledError, Exception):
                 pass
 
+    async def _clean_stop(self, station: Station, adapter: Ocpp16Adapter) -> None:
+        """End running transactions (Reboot), give their messages a bounded time, say what was done."""
+        self.log.info("stopping: ending running transactions (reason Reboot)")
+        try:
+            stopped = await asyncio.wait_for(station.stop_all(StopReason.Reboot), 10.0)
+        except TimeoutError:
+            self.log.error("stopping: the hardware did not answer within 10 s; an open transaction "
+                           "is reported as a power loss after the next start")
+            stopped = []
+        for tx in stopped:
+            self.log.info("stopping: transaction %s on connector %d ended (Reboot), %d Wh",
+                          tx.transaction_id if tx.transaction_id is not None else f"(local {tx.local_id})",
+                          tx.connector_id, tx.energy_wh())
+        queued = self.store.outbox_len()
+        if queued and adapter.online and not self._stop_now.is_set():
+            flush = asyncio.ensure_future(adapter.flush_outbox(self.stop_flush_s))
+            now = asyncio.ensure_future(self._stop_now.wait())
+            await asyncio.wait({flush, now}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (flush, now):
+                t.cancel()
+        left = self.store.outbox_len()
+        if left:
+            why = "" if adapter.online else " (not connected to the CSMS)"
+            self.log.warning("stopping: %d transaction message(s) still queued%s; they are sent after the next start",
+                             left, why)
+        elif queued:
+            self.log.info("stopping: %d transaction message(s) delivered to the CSMS", queued)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def stop(self) -> None:
+        """A clean stop; called again while stopping, it no longer waits for the CSMS."""
+        if self._stopping.is_set():
+            self._stop_now.set()
         self._stopping.set()
 
     def _persist_sim_energy(self) -> None:

@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ def _v1(db: sqlite3.Connection) -> None:
 
 
 def _v2(db: sqlite3.Connection) -> None:
+    # when each value was last written (wall clock; NULL for values the first release wrote)
+    db.execute("ALTER TABLE kv ADD COLUMN updated_at REAL")
     # --ocpp-config bookkeeping, per key: the value the file had when it was last applied, and who
     # set the value in use (file / csms). The first release only kept one flag, "applied once".
     db.execute(
@@ -129,6 +132,7 @@ class Store:
     def __init__(self, path: str | Path, lock: DirLock | None = None) -> None:
         self.path = str(path)
         self.lock = lock
+        self.adopted_from: Path | None = None  # see open_state_dir
         memory = self.path == ":memory:"
         try:
             if not memory:
@@ -185,9 +189,15 @@ class Store:
 
     def put(self, ns: str, key: str, value: Any) -> None:
         self.db.execute(
-            "INSERT INTO kv(ns, key, value) VALUES(?,?,?) ON CONFLICT(ns, key) DO UPDATE SET value=excluded.value",
-            (ns, key, json.dumps(value)),
+            "INSERT INTO kv(ns, key, value, updated_at) VALUES(?,?,?,?) "
+            "ON CONFLICT(ns, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+            (ns, key, json.dumps(value), time.time()),
         )
+
+    def updated_at(self, ns: str, key: str) -> float | None:
+        """When the value was last written (seconds since the epoch); None if unknown or absent."""
+        row = self.db.execute("SELECT updated_at FROM kv WHERE ns=? AND key=?", (ns, key)).fetchone()
+        return row[0] if row else None
 
     def items(self, ns: str) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM kv WHERE ns=?", (ns,))}
@@ -296,8 +306,12 @@ class MemoryStore(Store):
         super().__init__(":memory:")
 
 
-def open_state_dir(directory: str | Path) -> Store:
+def open_state_dir(directory: str | Path, adopt_from: str | Path | None = None) -> Store:
     """Lock a station's state directory (created if missing) and open its store.
+
+    ``adopt_from``: the shared default directory of the first release (see
+    :func:`adopt_legacy_state`); its state file is moved in, under the lock, when this directory
+    has none yet (``store.adopted_from`` then says from where).
 
     Raises :class:`StateDirLocked` when another process holds it, :class:`StoreError` when it
     cannot be created, written or read (one line naming the directory and the problem)."""
@@ -311,7 +325,16 @@ def open_state_dir(directory: str | Path) -> Store:
     if not os.access(d, os.W_OK | os.X_OK):
         raise StoreError(f"state directory {d}: not writable by this user")
     lock = DirLock(d)
-    return Store(d / DB_NAME, lock=lock)
+    adopted = None
+    try:
+        if adopt_from is not None and adopt_legacy_state(adopt_from, d):
+            adopted = Path(adopt_from) / DB_NAME
+    except StoreError:
+        lock.release()
+        raise
+    store = Store(d / DB_NAME, lock=lock)
+    store.adopted_from = adopted
+    return store
 
 
 def adopt_legacy_state(legacy_dir: str | Path, directory: str | Path) -> bool:
@@ -323,7 +346,10 @@ def adopt_legacy_state(legacy_dir: str | Path, directory: str | Path) -> bool:
     src, dst = legacy / DB_NAME, d / DB_NAME
     if not src.exists() or dst.exists():
         return False
-    lock = DirLock(legacy)
+    try:
+        lock = DirLock(legacy)
+    except StateDirLocked:  # a station runs on it (given as its --state-dir): it is that one's
+        return False
     try:
         db = sqlite3.connect(str(src), isolation_level=None)
         try:

@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,10 @@ def test_a_first_release_state_file_is_upgraded_in_place(tmp_path):
     assert s.tx_id(6) == 41 and s.next_local_tx() == 8
     assert s.auth_all("cache") == {"CARD": {"status": "Accepted"}}
     assert s.config_file_get("HeartbeatInterval") is None
+    assert s.updated_at("ocpp16", "HeartbeatInterval") is None  # written before times were kept
+    before = time.time()
+    s.put("ocpp16", "HeartbeatInterval", "60")
+    assert before <= (s.updated_at("ocpp16", "HeartbeatInterval") or 0) <= time.time()
     s.config_file_put("HeartbeatInterval", "120", "file")
     s.close()
     again = Store(path)  # reopening changes nothing
