@@ -181,9 +181,11 @@ def build_evse(
     clock: Callable[[], float] = time.monotonic,
     start_wh: float = 0.0,
     shared: dict[str, Any] | None = None,
+    phases: int = 3,
 ) -> EvseHardware:
-    """Build one EVSE. ``devices`` maps device kind -> its config section (with ``kind``)."""
-    plant = SimPlant(clock=clock, start_wh=start_wh)
+    """Build one EVSE. ``devices`` maps device kind -> its config section (with ``kind``);
+    ``phases``: wired to the EVSE (a simulated EV draws on no more of them)."""
+    plant = SimPlant(clock=clock, start_wh=start_wh, phases=phases)
     ctx = BuildContext(evse_id=evse_id, plant=plant, gpio_backend=gpio_backend, extra=shared if shared is not None else {})
     built: dict[str, Any] = {}
     for device in DEVICE_KINDS:

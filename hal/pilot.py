@@ -1,8 +1,10 @@
 """IEC 61851-1 control pilot: PWM duty cycle out (the current offered), CP state in.
 
-``offer(amps)``: ``None`` = steady +12 V (no PWM, not offering), ``0`` = PWM but nothing to draw
-(treated as a pause), a current in A = the duty cycle of IEC 61851-1 table A.8. ``on_state``
-reports every debounced change of the CP state (A-F).
+``offer(amps)``: ``None`` = steady +12 V (no PWM, not offering), ``0`` = nothing to draw
+(treated as a pause), a current in A = the duty cycle of IEC 61851-1 table A.8. Below 6 A
+(:data:`MIN_CURRENT_A`) an EVSE cannot offer energy: such a current is not offered at all
+(steady +12 V, like ``0``), never rounded up to the 10 % (6 A) duty. ``on_state`` reports every
+debounced change of the CP state (A-F).
 """
 
 from __future__ import annotations
@@ -11,11 +13,20 @@ from typing import Protocol
 
 from hal.types import CpCallback, CpState
 
+MIN_CURRENT_A = 6.0  # IEC 61851-1: the least current a PWM can offer
+NOT_OFFERING = 100.0  # steady +12 V: no PWM, the EV may not draw
+
+
+def offers_energy(amps: float | None) -> bool:
+    """Does offering ``amps`` let an EV draw anything? Not below 6 A (IEC 61851-1)."""
+    return amps is not None and amps >= MIN_CURRENT_A
+
 
 def duty_cycle_for_current(amps: float) -> float:
-    """Duty cycle (percent) that offers ``amps`` per IEC 61851-1: 6-51 A -> A/0.6, 51-80 A -> A/2.5+64."""
-    if amps < 6:
-        return 0.0 if amps <= 0 else 10.0  # below 6 A: cannot charge; 10 % is the lowest defined
+    """Duty cycle (percent) that offers ``amps`` per IEC 61851-1: 6-51 A -> A/0.6, 51-80 A -> A/2.5+64.
+    Below 6 A nothing can be offered: 100 % (steady +12 V, not offering)."""
+    if amps < MIN_CURRENT_A:
+        return NOT_OFFERING
     if amps <= 51:
         return amps / 0.6
     return min(amps / 2.5 + 64, 96.0)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hal.aio import stop_task
-from hal.pilot import Debouncer, classify_cp, duty_cycle_for_current
+from hal.pilot import NOT_OFFERING, Debouncer, classify_cp, duty_cycle_for_current, offers_energy
 from hal.section import Key
 from hal.types import CpCallback, CpState, Fault, FaultCallback, HalError, Listeners
 
@@ -139,6 +139,7 @@ class GpioPilot:
         self._faults = Listeners()
         self._active_faults: set[str] = set()
         self._task: asyncio.Task | None = None
+        self._offer_lock = asyncio.Lock()
         self._bus_lock = bus_lock or threading.Lock()
         self.last_cp_volts: float | None = None
 
@@ -149,9 +150,12 @@ class GpioPilot:
         self._faults.add(cb)
 
     async def offer(self, amps: float | None) -> None:
-        duty = 100.0 if amps is None or amps <= 0 else duty_cycle_for_current(amps)
-        await asyncio.to_thread(self.pwm.set_duty, duty)
-        self.offered_a = amps
+        """Offer ``amps``: below 6 A (and ``None`` / 0) the PWM stops (100 %, steady +12 V); never
+        the 10 % duty of 6 A for less. Offers are carried out one after the other, in call order."""
+        duty = duty_cycle_for_current(amps) if offers_energy(amps) else NOT_OFFERING
+        async with self._offer_lock:
+            await asyncio.to_thread(self.pwm.set_duty, duty)
+            self.offered_a = amps
 
     def _fault(self, code: str, active: bool, info: str) -> None:
         if active == (code in self._active_faults):

@@ -1,7 +1,8 @@
 """The simulated plant of one EVSE: an EV on a cable, the pilot, the relay and the meter.
 
-The simulated EV draws what it is offered (up to its own maximum, on its phases) while the relay
-is closed, the pilot offers current and it is not suspended, so energy and power are realistic.
+The simulated EV draws what it is offered (up to its own maximum, on the phases both it and the
+EVSE have) while the relay is closed, the pilot offers at least 6 A and it is not suspended, so
+energy and power are realistic. Below 6 A nothing is offered (IEC 61851-1): the EV stays in B.
 Energy is integrated from a monotonic clock function, so tests can use a fake clock.
 """
 
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from hal.lock import SimLock
+from hal.pilot import offers_energy
 from hal.relay import SimRelay
 from hal.rfid.sim import SimReader
 from hal.types import CpCallback, CpState, Fault, FaultCallback, Listeners, MeterReading
@@ -71,8 +73,9 @@ class SimMeter:
 
 
 class SimPlant:
-    def __init__(self, clock: Callable[[], float] = time.monotonic, start_wh: float = 0.0) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, start_wh: float = 0.0, phases: int = 3) -> None:
         self.clock = clock
+        self.phases = phases  # wired to the EVSE: a single-phase EVSE feeds one phase whatever the EV has
         self.ev = SimEv()
         self.relay = SimRelay()
         self.lock = SimLock()
@@ -95,14 +98,18 @@ class SimPlant:
     # -- physics -----------------------------------------------------------------------------
     def current_a(self) -> float:
         ev, offered = self.ev, self.pilot.offered_a
-        if not (ev.plugged and self.relay.closed and offered and not ev.suspended):
+        if not (ev.plugged and self.relay.closed and offers_energy(offered) and not ev.suspended):
             return 0.0
-        if offered < 6:
-            return 0.0
+        assert offered is not None
         return min(offered, ev.max_current_a)
 
+    @property
+    def active_phases(self) -> int:
+        """Phases energy flows on: those the EVSE is wired for and the EV's charger has."""
+        return max(1, min(self.phases, self.ev.phases))
+
     def power_w(self) -> float:
-        return self.current_a() * NOMINAL_VOLTAGE * self.ev.phases
+        return self.current_a() * NOMINAL_VOLTAGE * self.active_phases
 
     def settle(self) -> None:
         """Add the energy drawn since the last call."""
@@ -113,7 +120,7 @@ class SimPlant:
     def reading(self) -> MeterReading:
         self.settle()
         amps = self.current_a()
-        phases = self.ev.phases
+        phases = self.active_phases
         currents = tuple(amps if i < phases else 0.0 for i in range(3))
         return MeterReading(
             energy_import_wh=round(self.energy_wh, 3),
@@ -131,7 +138,7 @@ class SimPlant:
             pilot._set_state(self.pilot_error)
         elif not ev.plugged:
             pilot._set_state(CpState.A)
-        elif ev.suspended or not pilot.offered_a:
+        elif ev.suspended or not offers_energy(pilot.offered_a):
             pilot._set_state(CpState.B)
         else:
             pilot._set_state(CpState.D if ev.needs_ventilation else CpState.C)

@@ -188,3 +188,33 @@ def test_build_pilot_shares_the_i2c_bus(tmp_path):
                                    "adc_address": 0x49}}, shared=shared)
     assert hw1.pilot.adc.bus is hw2.pilot.adc.bus is bus
     assert hw2.pilot.adc.address == 0x49 and hw2.pilot.pwm.dir.name == "pwm1"
+
+
+@pytest.mark.parametrize("amps", [0.1, 1, 3, 5.99])
+async def test_below_6_a_the_pwm_never_offers(tmp_path, amps):
+    """IEC 61851-1: less than 6 A cannot be offered; the pilot must not round it up to the 10 %
+    duty of 6 A (an EV would draw 6 A). It stops offering instead: 100 %, steady +12 V."""
+    pilot, bus, states, faults = await make_pilot(tmp_path)
+    await pilot.offer(amps)
+    assert pilot.pwm.duty_percent == 100.0
+    assert (tmp_path / "pwmchip0" / "pwm0" / "duty_cycle").read_text() == "1000000\n"
+    assert duty_cycle_for_current(amps) == 100.0
+    await pilot.offer(6)
+    assert pilot.pwm.duty_percent == pytest.approx(10.0)
+
+
+async def test_offers_are_carried_out_in_call_order(tmp_path):
+    """Two offers in flight (a stop right after a start): the last one called is what stays."""
+    import time
+
+    pilot, *_ = await make_pilot(tmp_path)
+    write = pilot.pwm.set_duty
+
+    def slow_write(percent):  # the first write (the offer) takes longer than the second (the stop)
+        if percent != 100.0:
+            time.sleep(0.05)
+        write(percent)
+
+    pilot.pwm.set_duty = slow_write
+    await asyncio.gather(pilot.offer(32), pilot.offer(None))
+    assert pilot.pwm.duty_percent == 100.0 and pilot.offered_a is None

@@ -31,6 +31,7 @@ class FakeAdapter:
         self.authorized: list[str] = []
         self.answers: dict[str, IdTagInfo] = {}
         self.is_online = True
+        self.held: set[str] = set()  # these tags' Authorize never gets an answer (a CSMS that hangs)
 
     @property
     def online(self) -> bool:
@@ -38,6 +39,8 @@ class FakeAdapter:
 
     async def authorize(self, id_tag: str) -> IdTagInfo | None:
         self.authorized.append(id_tag)
+        if id_tag in self.held:
+            await asyncio.get_running_loop().create_future()  # never answered
         if not self.is_online:
             return None
         return self.answers.get(id_tag, IdTagInfo("Accepted"))
@@ -87,9 +90,9 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def make(tmp_path, fixed_cable: bool = False, store: Store | None = None, **settings) -> Rig:
+async def make(tmp_path, fixed_cable: bool = False, store: Store | None = None, phases: int = 3, **settings) -> Rig:
     clock = FakeClock()
-    hw = build_evse(1, {}, clock=clock.monotonic)
+    hw = build_evse(1, {}, clock=clock.monotonic, phases=phases)
     order: list[str] = []
     relay_set, lock, unlock, offer = hw.relay.set, hw.lock.lock, hw.lock.unlock, hw.pilot.offer
 
@@ -111,7 +114,8 @@ async def make(tmp_path, fixed_cable: bool = False, store: Store | None = None, 
 
     hw.relay.set, hw.lock.lock, hw.lock.unlock, hw.pilot.offer = rec_relay, rec_lock, rec_unlock, rec_offer
     store = store or Store(tmp_path / "s.sqlite")
-    st = Station(station_id="T", evses=[Evse(1, [Connector(1)], max_current_a=16.0, fixed_cable=fixed_cable)],
+    st = Station(station_id="T", evses=[Evse(1, [Connector(1)], max_current_a=16.0, fixed_cable=fixed_cable,
+                                             phases=phases)],
                  hardware={1: hw}, store=store, clock=clock, log=logging.getLogger("t"))
     ad = FakeAdapter()
     for k, v in settings.items():
@@ -560,3 +564,171 @@ async def test_meter_failing_at_the_stop_goes_straight_to_finishing(tmp_path):
     assert r.ad.stopped[0].stop_reason == "Local"
     assert [s for s in r.ad.status_list() if s != "Charging"][-1:] == ["Finishing"]
     assert "Preparing" not in r.ad.status_list()[r.ad.status_list().index("Charging"):]
+
+
+# -- safety never waits for the CSMS (issue 7) ---------------------------------------------------
+
+async def iterations_until(cond, limit: int = 5) -> int:
+    """Loop iterations until ``cond()`` holds (0: at once), at most ``limit``."""
+    for n in range(limit + 1):
+        if cond():
+            return n
+        await asyncio.sleep(0)
+    raise AssertionError("not within a few loop iterations")
+
+
+DANGERS = {
+    "ground fault": (lambda r: r.hw.plant.fault("GroundFailure", True, "RCD"), "Other", "Faulted"),
+    "CP state E": (lambda r: r.hw.plant.pilot_fault(CpState.E), "Other", "Faulted"),
+    "CP state F": (lambda r: r.hw.plant.pilot_fault(CpState.F), "Other", "Faulted"),
+    "unplug": (lambda r: r.hw.plant.unplug(), "EVDisconnected", "Available"),
+}
+
+
+@pytest.mark.parametrize("danger", list(DANGERS))
+async def test_danger_while_a_stop_card_waits_for_authorize_opens_the_contactor_at_once(tmp_path, danger):
+    """A card of another driver at a running transaction: Authorize goes to a CSMS that does not
+    answer. A fault, CP E/F or an unplug must not wait for it: pilot off and contactor open within
+    a loop iteration or two, Faulted at once, the transaction ended with its reason."""
+    r = await make(tmp_path)
+    await r.charging("A")
+    r.ad.held.add("B")
+    card = asyncio.ensure_future(r.st.present_id_tag(1, "B"))
+    await settle()
+    assert r.ad.authorized[-1] == "B" and not card.done() and r.hw.relay.closed
+    do, reason, status = DANGERS[danger]
+    t0 = asyncio.get_running_loop().time()
+    do(r)
+    if status == "Faulted":
+        assert r.status() == "Faulted"  # at once, in the hardware callback
+    assert await iterations_until(lambda: not r.hw.relay.closed) <= 2
+    assert r.hw.pilot.offered_a is None and r.hw.plant.power_w() == 0
+    assert r.order[:2] == ["offer none", "relay open"]
+    assert asyncio.get_running_loop().time() - t0 < 0.05
+    await settle()
+    assert len(r.ad.stopped) == 1 and r.ad.stopped[0].stop_reason == reason
+    assert r.ad.statuses[-1][1] == status and not card.done()
+    card.cancel()
+
+
+async def test_fault_while_a_remote_start_waits_for_authorize_starts_nothing(tmp_path):
+    """RemoteStartTransaction with AuthorizeRemoteTxRequests: while Authorize waits, a ground fault
+    makes the connector Faulted at once; the late answer starts nothing."""
+    r = await make(tmp_path, authorize_remote_tx_requests=True)
+    await r.plug()
+    gate = asyncio.get_running_loop().create_future()
+
+    async def slow(id_tag):
+        r.ad.authorized.append(id_tag)
+        await gate
+        return IdTagInfo("Accepted")
+
+    r.ad.authorize = slow
+    assert await r.st.remote_start(1, "R1") is True
+    await settle()
+    assert r.ad.authorized == ["R1"] and r.status() == "Preparing"
+    r.hw.plant.fault("GroundFailure", True)
+    assert r.status() == "Faulted"
+    gate.set_result(None)
+    await settle()
+    assert not r.ad.started and "lock" not in r.order and not r.hw.relay.closed and r.status() == "Faulted"
+
+
+# -- below 6 A nothing is offered (IEC 61851-1) ----------------------------------------------------
+
+@pytest.mark.parametrize("amps", [0.5, 3, 5.9])
+async def test_a_limit_between_0_and_6_a_offers_nothing(tmp_path, amps):
+    r = await make(tmp_path)
+    await r.charging()
+    await r.st.set_limit(1, amps)
+    await settle()
+    assert r.hw.pilot.offered_a == 0 and not r.hw.relay.closed
+    assert r.status() == "SuspendedEVSE" and r.hw.plant.current_a() == 0 and r.hw.plant.power_w() == 0
+    assert r.hw.pilot.state is CpState.B  # the simulated EV sees no offer: it does not ask for energy
+    await r.st.set_limit(1, 6)
+    await settle()
+    assert r.hw.pilot.offered_a == 6 and r.hw.relay.closed and r.hw.plant.current_a() == 6
+
+
+def test_simulated_ev_draws_nothing_below_6_a():
+    from hal.sim import SimPlant
+
+    plant = SimPlant(clock=lambda: 0.0)
+    plant.plug(32, 3)
+    plant.relay.closed = True
+    plant.pilot.offered_a = 3
+    plant.update()
+    assert plant.pilot.state is CpState.B and plant.current_a() == 0
+
+
+# -- the simulated EVSE's phases --------------------------------------------------------------------
+
+async def test_single_phase_evse_delivers_single_phase_power_to_a_three_phase_ev(tmp_path):
+    r = await make(tmp_path, phases=1)
+    await r.plug(amps=32, phases=3)
+    assert await r.st.present_id_tag(1, "A") == "accepted"
+    await settle()
+    assert r.status() == "Charging"
+    assert r.hw.plant.power_w() == pytest.approx(16 * 230.0)
+    reading = await r.st.read_meter(1)
+    assert reading.current_a == (16, 0, 0)
+
+
+def test_sim_config_evse_2_is_built_single_phase(tmp_path):
+    from station.config import load
+    from station.runtime import Runtime
+
+    cfg = load("config/sim.toml")
+    cfg.state_dir = str(tmp_path / "state")
+    rt = Runtime(cfg)
+    try:
+        plant = rt.hw[2].plant
+        plant.plug(32, 3)
+        plant.relay.closed = True
+        plant.pilot.offered_a = 16
+        assert plant.power_w() == pytest.approx(16 * 230.0)
+        assert rt.hw[1].plant.phases == 3
+    finally:
+        rt.store.close()
+
+
+# -- OCTT TC_069_CS ----------------------------------------------------------------------------------
+
+async def test_TC_069_parent_id_tag_from_start_transaction_conf_lets_a_group_card_stop(tmp_path):
+    """Authorize.conf for A names no parent; StartTransaction.conf does (FLEET). A second card whose
+    Authorize.conf says parent FLEET stops the transaction."""
+    r = await make(tmp_path)
+    r.ad.answers["A"] = IdTagInfo("Accepted")
+    r.ad.answers["B"] = IdTagInfo("Accepted", parent_id_tag="FLEET")
+    await r.charging("A")
+    tx = r.conn.transaction
+    r.st.on_start_result(tx, IdTagInfo("Accepted", parent_id_tag="FLEET"))
+    assert tx.parent_id_tag == "FLEET"
+    assert await r.st.present_id_tag(1, "B") == "stopped"
+    assert r.ad.stopped[0].stop_id_tag == "B" and r.ad.stopped[0].stop_reason == "Local"
+
+
+# -- timers of the station's clock ----------------------------------------------------------------------
+
+@pytest.mark.virtual_time
+async def test_connection_timeout_is_a_timer_of_the_scheduler(tmp_path):
+    from station.scheduler import LoopScheduler
+
+    sched = LoopScheduler()
+    hw = build_evse(1, {}, clock=sched.monotonic)
+    st = Station(station_id="T", evses=[Evse(1, [Connector(1)], max_current_a=16.0)], hardware={1: hw},
+                 store=Store(tmp_path / "s.sqlite"), clock=sched, log=logging.getLogger("t"))
+    ad = FakeAdapter()
+    ad.settings.connection_timeout_s = 30
+    st.attach(ad)
+    await st.start()
+    armed = []
+    real = sched.call_later
+    sched.call_later = lambda d, fn, *a: armed.append(d) or real(d, fn, *a)
+    assert await st.present_id_tag(1, "A") == "accepted"
+    assert 30 in armed and st.connectors[1].status() == "Preparing"
+    t0 = sched.monotonic()
+    while st.connectors[1].pending is not None:
+        await asyncio.sleep(1)
+    assert 30 <= sched.monotonic() - t0 < 32 and st.connectors[1].status() == "Available"
+    await st.stop()
