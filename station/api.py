@@ -316,6 +316,9 @@ def status_of(rt: Any) -> dict:
         "id": rt.cfg.id,
         "ocpp_version": rt.cfg.ocpp,
         "connected": bool(ad and ad.link and ad.link.is_connected),
+        # idle | connecting | connected | waiting (back-off) | disabled (POST /api/link) | closed
+        "link": ad.link.state if ad and ad.link else None,
+        "last_error": (ad.link.last_error or None) if ad and ad.link else None,
         "registration": ad.registration if ad else None,
         "outbox": rt.store.outbox_len(),
         "evses": [],

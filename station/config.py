@@ -50,6 +50,7 @@ class StationConfig:
     # the one source of the security profile: the link uses it, the read-only 1.6 key
     # SecurityProfile reports it, --ocpp-config cannot override it (it is checked with csms_url here)
     security_profile: int = 0
+    ca_file: str | None = None  # wss://: PEM CA certificate(s) the CSMS certificate must chain to (else the system's)
     vendor: str = "OpenStation"
     model: str = "PyStation"
     serial: str = ""
@@ -83,6 +84,7 @@ STATION_KEYS: dict[str, type | tuple[type, ...]] = {
     "csms_url": str,
     "state_dir": str,
     "security_profile": int,
+    "ca_file": str,
     "vendor": str,
     "model": str,
     "serial": str,

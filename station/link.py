@@ -1,18 +1,32 @@
-"""The websocket link to the CSMS: connect, authenticate, reconnect, and exchange OCPP-J frames.
+"""The websocket link to the CSMS: connect, authenticate, reconnect, and carry OCPP-J frames.
 
-- security profile 0 (plain ws) and 1 (ws + HTTP basic auth); 2 and 3 (TLS) take an ``ssl`` context
-- reconnect with exponential back-off and jitter
+The OCPP-J rules (framing, validation, one call in flight, the CallError dialect of the version)
+are in :mod:`station.rpc`; this module does the I/O around them:
+
+- security profile 0 (plain ws) and 1 (ws + HTTP Basic auth); for wss:// (profiles 2 and 3) the
+  given ``ssl`` context, or a default one that verifies the CSMS certificate against the
+  system's CAs or ``ca_file``
+- reconnect with exponential back-off: the first wait after a lost connection (or after another
+  link to the same URL closed in this process, as on a Reset) is randomized, ``backoff_min`` to
+  3 x ``backoff_min`` (1-3 s), each further one twice the previous, up to ``backoff_max``. The
+  back-off restarts only when the CSMS really serves the station: :meth:`Link.registered`
+  (BootNotification Accepted) or, once registered, a CallResult on a later connection; a CSMS
+  that accepts the socket and closes it sees growing waits.
+- never a silent dead link: every failed attempt is logged with its cause and kept in
+  ``last_error``; an unexpected exception is logged with its traceback and the link goes on
+  after the back-off
 - one outgoing call in flight at a time, each with a response timeout
 - CSMS requests are answered in their own task, so a handler never waits on our own call
 - a handler may return ``(payload, after)``: ``after()`` runs once the CallResult is on the wire
   (TriggerMessage: answer Accepted, then send the triggered message)
+- :meth:`Link.close` and :meth:`Link.reconnect` first let the answers being made go out (at
+  most ``drain_timeout``), then close the socket (Hard reset, new AuthorizationKey)
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import random
 import ssl as ssl_mod
@@ -22,11 +36,15 @@ from typing import Any
 import websockets
 from ocpp.exceptions import InternalError, NotImplementedError, OCPPError
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.protocol import State
 
-from station import ocpp_schema
-from station.tasks import Tasks
+from station import rpc
 
 Handler = Callable[[str, dict], Awaitable[Any]]
+
+# URL -> (loop, loop time) of the last close of a link to it in this process: a new link to the
+# same URL (the station rebuilt after a Reset) waits the randomized first delay before connecting
+_LAST_CLOSE: dict[str, tuple[asyncio.AbstractEventLoop, float]] = {}
 
 
 class CallErrorReceived(Exception):
@@ -41,6 +59,10 @@ class NotConnected(Exception):
     pass
 
 
+class LinkError(Exception):
+    """A connection attempt that failed for a reason of its own (e.g. subprotocol refused)."""
+
+
 class Link:
     def __init__(
         self,
@@ -53,10 +75,13 @@ class Link:
         log: logging.Logger,
         basic_auth: tuple[str, str] | None = None,
         ssl: ssl_mod.SSLContext | None = None,
+        ca_file: str | None = None,
         ping_interval: float | None = 60,
         call_timeout: float = 30.0,
         backoff_min: float = 1.0,
         backoff_max: float = 60.0,
+        drain_timeout: float = 2.0,
+        open_timeout: float = 15.0,
     ) -> None:
         self.url = url
         self.version = version
@@ -67,22 +92,33 @@ class Link:
         self.log = log
         self.basic_auth = basic_auth
         self.ssl = ssl
+        self.ca_file = ca_file
         self.ping_interval = ping_interval
         self.call_timeout = call_timeout
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
+        self.drain_timeout = drain_timeout
+        self.open_timeout = open_timeout
+        self.rpc = rpc.RpcConnection(version)
         self.ws: ClientConnection | None = None
         self.enabled = asyncio.Event()
         self.enabled.set()
         self.connected = asyncio.Event()
         self._call_lock = asyncio.Lock()
-        self._pending: tuple[str, asyncio.Future] | None = None
-        self._msg_id = random.randrange(1 << 20)
-        self.tasks = Tasks(log, "link")
-        self._spawn = self.tasks.spawn
+        self._pending: asyncio.Future | None = None
+        self._answering: set[asyncio.Task] = set()  # CSMS calls whose answer is not on the wire yet
+        self._tasks: set[asyncio.Task] = set()
+        self._attempt = 0  # reconnect waits since the CSMS last served us
+        self._first_delay = 0.0
+        self._registered = False
+        self._closed = False
+        self._wake = asyncio.Event()  # close(): a run() waiting out a back-off ends at once
+        self._closing_for: str | None = None  # why we close the socket ourselves (reconnect, disable)
         self.frames_in = 0
         self.frames_out = 0
         self.last_error: str = ""
+        self.state = "idle"  # idle | connecting | connected | waiting | disabled | closed
+        self.next_attempt_at: float | None = None  # loop time of the next attempt while waiting
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -92,177 +128,293 @@ class Link:
     def set_enabled(self, enabled: bool) -> None:
         """Allow or forbid the connection (the local API's 'link' switch)."""
         if enabled:
+            if not self.enabled.is_set():
+                self._attempt = 0
             self.enabled.set()
         else:
             self.enabled.clear()
             if self.ws is not None:
-                self._spawn(self.ws.close())
+                self._spawn(self._close_socket(self.ws, "link switched off"))
+
+    def registered(self) -> None:
+        """BootNotification was Accepted: the CSMS serves us, the reconnect back-off starts over."""
+        self._registered = True
+        self._attempt = 0
+
+    def set_basic_auth(self, basic: tuple[str, str] | None) -> None:
+        """Credentials (station id, password) for the next handshakes; None: no Basic auth."""
+        self.basic_auth = basic
+
+    def reconnect(self, reason: str) -> asyncio.Task:
+        """Close the connection once the answers being made are on the wire, then connect again
+        after the short first delay (e.g. with new credentials). Awaiting the task is optional."""
+        self.log.warning("reconnecting to the CSMS: %s", reason)
+        self._attempt = 0
+        return self._spawn(self._close_socket(self.ws, reason))
 
     async def call(self, action: str, payload: dict, timeout: float | None = None) -> dict:
         """Send a Call and wait for its CallResult payload; raises CallErrorReceived, TimeoutError or NotConnected."""
-        ocpp_schema.validate(self.version, action, payload)
         async with self._call_lock:
             ws = self.ws
             if ws is None or not self.connected.is_set():
                 raise NotConnected(action)
-            self._msg_id += 1
-            unique_id = str(self._msg_id)
+            _, text = self.rpc.call(action, payload)
             fut: asyncio.Future = asyncio.get_running_loop().create_future()
-            self._pending = (unique_id, fut)
+            self._pending = fut
             try:
-                await self._send(ws, [2, unique_id, action, payload])
+                await self._send(ws, text)
                 return await asyncio.wait_for(fut, timeout or self.call_timeout)
             except websockets.ConnectionClosed:
                 raise NotConnected(action) from None
             finally:
                 self._pending = None
+                self.rpc.forget_call()
 
     async def run(self) -> None:
-        """Keep a connection up until cancelled."""
-        failures = 0
-        while True:
-            await self.enabled.wait()
+        """Keep a connection up until cancelled or closed. Never ends on an error: each failed
+        attempt is logged with its cause (``last_error``), then the next one follows the back-off."""
+        first = True
+        while not self._closed:
+            if not self.enabled.is_set():
+                self.state = "disabled"
+                await self.enabled.wait()
+                delay = 0.0  # switched on again: connect at once
+            elif first:
+                delay = self._startup_delay()
+            else:
+                delay = self._next_delay()
+            first = False
+            if delay > 0:
+                self.state = "waiting"
+                self.next_attempt_at = asyncio.get_running_loop().time() + delay
+                self.log.info("reconnecting in %.1f s", delay)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except TimeoutError:
+                    pass
+                self.next_attempt_at = None
+                if self._closed:
+                    break
+                if not self.enabled.is_set():
+                    continue
             try:
-                headers = {}
-                if self.basic_auth is not None:
-                    user, password = self.basic_auth
-                    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-                    headers["Authorization"] = "Basic " + token
-                async with connect(
-                    self.url,
-                    subprotocols=[self.subprotocol],  # type: ignore[list-item]
-                    additional_headers=headers,
-                    ssl=self.ssl,
-                    ping_interval=self.ping_interval or None,
-                    ping_timeout=self.ping_interval or None,
-                    open_timeout=15,
-                    close_timeout=2,
-                    proxy=None,
-                    compression=None,
-                ) as ws:
-                    if ws.subprotocol != self.subprotocol:
-                        self.last_error = f"CSMS did not accept subprotocol {self.subprotocol}"
-                        self.log.error("%s (it answered %r); closing", self.last_error, ws.subprotocol)
-                        await ws.close(1002, "subprotocol required")
-                        raise ConnectionError(self.last_error)
-                    failures = 0
-                    self.ws = ws
-                    self.connected.set()
-                    self.log.info("connected to %s", self.url)
-                    self._spawn(self._opened())
-                    await self._read_loop(ws)
-                    self.last_error = f"connection closed ({ws.close_code})"
+                await self._connection()
             except asyncio.CancelledError:
                 raise
-            except (OSError, websockets.WebSocketException, ConnectionError, TimeoutError) as e:
-                self.last_error = _describe(e)
+            except (OSError, websockets.WebSocketException, LinkError, TimeoutError) as e:
+                self.last_error = _describe(e, self)
                 self.log.warning("CSMS connection failed: %s", self.last_error)
-            finally:
-                was = self.connected.is_set()
-                self.connected.clear()
-                self.ws = None
-                if self._pending is not None and not self._pending[1].done():
-                    self._pending[1].set_exception(NotConnected("connection lost"))
-                if was:
-                    self.log.warning("disconnected from CSMS")
-                    self.on_close()
-            failures += 1
-            delay = min(self.backoff_max, self.backoff_min * 2 ** min(failures - 1, 10))
-            delay = delay * random.uniform(0.5, 1.0)
-            if not self.enabled.is_set():
-                continue
-            self.log.info("reconnecting in %.1f s", delay)
-            await asyncio.sleep(delay)
+            except Exception as e:  # a bug of ours or of a library: say so, and keep the link alive
+                self.last_error = f"link failed unexpectedly: {type(e).__name__}: {e}"
+                self.log.error("%s; the link goes on after the back-off", self.last_error, exc_info=True)
+        self.state = "closed"
 
     async def close(self) -> None:
-        self.tasks.cancel_all()
-        if self.ws is not None:
-            await self.ws.close()
+        """Stop for good: the answers being made go out first (at most ``drain_timeout``), then the
+        socket closes and the link's tasks end."""
+        self._closed = True
+        self._wake.set()
+        self.enabled.set()  # a run() waiting to be switched on ends
+        await self._close_socket(self.ws, "station stops")
+        await self._drain()  # run() may be closing the socket itself (it was cancelled first)
+        for t in list(self._tasks):
+            t.cancel()
+        self.state = "closed"
+        try:
+            _LAST_CLOSE[self.url] = (asyncio.get_running_loop(), asyncio.get_running_loop().time())
+        except RuntimeError:  # pragma: no cover - no running loop
+            pass
 
-    # -- internals ---------------------------------------------------------------------------
-    async def _opened(self) -> None:
-        await self.on_open()
+    # -- the connection ----------------------------------------------------------------------
+    async def _connection(self) -> None:
+        """One connection: handshake, subprotocol check, read until it closes."""
+        self.state = "connecting"
+        headers = {}
+        if self.basic_auth is not None:
+            user, password = self.basic_auth
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            headers["Authorization"] = "Basic " + token
+        ws = await connect(
+            self.url,
+            subprotocols=[self.subprotocol],  # type: ignore[list-item]
+            additional_headers=headers,
+            ping_interval=self.ping_interval or None,
+            ping_timeout=self.ping_interval or None,
+            open_timeout=self.open_timeout,
+            close_timeout=2,
+            proxy=None,
+            compression=None,
+            **self._tls(),
+        )
+        was_open = False
+        try:
+            if ws.subprotocol != self.subprotocol:
+                raise LinkError(f"CSMS did not accept subprotocol {self.subprotocol} (it answered {ws.subprotocol!r})")
+            self.rpc.reset()
+            self._closing_for = None
+            self.ws = ws
+            self.connected.set()
+            self.state = "connected"
+            was_open = True
+            self.log.info("connected to %s", self.url)
+            if not self.enabled.is_set():  # switched off during the handshake
+                await self._close_socket(ws, "link switched off")
+            else:
+                self._spawn(self.on_open())
+            async for raw in ws:
+                self.frames_in += 1
+                self.log.debug("<- %s", raw)
+                await self._dispatch(ws, raw)
+            if self._closing_for is None:
+                self.last_error = f"CSMS closed the connection ({_close_text(ws)})"
+                self.log.warning("%s", self.last_error)
+        finally:
+            await self._close_socket(ws, "subprotocol required" if not was_open else None, code=1002 if not was_open else 1000)
+            if was_open:
+                self.log.warning("disconnected from CSMS")
+                try:
+                    self.on_close()
+                except Exception as e:
+                    self.last_error = f"link failed unexpectedly: on_close: {type(e).__name__}: {e}"
+                    self.log.error("%s", self.last_error, exc_info=True)
 
-    async def _send(self, ws: ClientConnection, frame: list) -> None:
-        text = json.dumps(frame, separators=(",", ":"))
+    async def _close_socket(self, ws: ClientConnection | None, reason: str | None, code: int = 1000) -> None:
+        """No new calls; the answers being made go out (bounded); then the socket closes."""
+        if ws is None:
+            return
+        if ws is self.ws:
+            self.connected.clear()
+            self.ws = None
+            if self._pending is not None and not self._pending.done():
+                self._pending.set_exception(NotConnected("connection closed"))
+            if reason is not None:
+                self._closing_for = reason
+        if ws.state is State.OPEN:
+            await self._drain()
+        await ws.close(code, reason or "")
+
+    async def _drain(self) -> None:
+        """Wait (at most ``drain_timeout``) until the answers being made are on the wire."""
+        if not self._answering:
+            return
+        _, late = await asyncio.wait(set(self._answering), timeout=self.drain_timeout)
+        if late:
+            self.log.warning("closing with %d CSMS request(s) unanswered after %.1f s", len(late), self.drain_timeout)
+
+    def _tls(self) -> dict:
+        if not self.url.lower().startswith("wss://"):
+            return {}
+        if self.ssl is None:
+            self.ssl = ssl_mod.create_default_context(cafile=self.ca_file)
+        return {"ssl": self.ssl}
+
+    # -- back-off ----------------------------------------------------------------------------
+    def _startup_delay(self) -> float:
+        """0, unless a link to this URL closed moments ago in this process (a Reset): then the first delay."""
+        last = _LAST_CLOSE.get(self.url)
+        loop = asyncio.get_running_loop()
+        if last is None or last[0] is not loop or loop.time() - last[1] > self.backoff_max:
+            return 0.0
+        return self._next_delay()
+
+    def _next_delay(self) -> float:
+        self._attempt += 1
+        if self._attempt == 1:
+            self._first_delay = random.uniform(self.backoff_min, 3 * self.backoff_min)
+        return min(self.backoff_max, self._first_delay * 2 ** min(self._attempt - 1, 16))
+
+    # -- frames ------------------------------------------------------------------------------
+    def _spawn(self, coro: Awaitable) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.log.error("link task failed: %s", exc, exc_info=exc)
+
+    async def _send(self, ws: ClientConnection, text: str) -> None:
         self.log.debug("-> %s", text)
         self.frames_out += 1
         await ws.send(text)
 
-    async def _read_loop(self, ws: ClientConnection) -> None:
-        async for raw in ws:
-            self.frames_in += 1
-            self.log.debug("<- %s", raw)
-            await self._dispatch(ws, raw)
-
     async def _dispatch(self, ws: ClientConnection, raw: str | bytes) -> None:
-        try:
-            frame = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            self.log.warning("dropped a frame that is not JSON: %.200r", raw)
-            if self.version != "1.6":
-                await self._send_error(ws, "-1", "RpcFrameworkError", "message is not valid JSON")
-            return
-        if not isinstance(frame, list) or len(frame) < 3 or not isinstance(frame[1], str):
-            self.log.warning("dropped a frame that is not an OCPP-J message: %.200r", raw)
-            if self.version != "1.6":
-                await self._send_error(ws, "-1", "RpcFrameworkError", "not an OCPP-J message array")
-            return
-        kind, unique_id = frame[0], frame[1]
-        if kind == 2:
-            if len(frame) != 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict):
-                code = "FormationViolation" if self.version == "1.6" else "FormatViolation"
-                await self._send_error(ws, unique_id, code, "a Call needs [2, id, action, {payload}]")
+        event = self.rpc.receive(raw)
+        if isinstance(event, rpc.CallReceived):
+            task = self._spawn(self._handle_call(ws, event))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+        elif isinstance(event, rpc.ResultReceived | rpc.ErrorReceived):
+            fut = self._pending
+            if fut is None or fut.done():
+                self.log.warning("dropped a response to no call of ours (id %s)", event.unique_id)
                 return
-            self._spawn(self._handle_call(ws, unique_id, frame[2], frame[3]))
-        elif kind in (3, 4):
-            pending = self._pending
-            if pending is None or pending[0] != unique_id or pending[1].done():
-                self.log.warning("dropped a response to no call of ours (id %s)", unique_id)
-                return
-            if kind == 3:
-                pending[1].set_result(frame[2] if isinstance(frame[2], dict) else {})
+            if isinstance(event, rpc.ResultReceived):
+                if event.problem:
+                    self.log.warning("the CSMS's %s response breaks the schema (%s); used as it is", event.action,
+                                     event.problem)
+                if self._registered:
+                    self._attempt = 0  # the CSMS serves a registered station: back-off starts over
+                fut.set_result(event.payload)
             else:
-                code = frame[2] if len(frame) > 2 else "GenericError"
-                desc = frame[3] if len(frame) > 3 else ""
-                pending[1].set_exception(CallErrorReceived(str(code), str(desc), frame[4] if len(frame) > 4 else None))
+                fut.set_exception(CallErrorReceived(event.code, event.description, event.details))
+        elif isinstance(event, rpc.ResponseIgnored):
+            self.log.warning("dropped a response to no call of ours (id %s: %s)", event.unique_id, event.reason)
         else:
-            code = "FormationViolation" if self.version == "1.6" else "MessageTypeNotSupported"
-            await self._send_error(ws, unique_id, code, f"unknown message type id {kind!r}")
+            self.log.warning("bad frame from the CSMS (%s): %.200r", event.reason, raw)
+            if event.reply is not None:
+                await self._send_quietly(ws, event.reply)
 
-    async def _handle_call(self, ws: ClientConnection, unique_id: str, action: str, payload: dict) -> None:
+    async def _handle_call(self, ws: ClientConnection, call: rpc.CallReceived) -> None:
         after = None
         try:
-            ocpp_schema.validate(self.version, action, payload)
-            result = await self.handler(action, payload)
+            result = await self.handler(call.action, call.payload)
             if isinstance(result, tuple):
                 result, after = result
-            ocpp_schema.validate(self.version, action, result, result=True)
+            text = self.rpc.result(call.unique_id, result)
         except OCPPError as e:
-            await self._send_error(ws, unique_id, e.code, e.description or "", e.details)
-            return
+            text = self.rpc.error_for(call.unique_id, e)
+            after = None
         except Exception as e:  # a bug of ours: answer InternalError, keep the connection
-            self.log.error("handler for %s failed: %s", action, e, exc_info=True)
-            err = InternalError(description=f"{action} failed: {e}")
-            await self._send_error(ws, unique_id, err.code, err.description)
-            return
-        try:
-            await self._send(ws, [3, unique_id, result])
-        except websockets.ConnectionClosed:
-            return
-        if after is not None:
+            self.log.error("handler for %s failed: %s", call.action, e, exc_info=True)
+            err = InternalError(description=f"{call.action} failed: {e}")
+            text = self.rpc.error_for(call.unique_id, err)
+            after = None
+        if await self._send_quietly(ws, text) and after is not None:
             self._spawn(after())
 
-    async def _send_error(self, ws: ClientConnection, unique_id: str, code: str, desc: str, details: Any = None) -> None:
+    async def _send_quietly(self, ws: ClientConnection, text: str) -> bool:
         try:
-            await self._send(ws, [4, unique_id, code, desc[:255], details or {}])
+            await self._send(ws, text)
+            return True
         except websockets.ConnectionClosed:
-            pass
+            return False
 
 
-def _describe(e: BaseException) -> str:
+def _close_text(ws: ClientConnection) -> str:
+    code, reason = ws.close_code, ws.close_reason
+    if code is None:
+        return "no close frame"
+    return f"code {code}" + (f" {reason}" if reason else "")
+
+
+def _describe(e: BaseException, link: Link) -> str:
     if isinstance(e, websockets.InvalidStatus):
-        return f"CSMS refused the websocket handshake with HTTP {e.response.status_code}"
+        status = e.response.status_code
+        hint = " (wrong station id or AuthorizationKey?)" if status in (401, 403) else ""
+        return f"CSMS refused the websocket handshake with HTTP {status}{hint}"
+    if isinstance(e, ssl_mod.SSLCertVerificationError):
+        where = f"CA file {link.ca_file}" if link.ca_file else "the system's CAs (set station.ca_file?)"
+        return f"TLS: the CSMS certificate is not trusted by {where}: certificate verify failed ({e.verify_message or e})"
+    if isinstance(e, FileNotFoundError) and link.ca_file and e.filename in (None, link.ca_file):
+        return f"TLS: cannot read CA file {link.ca_file}: {e.strerror}"
+    if isinstance(e, ssl_mod.SSLError):
+        return f"TLS: {e.reason or e}" + (f" (CA file {link.ca_file})" if link.ca_file else "")
+    if isinstance(e, TimeoutError) and not str(e):
+        return f"no answer from the CSMS within {link.open_timeout:g} s"
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 

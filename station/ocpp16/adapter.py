@@ -171,6 +171,7 @@ class Ocpp16Adapter:
             log=self.log,
             basic_auth=self.basic_auth(),
             ssl=ssl,
+            ca_file=self.cfg.ca_file,
             ping_interval=float(self.keys.int("WebSocketPingInterval")) or None,
         )
         return self.link
