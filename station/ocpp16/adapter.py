@@ -9,7 +9,6 @@ profile in handlers/ behind one routing table (PROFILES). All time comes from on
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -246,9 +245,8 @@ class Ocpp16Adapter:
         if interval > 0:
             self.keys.values["HeartbeatInterval"] = str(interval)
             self.store.put("ocpp16", "HeartbeatInterval", str(interval))
-        registered = getattr(self.link, "registered", None)  # the link resets its reconnect back-off
-        if registered is not None:
-            registered()
+        if self.link is not None:
+            self.link.registered()  # the link's reconnect back-off starts over
         self.status.send_all()
         self.outbox.kick()
 
@@ -261,16 +259,8 @@ class Ocpp16Adapter:
             return None
 
         async def reconnect() -> None:
-            set_basic_auth = getattr(link, "set_basic_auth", None)
-            again = getattr(link, "reconnect", None)
-            if set_basic_auth is None or again is None:
-                self.log.warning("AuthorizationKey changed; it is used from the next connection on")
-                return
-            self.log.info("AuthorizationKey changed: reconnecting with the new password")
-            set_basic_auth(credentials)
-            result = again("AuthorizationKey changed")
-            if inspect.isawaitable(result):
-                await result
+            link.set_basic_auth(credentials)
+            await link.reconnect("AuthorizationKey changed: connecting with the new password")
 
         return reconnect
 
