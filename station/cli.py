@@ -160,8 +160,8 @@ async def _run(cfg: StationConfig) -> int:
             actual = await api.start(host, port)
         except OSError as e:
             await rt.close()
-            print(f"station: --api / station.api {cfg.api}: cannot listen there "
-                  f"({(e.strerror or str(e)).lower()})", file=sys.stderr)
+            why = os.strerror(e.errno).lower() if e.errno else str(e)
+            print(f"station: --api / station.api {cfg.api}: cannot listen there ({why})", file=sys.stderr)
             return 2
         shown = f"[{host}]" if ":" in host else host
         log.info("local API on http://%s:%d/api/status%s", shown, actual,
@@ -178,7 +178,8 @@ async def _run(cfg: StationConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal, sig.name)
-    log.info("station %s (OCPP %s) connecting to %s", cfg.id, cfg.ocpp, cfg.url_for_station())
+    log.info("station %s (OCPP %s) connecting to %s; state in %s", cfg.id, cfg.ocpp, cfg.url_for_station(),
+             cfg.state_path())
     notify("READY=1")
     wd = watchdog_interval()
     wd_task = None

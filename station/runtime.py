@@ -26,11 +26,12 @@ from pathlib import Path
 from hal.board import EvseHardware, build_evse
 from hal.types import CpState, Fault, IdToken
 from station.config import DEFAULT_STATE_ROOT, StationConfig
-from station.core.clock import Clock, SystemClock
+from station.core.clock import Clock
 from station.core.evse import Connector, Evse
 from station.core.transaction import StopReason
 from station.ocpp16.adapter import Ocpp16Adapter
 from station.ocpp16.config_keys import NS
+from station.scheduler import LoopScheduler
 from station.station import Station
 from station.store import Store, open_state_dir
 
@@ -39,7 +40,7 @@ class Runtime:
     def __init__(self, cfg: StationConfig, clock: Clock | None = None, log: logging.Logger | None = None,
                  store: Store | None = None) -> None:
         self.cfg = cfg
-        self.clock = clock or SystemClock()
+        self.clock = clock or LoopScheduler()  # one time source: the running loop (timers too)
         self.log = log or logging.getLogger(f"station.{cfg.id}")
         self.store = store if store is not None else self._open_store()
         try:
@@ -65,7 +66,7 @@ class Runtime:
         if store.adopted_from is not None:
             self.log.warning("state file %s (shared by every station id in the first release) moved to %s",
                              store.adopted_from, state)
-        self.log.info("state directory %s", state)
+        self.log.debug("state directory %s locked", state)
         return store
 
     def _build_hardware(self) -> None:

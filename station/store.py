@@ -316,12 +316,12 @@ def open_state_dir(directory: str | Path, adopt_from: str | Path | None = None) 
     Raises :class:`StateDirLocked` when another process holds it, :class:`StoreError` when it
     cannot be created, written or read (one line naming the directory and the problem)."""
     d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise StoreError(f"state directory {d}: not a directory")
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StoreError(f"state directory {d}: cannot create it ({e.strerror or e})") from None
-    if not d.is_dir():
-        raise StoreError(f"state directory {d}: not a directory")
     if not os.access(d, os.W_OK | os.X_OK):
         raise StoreError(f"state directory {d}: not writable by this user")
     lock = DirLock(d)
