@@ -33,13 +33,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "process: the station runs as a separate process (python -m station run) on a real-time loop"
-    )
-    config.addinivalue_line("markers", "virtual_time: the test runs on a VirtualTimeLoop (idle time is skipped)")
-
-
 def as_process(item: pytest.Item) -> bool:
     return item.get_closest_marker("process") is not None or bool(item.config.getoption("station_process"))
 

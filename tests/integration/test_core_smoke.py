@@ -1,6 +1,9 @@
-"""Smoke: the station boots, reports status, and runs a whole session over a real websocket."""
+"""Smoke: the station boots, reports status, and runs a whole session over a real websocket (in process;
+once also as a process)."""
 
 from __future__ import annotations
+
+import pytest
 
 
 async def test_TC_001_cold_boot(csms, booted):
@@ -30,3 +33,10 @@ async def test_TC_003_plugin_first(csms, booted):
     await csms.expect_status(1, "Finishing")
     await sp.unplug()
     await csms.expect_status(1, "Available")
+
+
+@pytest.mark.process
+async def test_TC_003_plugin_first_as_a_process(csms, booted):
+    """The same session against ``python -m station run --sim`` as its own process: the command line,
+    the local API server of a real process, and its clean stop (SIGTERM) at teardown."""
+    await test_TC_003_plugin_first(csms, booted)

@@ -1,5 +1,5 @@
-"""OCTT OCPP 1.6J Core cases (sections 2.1-2.9) performed against the real station process; the non-happy
-sections 2.10-2.16 are in test_octt16_non_happy.py."""
+"""OCTT OCPP 1.6J Core cases (sections 2.1-2.9) performed against the real station (in process, on
+virtual time); the non-happy sections 2.10-2.16 are in test_octt16_non_happy.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Remote Trigger (2.21), DataTransfer (2.23), availability, MinimumStatusDuration and the local
-list answers of a station without one, against the real station process over a real websocket.
+list answers of a station without one, against the real station (in process, on virtual time) over a real websocket.
 Bad frames and link behaviour (reconnect, security profiles 0/1): test_link_robustness.py."""
 
 from __future__ import annotations
