@@ -218,7 +218,8 @@ class Link:
         await self._close_socket(self.ws, "station stops")
         await self._drain()  # run() may be closing the socket itself (it was cancelled first)
         for t in list(self._tasks):
-            t.cancel()
+            if t is not asyncio.current_task():  # close() awaited by an after() of ours
+                t.cancel()
         self.state = "closed"
         try:
             _LAST_CLOSE[self.url] = (asyncio.get_running_loop(), asyncio.get_running_loop().time())
@@ -304,8 +305,10 @@ class Link:
     def _tls(self) -> dict:
         if not self.url.lower().startswith("wss://"):
             return {}
-        if self.ssl is None:
-            self.ssl = ssl_mod.create_default_context(cafile=self.ca_file)
+        if self.ssl is None:  # verifies the certificate and the host name; TLS 1.2 at least (security whitepaper)
+            ctx = ssl_mod.create_default_context(cafile=self.ca_file or None)
+            ctx.minimum_version = ssl_mod.TLSVersion.TLSv1_2
+            self.ssl = ctx
         return {"ssl": self.ssl}
 
     # -- back-off ----------------------------------------------------------------------------
