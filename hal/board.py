@@ -21,14 +21,24 @@ from hal.relay import Relay
 from hal.rfid import RfidReader
 from hal.section import Key, read_section
 from hal.sim import SimPlant
-from hal.types import Fault, FaultCallback, HalError, Listeners
+from hal.types import CpState, Fault, FaultCallback, HalError, Listeners
 
 log = logging.getLogger("hal")
 
 
 @dataclass
+class ConnectorHardware:
+    """The devices of one connector of an EVSE: its control pilot and its lock."""
+
+    pilot: ControlPilot
+    lock: ConnectorLock
+
+
+@dataclass
 class EvseHardware:
-    """The devices of one EVSE. ``plant`` is set when any device is simulated."""
+    """The devices of one EVSE: one relay and meter (and reader) for the EVSE, a pilot and a lock
+    per connector in ``connectors`` (numbered from 1). ``pilot`` and ``lock`` are connector 1's.
+    ``plant`` is set when any device is simulated."""
 
     relay: Relay
     lock: ConnectorLock
@@ -39,9 +49,31 @@ class EvseHardware:
     faults: Listeners = field(default_factory=Listeners)
     closers: list[Callable[[], Any]] = field(default_factory=list)
     active_faults: dict[str, str] = field(default_factory=dict)  # error code -> info, as last reported
+    connectors: dict[int, ConnectorHardware] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.connectors:
+            self.connectors = {1: ConnectorHardware(self.pilot, self.lock)}
         self.faults.add(self._track)
+
+    def connector(self, connector_id: int) -> ConnectorHardware:
+        """Connector ``connector_id`` (1 when the EVSE has one connector, whatever is asked)."""
+        if len(self.connectors) == 1:
+            return next(iter(self.connectors.values()))
+        return self.connectors[connector_id]
+
+    def on_cp_state(self, cb: Callable[[int, CpState], None]) -> None:
+        """``cb(connector_id, state)`` for every CP state change of every connector's pilot."""
+        for n, ch in self.connectors.items():
+            ch.pilot.on_state(lambda state, n=n: cb(n, state))
+
+    def _devices(self) -> list[tuple[str, Any]]:
+        out: list[tuple[str, Any]] = [("reader", self.reader)]
+        many = len(self.connectors) > 1
+        out += [(f"connector {n} pilot" if many else "pilot", ch.pilot) for n, ch in self.connectors.items()]
+        out.append(("relay", self.relay))
+        out += [(f"connector {n} lock" if many else "lock", ch.lock) for n, ch in self.connectors.items()]
+        return out
 
     def _track(self, fault: Fault) -> None:
         if fault.active:
@@ -55,7 +87,7 @@ class EvseHardware:
     async def start(self) -> None:
         """Start every device. One that cannot start is reported as a fault, not as a crash:
         the station still comes up and tells the CSMS (e.g. Faulted, ReaderFailure)."""
-        for name, dev in (("reader", self.reader), ("pilot", self.pilot), ("relay", self.relay), ("lock", self.lock)):
+        for name, dev in self._devices():
             start = getattr(dev, "start", None)
             if start is None:
                 continue
@@ -67,8 +99,7 @@ class EvseHardware:
 
     async def close(self) -> None:
         """Stop every device (pilot to F, relay open, lock motor off); errors are logged, not raised."""
-        for name, dev in (("reader", self.reader), ("meter", self.meter), ("pilot", self.pilot),
-                          ("relay", self.relay), ("lock", self.lock)):
+        for name, dev in [*self._devices(), ("meter", self.meter)]:
             stop = getattr(dev, "close" if name == "meter" else "stop", None)
             if stop is None:
                 continue
@@ -86,6 +117,7 @@ class BuildContext:
 
     evse_id: int
     plant: SimPlant
+    connector_id: int = 1  # the connector a pilot or lock is built for
     gpio: Any = None  # a hal.gpio.PinFactory, made on first use
     gpio_backend: str = "sim"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -106,13 +138,14 @@ Builder = Callable[[dict[str, Any], BuildContext], Any]
 # device kind -> backend name -> builder(section, context)
 BUILDERS: dict[str, dict[str, Builder]] = {
     "relay": {"sim": lambda s, c: c.plant.relay},
-    "lock": {"sim": lambda s, c: c.plant.lock, "none": lambda s, c: NoLock()},
-    "pilot": {"sim": lambda s, c: c.plant.pilot},
+    "lock": {"sim": lambda s, c: c.plant.outlet(c.connector_id).lock, "none": lambda s, c: NoLock()},
+    "pilot": {"sim": lambda s, c: c.plant.outlet(c.connector_id).pilot},
     "meter": {"sim": lambda s, c: c.plant.meter},
     "reader": {"sim": lambda s, c: c.plant.reader, "none": lambda s, c: None},
 }
 
 DEVICE_KINDS = tuple(BUILDERS)
+CONNECTOR_DEVICES = ("pilot", "lock")  # one per connector; the others one per EVSE
 
 # Real backends: (device, kind) -> module exposing ``KEYS`` (hal.section.Key per config key) and
 # ``build(values, ctx)``. The modules import their hardware library (gpiod, smbus2, pyserial,
@@ -182,43 +215,81 @@ def build_evse(
     start_wh: float = 0.0,
     shared: dict[str, Any] | None = None,
     phases: int = 3,
+    connectors: list[dict[str, dict[str, Any]]] | None = None,
 ) -> EvseHardware:
     """Build one EVSE. ``devices`` maps device kind -> its config section (with ``kind``);
-    ``phases``: wired to the EVSE (a simulated EV draws on no more of them)."""
-    plant = SimPlant(clock=clock, start_wh=start_wh, phases=phases)
+    ``phases``: wired to the EVSE (a simulated EV draws on no more of them). ``connectors``: one
+    dict per connector (numbered from 1) with its own ``pilot`` and ``lock`` sections; a connector
+    that names neither uses the EVSE's (``devices``). Without it the EVSE has one connector."""
+    per_connector = connectors or [{}]
+    plant = SimPlant(clock=clock, start_wh=start_wh, phases=phases, connectors=len(per_connector))
     ctx = BuildContext(evse_id=evse_id, plant=plant, gpio_backend=gpio_backend, extra=shared if shared is not None else {})
-    built: dict[str, Any] = {}
-    for device in DEVICE_KINDS:
-        section = devices.get(device, {"kind": "sim"})
+
+    def build(device: str, section: dict[str, Any], where: str) -> Any:
         kind = section.get("kind", "sim")
         try:
             builder = BUILDERS[device][kind]
         except KeyError:
             raise ValueError(
-                f"evse {evse_id}: {device}.kind = {kind!r} is not known (known: {', '.join(backends(device))})"
+                f"evse {evse_id}: {where}{device}.kind = {kind!r} is not known (known: {', '.join(backends(device))})"
             ) from None
         try:
-            built[device] = builder(section, ctx)
+            return builder(section, ctx)
         except HalError as e:
-            raise HalError(f"evse {evse_id}: {device} ({kind}): {e}", e.error_code) from e
-    uses_sim = any(devices.get(d, {"kind": "sim"}).get("kind", "sim") == "sim" for d in DEVICE_KINDS)
+            raise HalError(f"evse {evse_id}: {where}{device} ({kind}): {e}", e.error_code) from e
+
+    built: dict[str, Any] = {}
+    sections: list[dict[str, Any]] = []
+    for device in DEVICE_KINDS:
+        if device in CONNECTOR_DEVICES:
+            continue
+        section = devices.get(device, {"kind": "sim"})
+        sections.append(section)
+        built[device] = build(device, section, "")
+    outlets: dict[int, ConnectorHardware] = {}
+    for n, own in enumerate(per_connector, start=1):
+        ctx.connector_id = n
+        where = f"connector {n}: " if len(per_connector) > 1 else ""
+        made = {}
+        for device in CONNECTOR_DEVICES:
+            section = own.get(device) or devices.get(device, {"kind": "sim"})
+            sections.append(section)
+            made[device] = build(device, section, where)
+        outlets[n] = ConnectorHardware(pilot=made["pilot"], lock=made["lock"])
+    ctx.connector_id = 1
+    uses_sim = any(sec.get("kind", "sim") == "sim" for sec in sections)
     hw = EvseHardware(
         relay=built["relay"],
-        lock=built["lock"],
-        pilot=built["pilot"],
+        lock=outlets[1].lock,
+        pilot=outlets[1].pilot,
         meter=built["meter"],
         reader=built["reader"],
         plant=plant if uses_sim else None,
+        connectors=outlets,
     )
     plant.on_fault(hw.faults.emit)
     if not uses_sim or built["relay"] is not plant.relay:
         on_fault = getattr(built["relay"], "on_fault", None)
         if on_fault is not None:
             on_fault(hw.faults.emit)
-    for dev in (built["pilot"], built["lock"], built["meter"], built["reader"]):
+    for dev in (built["meter"], built["reader"]):
         if dev is not None and hasattr(dev, "on_fault") and dev is not plant.relay:
             dev.on_fault(hw.faults.emit)
+    many = len(outlets) > 1
+    for n, ch in outlets.items():
+        for dev in (ch.pilot, ch.lock):
+            if hasattr(dev, "on_fault"):
+                dev.on_fault(_tagged(hw.faults.emit, n) if many else hw.faults.emit)
     return hw
+
+
+def _tagged(emit: Callable[[Fault], None], connector_id: int) -> FaultCallback:
+    """Fault reports of one connector's devices carry its number."""
+
+    def cb(fault: Fault) -> None:
+        emit(Fault(fault.error_code, fault.active, fault.info, connector_id))
+
+    return cb
 
 
 _register()

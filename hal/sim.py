@@ -1,4 +1,5 @@
-"""The simulated plant of one EVSE: an EV on a cable, the pilot, the relay and the meter.
+"""The simulated plant of one EVSE: per connector an EV on a cable, its pilot and lock; the relay
+and the meter of the EVSE.
 
 The simulated EV draws what it is offered (up to its own maximum, on the phases both it and the
 EVSE have) while the relay is closed, the pilot offers at least 6 A and it is not suspended, so
@@ -32,10 +33,10 @@ class SimEv:
 
 
 class SimPilot:
-    """Pilot of a simulated EVSE: its CP state follows the simulated EV and the offered current."""
+    """Pilot of a simulated connector: its CP state follows the simulated EV and the offered current."""
 
     def __init__(self, plant: SimPlant) -> None:
-        self._plant = plant
+        self._plant = plant  # the EVSE (a SimPlant) of this pilot
         self.offered_a: float | None = None
         self.state = CpState.A
         self._listeners = Listeners()
@@ -72,67 +73,24 @@ class SimMeter:
         pass
 
 
-class SimPlant:
-    def __init__(self, clock: Callable[[], float] = time.monotonic, start_wh: float = 0.0, phases: int = 3) -> None:
-        self.clock = clock
-        self.phases = phases  # wired to the EVSE: a single-phase EVSE feeds one phase whatever the EV has
+class SimOutlet:
+    """One connector of a simulated EVSE: the EV on its cable, its pilot and its lock."""
+
+    def __init__(self, plant: SimPlant, connector_id: int) -> None:
+        self.connector_id = connector_id
         self.ev = SimEv()
-        self.relay = SimRelay()
         self.lock = SimLock()
-        self.pilot = SimPilot(self)
-        self.meter = SimMeter(self)
-        self.reader = SimReader()
-        self.energy_wh = start_wh
+        self.pilot = SimPilot(plant)
         self.pilot_error: CpState | None = None  # E (short) or F: the pilot reads this whatever the EV does
-        self._last = clock()
-        self._faults = Listeners()
-        self.relay.on_fault(self._faults.emit)
-        self._relay_set = self.relay.set
-        self.relay.set = self._relay_and_update  # type: ignore[method-assign]
 
-    async def _relay_and_update(self, closed: bool) -> None:
-        self.settle()
-        await self._relay_set(closed)
-        self.update()
-
-    # -- physics -----------------------------------------------------------------------------
-    def current_a(self) -> float:
+    def current_a(self, relay_closed: bool) -> float:
         ev, offered = self.ev, self.pilot.offered_a
-        if not (ev.plugged and self.relay.closed and offers_energy(offered) and not ev.suspended):
+        if not (ev.plugged and relay_closed and offers_energy(offered) and not ev.suspended):
             return 0.0
         assert offered is not None
         return min(offered, ev.max_current_a)
 
-    @property
-    def active_phases(self) -> int:
-        """Phases energy flows on: those the EVSE is wired for and the EV's charger has."""
-        return max(1, min(self.phases, self.ev.phases))
-
-    def power_w(self) -> float:
-        return self.current_a() * NOMINAL_VOLTAGE * self.active_phases
-
-    def settle(self) -> None:
-        """Add the energy drawn since the last call."""
-        now = self.clock()
-        self.energy_wh += self.power_w() * max(0.0, now - self._last) / 3600.0
-        self._last = now
-
-    def reading(self) -> MeterReading:
-        self.settle()
-        amps = self.current_a()
-        phases = self.active_phases
-        currents = tuple(amps if i < phases else 0.0 for i in range(3))
-        return MeterReading(
-            energy_import_wh=round(self.energy_wh, 3),
-            energy_export_wh=0.0,
-            power_w=self.power_w(),
-            current_a=currents,
-            voltage_v=(NOMINAL_VOLTAGE,) * 3,
-            frequency_hz=50.0,
-        )
-
     def update(self) -> None:
-        """Recompute the CP state from the EV and the pilot."""
         ev, pilot = self.ev, self.pilot
         if self.pilot_error is not None:
             pilot._set_state(self.pilot_error)
@@ -143,30 +101,120 @@ class SimPlant:
         else:
             pilot._set_state(CpState.D if ev.needs_ventilation else CpState.C)
 
+
+class SimPlant:
+    """``ev``, ``pilot``, ``lock`` and ``pilot_error`` are connector 1's; ``outlets`` has them all."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, start_wh: float = 0.0, phases: int = 3,
+                 connectors: int = 1) -> None:
+        self.clock = clock
+        self.phases = phases  # wired to the EVSE: a single-phase EVSE feeds one phase whatever the EV has
+        self.outlets: dict[int, SimOutlet] = {n: SimOutlet(self, n) for n in range(1, max(1, connectors) + 1)}
+        self.relay = SimRelay()
+        self.meter = SimMeter(self)
+        self.reader = SimReader()
+        self.energy_wh = start_wh
+        self._last = clock()
+        self._faults = Listeners()
+        self.relay.on_fault(self._faults.emit)
+        self._relay_set = self.relay.set
+        self.relay.set = self._relay_and_update  # type: ignore[method-assign]
+
+    def outlet(self, connector_id: int = 1) -> SimOutlet:
+        if connector_id not in self.outlets:
+            self.outlets[connector_id] = SimOutlet(self, connector_id)
+        return self.outlets[connector_id]
+
+    @property
+    def ev(self) -> SimEv:
+        return self.outlets[1].ev
+
+    @property
+    def pilot(self) -> SimPilot:
+        return self.outlets[1].pilot
+
+    @property
+    def lock(self) -> SimLock:
+        return self.outlets[1].lock
+
+    @property
+    def pilot_error(self) -> CpState | None:
+        return self.outlets[1].pilot_error
+
+    async def _relay_and_update(self, closed: bool) -> None:
+        self.settle()
+        await self._relay_set(closed)
+        self.update()
+
+    # -- physics -----------------------------------------------------------------------------
+    def current_a(self) -> float:
+        """Current per phase drawn through the EVSE (by whichever connector's EV takes it)."""
+        return sum(o.current_a(self.relay.closed) for o in self.outlets.values())
+
+    def _phases_of(self, outlet: SimOutlet) -> int:
+        return max(1, min(self.phases, outlet.ev.phases))
+
+    @property
+    def active_phases(self) -> int:
+        """Phases energy flows on: those the EVSE is wired for and the EV's charger has."""
+        drawing = [o for o in self.outlets.values() if o.current_a(self.relay.closed) > 0]
+        return max((self._phases_of(o) for o in drawing), default=self._phases_of(self.outlets[1]))
+
+    def power_w(self) -> float:
+        return sum(o.current_a(self.relay.closed) * NOMINAL_VOLTAGE * self._phases_of(o) for o in self.outlets.values())
+
+    def settle(self) -> None:
+        """Add the energy drawn since the last call."""
+        now = self.clock()
+        self.energy_wh += self.power_w() * max(0.0, now - self._last) / 3600.0
+        self._last = now
+
+    def reading(self) -> MeterReading:
+        self.settle()
+        currents = [0.0, 0.0, 0.0]
+        for o in self.outlets.values():
+            amps = o.current_a(self.relay.closed)
+            for i in range(self._phases_of(o)):
+                currents[i] += amps
+        return MeterReading(
+            energy_import_wh=round(self.energy_wh, 3),
+            energy_export_wh=0.0,
+            power_w=self.power_w(),
+            current_a=tuple(currents),
+            voltage_v=(NOMINAL_VOLTAGE,) * 3,
+            frequency_hz=50.0,
+        )
+
+    def update(self) -> None:
+        """Recompute the CP states from the EVs and the pilots."""
+        for o in list(self.outlets.values()):
+            o.update()
+
     # -- what a person (or the API) does -------------------------------------------------------
-    def plug(self, max_current_a: float | None = None, phases: int | None = None) -> None:
+    def plug(self, max_current_a: float | None = None, phases: int | None = None, connector: int = 1) -> None:
         self.settle()
+        ev = self.outlet(connector).ev
         if max_current_a is not None:
-            self.ev.max_current_a = float(max_current_a)
+            ev.max_current_a = float(max_current_a)
         if phases is not None:
-            self.ev.phases = int(phases)
-        self.ev.plugged = True
-        self.ev.suspended = False
+            ev.phases = int(phases)
+        ev.plugged = True
+        ev.suspended = False
         self.update()
 
-    def unplug(self) -> None:
+    def unplug(self, connector: int = 1) -> None:
         self.settle()
-        self.ev.plugged = False
+        self.outlet(connector).ev.plugged = False
         self.update()
 
-    def suspend(self, suspended: bool) -> None:
+    def suspend(self, suspended: bool, connector: int = 1) -> None:
         self.settle()
-        self.ev.suspended = suspended
+        self.outlet(connector).ev.suspended = suspended
         self.update()
 
-    def pilot_fault(self, state: CpState | None) -> None:
+    def pilot_fault(self, state: CpState | None, connector: int = 1) -> None:
         """Force the CP state to E (e.g. a diode short) or F until called with ``None``."""
-        self.pilot_error = state
+        self.outlet(connector).pilot_error = state
         self.update()
 
     def fault(self, error_code: str, active: bool, info: str = "") -> None:

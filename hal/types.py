@@ -69,11 +69,13 @@ class IdToken:
 
 @dataclass(slots=True)
 class Fault:
-    """A hardware fault report: OCPP 1.6 error code, whether active, free text."""
+    """A hardware fault report: OCPP 1.6 error code, whether active, free text, and the connector
+    of the EVSE it concerns (its pilot or lock; 0: the whole EVSE, e.g. relay, meter, RCD)."""
 
     error_code: str
     active: bool
     info: str = ""
+    connector_id: int = 0
 
 
 FaultCallback = Callable[[Fault], None]

@@ -674,7 +674,7 @@ async def test_single_phase_evse_delivers_single_phase_power_to_a_three_phase_ev
     assert reading.current_a == (16, 0, 0)
 
 
-def test_sim_config_evse_2_is_built_single_phase(tmp_path):
+async def test_sim_config_evse_2_is_built_single_phase(tmp_path):
     from station.config import load
     from station.runtime import Runtime
 
