@@ -326,6 +326,7 @@ class Ocpp16Adapter:
         tx = self.station.find_transaction(lambda t: t.local_id == tx_local)
         if tx is not None:
             tx.transaction_id = tx_id
+            self.station.on_event(f"CSMS numbered the transaction on connector {tx.connector_id}: transaction {tx_id}")
             self.station.on_start_result(tx, info)
 
     def queue_meter_values(self, tx: Transaction, meter_values: list[dict]) -> None:

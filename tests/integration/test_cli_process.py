@@ -110,6 +110,7 @@ async def test_the_session_is_in_the_log_at_level_info(csms, booted):
     log = sp.log()
     for words in ("CSMS answered BootNotification: Accepted", "card CARD-7 presented at connector 1",
                   "card CARD-7 accepted", "transaction started on connector 1 for CARD-7",
+                  "CSMS numbered the transaction on connector 1: transaction 1",
                   "transaction on connector 1 stopped (Local);", "remote start for REMOTE-1"):
         assert f"INFO    station.CS001: {words}" in log, f"{words!r} not logged at INFO:\n{log[-3000:]}"
     assert " Wh delivered" in log
