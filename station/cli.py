@@ -173,6 +173,7 @@ async def _run(cfg: StationConfig) -> int:
             log.warning("%s again: stopping now, without waiting for the CSMS", name)
         else:
             log.info("%s: stopping cleanly (%s again to skip waiting for the CSMS)", name, name)
+            notify("STOPPING=1")  # systemd: stopping (the watchdog is still petted meanwhile)
         rt.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -198,7 +199,8 @@ async def _run(cfg: StationConfig) -> int:
             wd_task.cancel()
         if api:
             await api.close()
-        notify("STOPPING=1")
+        if not rt.stopping:
+            notify("STOPPING=1")
     return 0
 
 

@@ -33,7 +33,9 @@ from station.ocpp16.adapter import Ocpp16Adapter
 from station.ocpp16.config_keys import NS
 from station.scheduler import LoopScheduler
 from station.station import Station
-from station.store import Store, open_state_dir
+from station.store import MemoryStore, Store, open_state_dir
+
+MEMORY = ":memory:"  # --state-dir :memory: keeps the state in memory (tests, fleets; no lock)
 
 
 class Runtime:
@@ -60,6 +62,9 @@ class Runtime:
 
     def _open_store(self) -> Store:
         """Lock and open the station's own state directory (raises station.store.StoreError)."""
+        if self.cfg.state_dir == MEMORY:
+            self.log.info("state in memory only (--state-dir %s): nothing survives a restart", MEMORY)
+            return MemoryStore()
         state = self.cfg.state_path()
         # the first release kept every station in ./state: the default directory takes that file over
         store = open_state_dir(state, adopt_from=None if self.cfg.state_dir else DEFAULT_STATE_ROOT)

@@ -271,3 +271,39 @@ def test_the_shared_default_state_file_is_adopted_once(tmp_path):
     first_release_file(legacy / DB_NAME)
     assert adopt_legacy_state(legacy, own) is False  # it has its own now: never overwritten
     assert (legacy / DB_NAME).exists()
+
+
+# -- the runtime opens the station's own directory ---------------------------------------------
+
+async def test_the_runtime_defaults_to_state_per_id_locked(tmp_path, monkeypatch, caplog):
+    from station.config import StationConfig
+    from station.runtime import Runtime
+
+    monkeypatch.chdir(tmp_path)
+    first_release_file(tmp_path / "state" / DB_NAME)  # ./state as the first release left it
+    a = Runtime(StationConfig(id="CP-A", simulated=True))
+    b = Runtime(StationConfig(id="CP-B", simulated=True))
+    try:
+        assert Path(a.store.path) == Path("state") / "CP-A" / DB_NAME
+        assert Path(b.store.path) == Path("state") / "CP-B" / DB_NAME
+        assert [r[2] for r in a.store.tx_open()] == ["CARD"] and b.store.tx_open() == []  # adopted by one only
+        assert "moved to state/CP-A" in caplog.text
+        with pytest.raises(StateDirLocked) as e:
+            Runtime(StationConfig(id="CP-A", simulated=True))
+        assert e.value.directory == Path("state") / "CP-A"
+    finally:
+        await a.close()
+        await b.close()
+    again = Runtime(StationConfig(id="CP-A", simulated=True))  # released by close
+    await again.close()
+
+
+async def test_the_runtime_keeps_memory_state_on_no_disk(tmp_path, monkeypatch):
+    from station.config import StationConfig
+    from station.runtime import Runtime
+
+    monkeypatch.chdir(tmp_path)
+    rt = Runtime(StationConfig(id="CP-M", state_dir=":memory:", simulated=True))
+    assert isinstance(rt.store, MemoryStore)
+    await rt.close()
+    assert list(tmp_path.iterdir()) == []
