@@ -32,6 +32,15 @@ class ConfigError(Exception):
 
 
 @dataclass
+class ConnectorConfig:
+    """One of several connectors of an EVSE (``[[evse.connector]]``): its own pilot and lock."""
+
+    id: int
+    connector_type: str = "cType2"
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # pilot, lock
+
+
+@dataclass
 class EvseConfig:
     id: int
     max_current: float = 32.0
@@ -39,6 +48,24 @@ class EvseConfig:
     fixed_cable: bool = False
     connector_type: str = "cType2"
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    connectors: list[ConnectorConfig] = field(default_factory=list)  # empty: one connector, the EVSE's pilot and lock
+
+
+CONNECTOR_DEVICES = ("pilot", "lock")  # the devices a [[evse.connector]] section may have
+CONNECTOR_KEYS: dict[str, type | tuple[type, ...]] = {"id": int, "connector_type": str}
+
+
+def connector_numbers(evses: list[EvseConfig]) -> dict[tuple[int, int], int]:
+    """(EVSE id, connector within it) -> the station's connector number (OCPP 1.6 connectorId).
+    With one connector per EVSE the connector is numbered like its EVSE (as always); with several,
+    all connectors are numbered from 1 in the order of the file."""
+    if all(len(e.connectors) <= 1 for e in evses):
+        return {(e.id, 1): e.id for e in evses}
+    out: dict[tuple[int, int], int] = {}
+    for e in evses:
+        for n in range(1, max(1, len(e.connectors)) + 1):
+            out[(e.id, n)] = len(out) + 1
+    return out
 
 
 @dataclass
@@ -174,6 +201,11 @@ def validate_station(s: StationConfig, problems: list[str]) -> None:
             problems.append(f"{p}.phases: must be 1 or 3, got {e.phases}")
         for device, section in e.devices.items():
             problems.extend(check_device(device, section, f"{p}.{device}"))
+        for k, c in enumerate(e.connectors):
+            if c.id != k + 1:
+                problems.append(f"{p}.connector[{k}].id: connectors count from 1 in order, expected {k + 1}, got {c.id}")
+            for device, section in c.devices.items():
+                problems.extend(check_device(device, section, f"{p}.connector[{k}].{device}"))
     if not s.evses:
         problems.append("evse: at least one [[evse]] section is needed")
     _check_shared_resources(s, problems)
@@ -266,9 +298,12 @@ def _check_shared_resources(s: StationConfig, problems: list[str]) -> None:
     mistake (gpiod would say "busy", two meters would answer one request, or none would)."""
     used: dict[tuple, tuple[str, bool]] = {}
     for n, e in enumerate(s.evses):
-        for device, section in e.devices.items():
+        sections = [(f"evse[{n}].{device}", device, section) for device, section in e.devices.items()]
+        sections += [(f"evse[{n}].connector[{k}].{device}", device, section)
+                     for k, c in enumerate(e.connectors) for device, section in c.devices.items()]
+        for where, device, section in sections:
             for key, what, output in _claims(device, section.get("kind", "sim"), section):
-                path = f"evse[{n}].{device}.{key}"
+                path = f"{where}.{key}"
                 other = used.get(what)
                 if other is None:
                     used[what] = (path, output)
@@ -309,7 +344,7 @@ def parse(data: dict, source: str = "<config>") -> StationConfig:
             if not isinstance(raw, dict):
                 problems.append(f"evse[{n}]: must be a table: write [[evse]] with its keys below it")
                 continue
-            vals = _check(raw, EVSE_KEYS, f"evse[{n}]", problems, allow=set(BUILDERS))
+            vals = _check(raw, EVSE_KEYS, f"evse[{n}]", problems, allow=set(BUILDERS) | {"connector"})
             if "id" not in vals:
                 vals["id"] = n + 1
             devices = {}
@@ -319,11 +354,36 @@ def parse(data: dict, source: str = "<config>") -> StationConfig:
                         problems.append(f"evse[{n}].{dev}: must be a table [evse.{dev}]")
                     else:
                         devices[dev] = dict(raw[dev])
-            cfg.evses.append(EvseConfig(**{k: v for k, v in vals.items()}, devices=devices))
+            connectors = _parse_connectors(raw.get("connector", []), f"evse[{n}]", problems)
+            cfg.evses.append(EvseConfig(**{k: v for k, v in vals.items()}, devices=devices, connectors=connectors))
     validate_station(cfg, problems)
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def _parse_connectors(raw: Any, prefix: str, problems: list[str]) -> list[ConnectorConfig]:
+    """``[[evse.connector]]``: several connectors of one EVSE, each with its own pilot and lock."""
+    if not isinstance(raw, list):
+        problems.append(f"{prefix}.connector: must be an array of tables: write [[evse.connector]]")
+        return []
+    out: list[ConnectorConfig] = []
+    for k, c in enumerate(raw):
+        path = f"{prefix}.connector[{k}]"
+        if not isinstance(c, dict):
+            problems.append(f"{path}: must be a table: write [[evse.connector]] with its keys below it")
+            continue
+        vals = _check(c, CONNECTOR_KEYS, path, problems, allow=set(CONNECTOR_DEVICES))
+        devices = {}
+        for dev in CONNECTOR_DEVICES:
+            if dev in c:
+                if not isinstance(c[dev], dict):
+                    problems.append(f"{path}.{dev}: must be a table [evse.connector.{dev}]")
+                else:
+                    devices[dev] = dict(c[dev])
+        out.append(ConnectorConfig(id=vals.get("id", k + 1), connector_type=vals.get("connector_type", "cType2"),
+                                   devices=devices))
+    return out
 
 
 def load(path: str | Path) -> StationConfig:

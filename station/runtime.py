@@ -25,7 +25,7 @@ from pathlib import Path
 
 from hal.board import EvseHardware, build_evse
 from hal.types import CpState, Fault, IdToken
-from station.config import DEFAULT_STATE_ROOT, StationConfig
+from station.config import DEFAULT_STATE_ROOT, StationConfig, connector_numbers
 from station.core.clock import Clock
 from station.core.evse import Connector, Evse
 from station.core.transaction import StopReason
@@ -88,16 +88,16 @@ class Runtime:
             start_wh = max(float(self.store.get("sim_energy_wh", str(e.id), 0.0)), last_tx_wh.get(e.id, 0.0))
             self.hw[e.id] = build_evse(
                 e.id, devices, cfg.gpio, clock=self.clock.monotonic, start_wh=start_wh, shared=self.shared_hw,
-                phases=e.phases,
+                phases=e.phases, connectors=[{} if cfg.simulated else c.devices for c in e.connectors] or None,
             )
             self._wire(e.id, self.hw[e.id])
 
     def _wire(self, evse_id: int, hw: EvseHardware) -> None:
         """Hardware callbacks go to whichever station object is current (it changes on reset)."""
 
-        def cp(state: CpState) -> None:
+        def cp(connector_id: int, state: CpState) -> None:
             if self.station is not None:
-                self.station.cp_state(evse_id, state)
+                self.station.cp_state(evse_id, state, connector_id)
 
         def token(t: IdToken) -> None:
             if self.station is not None:
@@ -107,7 +107,7 @@ class Runtime:
             if self.station is not None:
                 self.station.fault(evse_id, f)
 
-        hw.pilot.on_state(cp)
+        hw.on_cp_state(cp)  # every connector's pilot
         if hw.reader is not None:
             hw.reader.on_token(token)
         hw.on_fault(fault)
@@ -202,8 +202,10 @@ class Runtime:
 
     async def _run_once(self) -> str | None:
         self.generation += 1
+        numbers = connector_numbers(self.cfg.evses)  # (EVSE, connector in it) -> 1.6 connectorId
         evses = [
-            Evse(e.id, [Connector(e.id)], max_current_a=float(e.max_current), phases=e.phases, fixed_cable=e.fixed_cable)
+            Evse(e.id, [Connector(numbers[(e.id, n)]) for n in range(1, max(1, len(e.connectors)) + 1)],
+                 max_current_a=float(e.max_current), phases=e.phases, fixed_cable=e.fixed_cable)
             for e in self.cfg.evses
         ]
         station = Station(

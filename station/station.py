@@ -80,7 +80,9 @@ class Station:
     ) -> None:
         self.station_id = station_id
         self.evses = {e.evse_id: e for e in evses}
-        self.connectors: dict[int, Connector] = {e.evse_id: e.connector for e in evses}
+        # connector number (1.6 connectorId) -> its facts; with one connector per EVSE it is numbered
+        # like the EVSE, with several the station numbers them in order (see station.config)
+        self.connectors: dict[int, Connector] = {c.connector_id: c for e in evses for c in e.connectors}
         self.hw = hardware
         self.store = store
         self.clock = clock
@@ -95,8 +97,10 @@ class Station:
         self.limits_a: dict[int, float | None] = {}
         self.restart_request: asyncio.Future[str] | None = None
         self.sessions: dict[int, Session] = {e.evse_id: Session(e, self.settings) for e in evses}
-        # connector number (1.6 connectorId) -> EVSE id; one connector per EVSE numbered like it
-        self._evse_of: dict[int, int] = {e.evse_id: e.evse_id for e in evses}
+        # connector number -> (EVSE id, the connector's number within its EVSE, from 1)
+        self._evse_of: dict[int, int] = {c.connector_id: e.evse_id for e in evses for c in e.connectors}
+        self._local_of: dict[int, int] = {c.connector_id: n for e in evses for n, c in enumerate(e.connectors, 1)}
+        self._global: dict[tuple[int, int], int] = {(self._evse_of[c], n): c for c, n in self._local_of.items()}
         self._lanes: dict[int, tuple[_Lane, _Lane]] = {
             e.evse_id: (_Lane(f"evse {e.evse_id} urgent"), _Lane(f"evse {e.evse_id}")) for e in evses
         }
@@ -123,9 +127,10 @@ class Station:
 
     async def start(self) -> None:
         self.restart_request = asyncio.get_running_loop().create_future()
-        for cid, hw in self.hw.items():
-            conn = self.connectors[cid]
-            state = getattr(hw.pilot, "state", CpState.A)
+        for cid, conn in self.connectors.items():
+            hw = self.hw[self._evse_of[cid]]
+            pilot = self._pilot(cid)
+            state = getattr(pilot, "state", CpState.A)
             conn.plugged = state in (CpState.B, CpState.C, CpState.D)
             conn.ev_requesting = state in (CpState.C, CpState.D)
             if state in (CpState.E, CpState.F):
@@ -134,7 +139,7 @@ class Station:
             for code, info in getattr(hw, "active_faults", {}).items():
                 conn.faults.setdefault(code, info[:50])
             try:
-                await hw.pilot.offer(None)
+                await pilot.offer(None)
                 if hw.relay.closed:
                     await hw.relay.set(False)
             except HalError as e:
@@ -254,8 +259,15 @@ class Station:
             self._replies.pop(rid, None)
 
     # -- carrying out effects ------------------------------------------------------------------
+    def evse_of(self, cid: int) -> Evse:
+        """The EVSE connector ``cid`` belongs to."""
+        return self.evses[self._evse_of[cid]]
+
+    def _connector_hw(self, cid: int) -> Any:
+        return self.hw[self._evse_of[cid]].connector(self._local_of[cid])
+
     def _pilot(self, cid: int) -> Any:
-        return self.hw[self._evse_of[cid]].pilot
+        return self._connector_hw(cid).pilot
 
     async def _execute(self, session: Session, lane: _Lane, e: m.Effect) -> None:
         if not session.wants(e):
@@ -273,7 +285,7 @@ class Station:
             try:
                 await relay.set(e.closed)
             except HalError as err:
-                cid = session.evse.connector.connector_id
+                cid = session.active_connector()
                 self.log.error("connector %d: %s", cid, err)
                 self._continue(session, lane, m.HardwareFailed(cid, e, err.error_code, str(err)))
         elif isinstance(e, m.PrepareTransaction):
@@ -381,14 +393,37 @@ class Station:
             self._arm_checkpoint()
 
     # -- hardware events ---------------------------------------------------------------------
-    def cp_state(self, evse_id: int, state: CpState) -> None:
-        self._feed(evse_id, m.CpStateChanged(evse_id, state))
+    def cp_state(self, evse_id: int, state: CpState, connector_id: int = 1) -> None:
+        """The pilot of connector ``connector_id`` (its number within the EVSE) reads a new CP state."""
+        cid = self._global[(evse_id, connector_id)]
+        self._feed(cid, m.CpStateChanged(cid, state))
 
     def token(self, evse_id: int, token: IdToken) -> None:
-        self.spawn(self.present_id_tag(evse_id, token.id_token, token.type))
+        """A card at the EVSE's reader: for the connector whose transaction it started, else the
+        one with a cable and no transaction, else the first."""
+        self.spawn(self.present_id_tag(self._card_connector(evse_id, token.id_token), token.id_token, token.type))
+
+    def _card_connector(self, evse_id: int, id_tag: str) -> int:
+        conns = [self.connectors[c.connector_id] for c in self.evses[evse_id].connectors]
+        for pick in (
+            lambda c: c.transaction is not None and c.transaction.id_tag == id_tag,
+            lambda c: c.transaction is not None,
+            lambda c: c.plugged and c.transaction is None,
+        ):
+            found = next((c for c in conns if pick(c)), None)
+            if found is not None:
+                return found.connector_id
+        return conns[0].connector_id
 
     def fault(self, evse_id: int, fault: Fault) -> None:
-        self._feed(evse_id, m.FaultChanged(evse_id, fault.error_code, fault.active, fault.info))
+        """A device fault: of one connector's pilot or lock, or (connector 0) of the whole EVSE."""
+        local = getattr(fault, "connector_id", 0)
+        if local:
+            targets = [self._global[(evse_id, local)]]
+        else:
+            targets = [c.connector_id for c in self.evses[evse_id].connectors]
+        for cid in targets:
+            self._feed(cid, m.FaultChanged(cid, fault.error_code, fault.active, fault.info))
 
     # -- authorization -----------------------------------------------------------------------
     async def authorize(self, id_tag: str) -> IdTagInfo:
@@ -495,12 +530,14 @@ class Station:
         return None
 
     async def remote_start(self, cid: int | None, id_tag: str, profile: dict | None = None) -> bool:
+        def free(c: int) -> bool:
+            return self.connectors[c].available_for_new_session and self._session(c).may_start(c)
+
         if cid is None:
-            cid = next((c for c, conn in self.connectors.items() if conn.available_for_new_session), None)
+            cid = next((c for c in self.connectors if free(c)), None)
             if cid is None:
                 return False
-        conn = self.connectors.get(cid)
-        if conn is None or not conn.available_for_new_session or not self.operative:
+        if cid not in self.connectors or not free(cid) or not self.operative:
             return False
         self._feed(cid, m.RemoteStartRequested(cid, m.IdToken(id_tag, "Central"), next(self._ids), profile))
         return True
@@ -510,7 +547,7 @@ class Station:
 
     async def unlock(self, cid: int) -> str:
         """UnlockConnector: end a running transaction first, then release the plug."""
-        if self.evses[self._evse_of[cid]].fixed_cable:
+        if self.evse_of(cid).fixed_cable:
             return "NotSupported"
         rid, fut = self._request()
         return await self._ask(cid, m.UnlockRequested(cid, rid), rid, fut)
@@ -569,14 +606,14 @@ class Station:
 
     async def _lock_hw(self, cid: int) -> bool:
         try:
-            return bool(await self.hw[self._evse_of[cid]].lock.lock())
+            return bool(await self._connector_hw(cid).lock.lock())
         except HalError as e:
             self.log.error("lock of connector %d: %s", cid, e)
             return False
 
     async def _unlock_hw(self, cid: int) -> bool:
         try:
-            return bool(await self.hw[self._evse_of[cid]].lock.unlock())
+            return bool(await self._connector_hw(cid).lock.unlock())
         except HalError as e:
             self.log.error("unlock of connector %d: %s", cid, e)
             return False

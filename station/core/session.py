@@ -122,6 +122,16 @@ class Session:
         cap = self.settings.max_energy_on_invalid_id_wh
         return bool(cap) and tx.energy_wh() < (cap or 0)
 
+    def active_connector(self) -> int:
+        """The connector the EVSE's power path serves now (one with a transaction), else the first."""
+        return next((c.connector_id for c in self.connectors.values() if c.transaction is not None),
+                    next(iter(self.connectors)))
+
+    def may_start(self, connector_id: int) -> bool:
+        """Could a new session start at this connector now (no transaction, usable, EVSE free)?"""
+        conn = self.connectors[connector_id]
+        return conn.transaction is None and conn.starting is None and self._available(conn)
+
     def contactor_wanted(self) -> bool:
         """Energy may flow exactly when a connector has a transaction, current is offered, the EV
         is in state C (not D: no ventilation here) and nothing is wrong."""
@@ -314,7 +324,12 @@ class Session:
         return [AskAuthorization(rid, req.connector_id, req.token)]
 
     def _available(self, conn: Connector) -> bool:
-        return conn.operative and not conn.faulted and self.station_operative
+        """May a new session start at this connector? One power path per EVSE: not while another
+        connector of the EVSE has a transaction or is starting one."""
+        others_busy = any(
+            c is not conn and (c.transaction is not None or c.starting is not None) for c in self.connectors.values()
+        )
+        return conn.operative and not conn.faulted and self.station_operative and not others_busy
 
     def _on_AuthorizationResult(self, ev: AuthorizationResult) -> list[Effect]:
         req = self._requests.pop(ev.request_id, None)
@@ -454,6 +469,8 @@ class Session:
         self.pilot[cid] = None
         conn.energy_offered = False
         if open_contactor:
+            if any(c is not conn and c.transaction is not None for c in self.connectors.values()):
+                return out + self._contactor()  # the power path serves another connector of the EVSE
             if self.contactor_closed:
                 out.append(PowerPathOpened(cid))
             self.contactor_closed = False
@@ -462,8 +479,7 @@ class Session:
 
     def _contactor(self) -> list[Effect]:
         want = self.contactor_wanted()
-        active = next((c.connector_id for c in self.connectors.values() if c.transaction is not None),
-                      next(iter(self.connectors)))
+        active = self.active_connector()
         if want and not self.contactor_closed:
             self.contactor_closed = True
             return [SetContactor(True), PowerPathClosed(active)]

@@ -732,3 +732,100 @@ async def test_connection_timeout_is_a_timer_of_the_scheduler(tmp_path):
         await asyncio.sleep(1)
     assert 30 <= sched.monotonic() - t0 < 32 and st.connectors[1].status() == "Available"
     await st.stop()
+
+
+# -- several connectors per EVSE -----------------------------------------------------------------------
+
+async def make_two_connectors(tmp_path) -> tuple[Station, FakeAdapter, object]:
+    """EVSE 1 with two connectors (station connectors 1 and 2): one relay and meter, a pilot and a
+    lock each."""
+    clock = FakeClock()
+    hw = build_evse(1, {}, clock=clock.monotonic, connectors=[{}, {}])
+    st = Station(station_id="T", evses=[Evse(1, [Connector(1), Connector(2)], max_current_a=16.0)],
+                 hardware={1: hw}, store=Store(tmp_path / "s.sqlite"), clock=clock, log=logging.getLogger("t"))
+    ad = FakeAdapter()
+    st.attach(ad)
+    hw.on_cp_state(lambda n, s: st.cp_state(1, s, n))
+    hw.on_fault(lambda f: st.fault(1, f))
+    hw.reader.on_token(lambda t: st.token(1, t))
+    await st.start()
+    await settle()
+    return st, ad, hw
+
+
+async def test_two_connectors_on_one_evse_charge_one_at_a_time(tmp_path):
+    st, ad, hw = await make_two_connectors(tmp_path)
+    assert set(hw.connectors) == {1, 2} and hw.pilot is hw.connectors[1].pilot and hw.lock is hw.connectors[1].lock
+    hw.plant.plug(32, 3, connector=2)
+    await settle()
+    assert st.connectors[2].status() == "Preparing" and st.connectors[1].status() == "Available"
+    assert await st.present_id_tag(2, "A") == "accepted"
+    await settle()
+    assert st.connectors[2].status() == "Charging" and hw.relay.closed
+    assert hw.connectors[2].pilot.offered_a == 16 and hw.connectors[2].lock.locked
+    assert hw.connectors[1].pilot.offered_a is None and not hw.connectors[1].lock.locked
+    assert hw.plant.power_w() == pytest.approx(16 * 230 * 3)
+    hw.plant.plug(32, 3, connector=1)
+    await settle()
+    assert await st.present_id_tag(1, "B") == "unavailable"  # one power path: the EVSE is busy
+    assert await st.remote_start(1, "R") is False
+    # a card at the EVSE's reader goes to the connector whose transaction it started
+    hw.plant.reader.present(IdToken("A"))
+    await settle()
+    assert ad.stopped[0].connector_id == 2 and ad.stopped[0].stop_reason == "Local" and not hw.relay.closed
+    assert await st.present_id_tag(1, "B") == "accepted"
+    await settle()
+    assert st.connectors[1].status() == "Charging" and hw.connectors[1].pilot.offered_a == 16
+
+
+async def test_a_fault_of_one_connector_or_of_the_whole_evse(tmp_path):
+    st, ad, hw = await make_two_connectors(tmp_path)
+    hw.plant.plug(32, 3, connector=2)
+    await settle()
+    await st.present_id_tag(2, "A")
+    await settle()
+    hw.plant.pilot_fault(CpState.E, connector=1)  # connector 1's pilot shorted: only connector 1
+    await settle()
+    assert st.connectors[1].status() == "Faulted" and st.connectors[2].status() == "Charging" and hw.relay.closed
+    hw.plant.fault("GroundFailure", True)  # the EVSE's RCD: every connector, energy off at once
+    assert st.connectors[2].status() == "Faulted"
+    await settle()
+    assert not hw.relay.closed and ad.stopped[0].stop_reason == "Other"
+    assert "GroundFailure" in st.connectors[1].faults and st.status_of(2) == ("Faulted", "GroundFailure")
+
+
+def test_config_lists_several_connectors_per_evse():
+    from station.config import ConfigError, connector_numbers, parse
+
+    cfg = parse({"evse": [
+        {"id": 1, "connector": [{"id": 1, "connector_type": "sType2"}, {"connector_type": "cCCS2",
+                                                                           "lock": {"kind": "none"}}]},
+        {"id": 2},
+    ]})
+    assert [c.id for c in cfg.evses[0].connectors] == [1, 2] and cfg.evses[0].connectors[1].devices == {"lock": {"kind": "none"}}
+    assert connector_numbers(cfg.evses) == {(1, 1): 1, (1, 2): 2, (2, 1): 3}
+    assert connector_numbers(parse({"evse": [{"id": 1}, {"id": 2}]}).evses) == {(1, 1): 1, (2, 1): 2}
+    with pytest.raises(ConfigError) as e:
+        parse({"evse": [{"id": 1, "connector": [{"id": 2, "relay": {"kind": "sim"}}, {"pilot": {"kind": "nope"}}]}]})
+    text = "\n".join(e.value.problems)
+    assert "evse[0].connector[0].id: connectors count from 1 in order" in text
+    assert "evse[0].connector[0].relay: unknown key" in text
+    assert "evse[0].connector[1].pilot.kind: 'nope' is not a known backend" in text
+
+
+async def test_runtime_builds_and_numbers_several_connectors(tmp_path):
+    from station.config import parse
+    from station.runtime import Runtime
+
+    cfg = parse({"station": {"state_dir": str(tmp_path / "state")},
+                 "evse": [{"id": 1, "connector": [{}, {}]}, {"id": 2}]})
+    rt = Runtime(cfg)
+    try:
+        assert set(rt.hw[1].connectors) == {1, 2} and set(rt.hw[2].connectors) == {1}
+        seen = []
+        rt.station = type("S", (), {"cp_state": lambda self, evse, state, n=1: seen.append((evse, n, state))})()
+        rt.hw[1].plant.plug(connector=2)
+        assert seen == [(1, 2, CpState.B)]
+    finally:
+        rt.station = None
+        rt.store.close()
