@@ -160,7 +160,8 @@ async def _run(cfg: StationConfig) -> int:
             actual = await api.start(host, port)
         except OSError as e:
             await rt.close()
-            why = os.strerror(e.errno).lower() if e.errno else str(e)
+            # errno text ("address already in use"); a resolver error has a negative errno
+            why = (os.strerror(e.errno) if isinstance(e.errno, int) and e.errno > 0 else e.strerror or str(e)).lower()
             print(f"station: --api / station.api {cfg.api}: cannot listen there ({why})", file=sys.stderr)
             return 2
         shown = f"[{host}]" if ":" in host else host

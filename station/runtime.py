@@ -243,13 +243,14 @@ class Runtime:
 
     async def _clean_stop(self, station: Station, adapter: Ocpp16Adapter) -> None:
         """End running transactions (Reboot), give their messages a bounded time, say what was done."""
-        self.log.info("stopping: ending running transactions (reason Reboot)")
         try:
             stopped = await asyncio.wait_for(station.stop_all(StopReason.Reboot), 10.0)
         except TimeoutError:
             self.log.error("stopping: the hardware did not answer within 10 s; an open transaction "
                            "is reported as a power loss after the next start")
             stopped = []
+        if not stopped:
+            self.log.info("stopping: no transaction was running")
         for tx in stopped:
             self.log.info("stopping: transaction %s on connector %d ended (Reboot), %d Wh",
                           tx.transaction_id if tx.transaction_id is not None else f"(local {tx.local_id})",
