@@ -240,3 +240,51 @@ async def test_stations_without_state_dir_each_get_their_own(tmp_path, csms):
         for p in procs:
             p.kill()
             p.wait(10)
+
+
+@pytest.fixture
+def as_other_user(tmp_path):
+    """A directory every user can reach and a way to run the CLI as an unprivileged user (root may
+    write anywhere, so as root the test runs the station as nobody)."""
+    import shutil
+    import tempfile
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv (util-linux) to run the station as the user nobody")
+    base = Path(tempfile.mkdtemp(prefix="station-ro-", dir="/tmp"))
+    base.chmod(0o755)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        # setpriv, not Popen(user=...): the interpreter may live under /root, which nobody cannot search
+        cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "station", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(base)})
+
+    yield base, run
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_state_directory_the_user_may_not_write_is_one_line_and_exit_2(as_other_user):
+    base, run = as_other_user
+    state = base / "state"
+    state.mkdir(mode=0o755)  # root's, read-only for the station's user
+    for d, why in ((state, "not writable by this user"), (state / "sub", "cannot create it (Permission denied)")):
+        r = run("run", "--sim", "--csms-url", "ws://127.0.0.1:9/ocpp", "--state-dir", str(d))
+        assert r.returncode == 2
+        assert one_line(r) == f"station: state directory {d}: {why}"
+
+
+def test_a_state_file_the_user_may_not_write_is_one_line_and_exit_2(as_other_user):
+    from station.store import Store
+
+    base, run = as_other_user
+    state = base / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    Store(state / "station.sqlite").close()  # root's file, 0644
+    r = run("run", "--sim", "--csms-url", "ws://127.0.0.1:9/ocpp", "--state-dir", str(state))
+    assert r.returncode == 2
+    line = one_line(r)
+    assert line.startswith(f"station: state file {state / 'station.sqlite'}: "), line
+    assert "readonly" in line or "read-only" in line or "unable to open" in line, line
