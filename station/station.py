@@ -56,6 +56,9 @@ class Adapter(Protocol):
     # event (EV connected, authorized, power path closed, energy transfer started/stopped, ...)
 
 
+_AT_ONCE = (m.StartTimer, m.CancelTimer, m.ReportStatus, m.Reply, m.Note, m.DomainEvent)
+
+
 @dataclass
 class _Lane:
     name: str
@@ -208,9 +211,21 @@ class Station:
         """Hand one event to the connector's session and queue its effects (at once when urgent)."""
         session = self._session(cid)
         effects = session.handle(event, self.clock.now())
+        # what must survive a power cut is written at once, before the caller answers anyone
+        # (ChangeAvailability Scheduled, TC_034); the order of store writes among themselves is kept
+        for e in effects:
+            if isinstance(e, m.Persist):
+                self.store.put(e.kind, e.key, e.value)
+        effects = [e for e in effects if not isinstance(e, m.Persist)]
+        if not effects:
+            return
+        urgent, normal = self._lanes[session.evse.evse_id]
+        lane = urgent if is_urgent(effects) else normal
+        if not lane.running and not lane.queue:
+            # an idle lane: what needs no waiting (status, timers, replies, notes) is done now
+            while effects and isinstance(effects[0], _AT_ONCE):
+                self._execute_now(effects.pop(0))
         if effects:
-            urgent, normal = self._lanes[session.evse.evse_id]
-            lane = urgent if is_urgent(effects) else normal
             lane.queue.extend(effects)
             self._kick(session, lane)
 
@@ -275,19 +290,16 @@ class Station:
                 self._continue(session, lane, m.UnlockResult(e.connector_id, False, e.request_id))
             return
         if isinstance(e, m.SetPilot):
-            try:
-                await self._pilot(e.connector_id).offer(e.amps)
-            except HalError as err:
-                self.log.error("connector %d: %s", e.connector_id, err)
-                self._continue(session, lane, m.HardwareFailed(e.connector_id, e, err.error_code, str(err)))
+            if await self._offer(session, lane, e) and not e.amps:
+                # taking the offer away is never skipped; if a newer command (in the other lane) wants
+                # a current again by now, that is what the pilot ends with
+                target = session.pilot.get(e.connector_id)
+                again = m.SetPilot(e.connector_id, target)
+                if target and session.wants(again):
+                    await self._offer(session, lane, again)
         elif isinstance(e, m.SetContactor):
-            relay = self.hw[session.evse.evse_id].relay
-            try:
-                await relay.set(e.closed)
-            except HalError as err:
-                cid = session.active_connector()
-                self.log.error("connector %d: %s", cid, err)
-                self._continue(session, lane, m.HardwareFailed(cid, e, err.error_code, str(err)))
+            if await self._switch(session, lane, e) and not e.closed and session.wants(m.SetContactor(True)):
+                await self._switch(session, lane, m.SetContactor(True))  # a newer close came in meanwhile
         elif isinstance(e, m.PrepareTransaction):
             cid = e.connector_id
             if not await self._lock_hw(cid):
@@ -312,7 +324,12 @@ class Station:
             self._publish(m.TransactionStarted(tx))
         elif isinstance(e, m.EndTransaction):
             await self._end_transaction(e.transaction)
-        elif isinstance(e, m.Persist):
+        else:
+            self._execute_now(e)
+
+    def _execute_now(self, e: m.Effect) -> None:
+        """The effects that need no waiting."""
+        if isinstance(e, m.Persist):
             self.store.put(e.kind, e.key, e.value)
         elif isinstance(e, m.StartTimer):
             self._arm(e.name, e.connector_id, e.delay_s)
@@ -332,6 +349,25 @@ class Station:
             self._publish(e)
         else:
             raise TypeError(f"unknown effect {e!r}")
+
+    async def _offer(self, session: Session, lane: _Lane, e: m.SetPilot) -> bool:
+        try:
+            await self._pilot(e.connector_id).offer(e.amps)
+            return True
+        except HalError as err:
+            self.log.error("connector %d: %s", e.connector_id, err)
+            self._continue(session, lane, m.HardwareFailed(e.connector_id, e, err.error_code, str(err)))
+            return False
+
+    async def _switch(self, session: Session, lane: _Lane, e: m.SetContactor) -> bool:
+        try:
+            await self.hw[session.evse.evse_id].relay.set(e.closed)
+            return True
+        except HalError as err:
+            cid = session.active_connector()
+            self.log.error("connector %d: %s", cid, err)
+            self._continue(session, lane, m.HardwareFailed(cid, e, err.error_code, str(err)))
+            return False
 
     def _publish(self, event: m.DomainEvent) -> None:
         hook = getattr(self.adapter, "domain_event", None)

@@ -829,3 +829,26 @@ async def test_runtime_builds_and_numbers_several_connectors(tmp_path):
     finally:
         rt.station = None
         rt.store.close()
+
+
+async def test_a_late_open_does_not_undo_a_newer_close(tmp_path):
+    """The urgent lane opens the contactor slowly while the normal lane already closed it again for a
+    newer limit: what the session wants now is what the hardware ends with."""
+    r = await make(tmp_path)
+    await r.charging()
+    relay_set = r.hw.relay.set
+
+    async def slow_open(closed):
+        if not closed:
+            await asyncio.sleep(0.05)
+        await relay_set(closed)
+
+    r.hw.relay.set = slow_open
+    first = asyncio.ensure_future(r.st.set_limit(1, 3))  # below 6 A: open
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    await r.st.set_limit(1, 10)  # 10 A again: close
+    await first
+    await settle()
+    assert r.st.sessions[1].contactor_closed and r.hw.relay.closed
+    assert r.status() == "Charging" and r.hw.pilot.offered_a == 10
