@@ -264,7 +264,9 @@ class Runtime:
                 t.cancel()
         left = self.store.outbox_len()
         if left:
-            why = "" if adapter.online else " (not connected to the CSMS)"
+            link = adapter.link
+            why = "" if adapter.online else (" (connected, but not registered: BootNotification not Accepted)"
+                                             if link is not None and link.is_connected else " (not connected to the CSMS)")
             self.log.warning("stopping: %d transaction message(s) still queued%s; they are sent after the next start",
                              left, why)
         elif queued:
