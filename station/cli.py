@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ocpp", choices=["1.6", "2.0.1"], help="OCPP version")
     run.add_argument("--sim", action="store_true", help="simulated hardware for every device")
     run.add_argument("--evses", type=int, help="simulated station with N EVSEs of one connector each")
-    run.add_argument("--state-dir", help="where the station keeps its SQLite state (default: state/<id>)")
+    run.add_argument("--state-dir", help="where the station keeps its SQLite state (default: state/<id>; "
+                                                 ":memory: keeps nothing across restarts)")
     run.add_argument("--api", help="serve the local HTTP API on HOST:PORT (e.g. 127.0.0.1:8080); any "
                                    f"address but loopback needs a token (station.api_token or {API_TOKEN_ENV})")
     run.add_argument("--ocpp-config", help="OCPP settings (JSON) applied at start: a value changed in the file is "
