@@ -87,6 +87,8 @@ class InProcessStation:
 
     def start(self) -> None:
         """Start the station (after a ``stop()``: once the previous run has ended, like a new process)."""
+        if self.running and not self._stop_asked:
+            raise RuntimeError(f"station {self.id} is running: stop() it before starting it again")
         self.starts += 1
         self._stop_asked = False
         previous = self._task
