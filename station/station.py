@@ -109,6 +109,7 @@ class Station:
         }
         self._timers: dict[tuple[str, int], Any] = {}
         self._replies: dict[int, asyncio.Future[str]] = {}
+        self._ending: dict[int, int] = {}  # connector -> EndTransaction effects not carried out yet
         self._ids = itertools.count(1)
         self.tasks = Tasks(log, "station")
         self.spawn = self.tasks.spawn
@@ -219,6 +220,7 @@ class Station:
         effects = [e for e in effects if not isinstance(e, m.Persist)]
         if not effects:
             return
+        self._note_ending(effects)
         urgent, normal = self._lanes[session.evse.evse_id]
         lane = urgent if is_urgent(effects) else normal
         if not lane.running and not lane.queue:
@@ -232,7 +234,15 @@ class Station:
     def _continue(self, session: Session, lane: _Lane, event: m.Event) -> None:
         """The result of an effect: its consequences run next in the same lane, before the rest."""
         effects = session.handle(event, self.clock.now())
+        self._note_ending(effects)
         lane.queue.extendleft(reversed(effects))
+
+    def _note_ending(self, effects: list[m.Effect]) -> None:
+        """A transaction being ended: its connector's status waits for the end to be announced (the
+        adapter hears 'transaction stopped' before 'Finishing'), whichever lane reports first."""
+        for e in effects:
+            if isinstance(e, m.EndTransaction):
+                self._ending[e.connector_id] = self._ending.get(e.connector_id, 0) + 1
 
     def _kick(self, session: Session, lane: _Lane) -> None:
         if not lane.running and not self._stopped:
@@ -323,7 +333,14 @@ class Station:
                 self.adapter.transaction_started(tx)
             self._publish(m.TransactionStarted(tx))
         elif isinstance(e, m.EndTransaction):
-            await self._end_transaction(e.transaction)
+            try:
+                await self._end_transaction(e.transaction)
+            finally:
+                left = self._ending.get(e.connector_id, 1) - 1
+                if left > 0:
+                    self._ending[e.connector_id] = left
+                else:
+                    self._ending.pop(e.connector_id, None)
         else:
             self._execute_now(e)
 
@@ -338,7 +355,8 @@ class Station:
             if t is not None:
                 t.cancel()
         elif isinstance(e, m.ReportStatus):
-            self.notify_status(e.connector_id, announce=e.announce)
+            if e.connector_id not in self._ending:  # else reported by the ending batch, after the end
+                self.notify_status(e.connector_id, announce=e.announce)
         elif isinstance(e, m.Reply):
             fut = self._replies.get(e.request_id)
             if fut is not None and not fut.done():

@@ -151,7 +151,9 @@ class Connector:
 
 @dataclass
 class Evse:
-    """One EVSE with its connectors (in 1.6 terms one connector = one EVSE here)."""
+    """One EVSE with its connectors (one power path: one of them charges at a time). Each
+    Connector's ``connector_id`` is the station's number for it (1.6 connectorId): the EVSE's own
+    id when it has one connector."""
 
     evse_id: int
     connectors: list[Connector]

@@ -852,3 +852,22 @@ async def test_a_late_open_does_not_undo_a_newer_close(tmp_path):
     await settle()
     assert r.st.sessions[1].contactor_closed and r.hw.relay.closed
     assert r.status() == "Charging" and r.hw.pilot.offered_a == 10
+
+
+async def test_finishing_is_reported_after_the_transaction_end_even_with_a_slow_meter(tmp_path):
+    """The stop runs in the urgent lane and reads the meter (slowly); the CP change it causes is
+    handled meanwhile: Finishing still comes after 'transaction stopped', as a CSMS expects."""
+    r = await make(tmp_path)
+    await r.charging()
+    log: list[str] = []
+    r.ad.status_changed = lambda cid, status, error, info: log.append(str(status))
+    r.ad.transaction_stopped = lambda tx: log.append("stopped")
+    read = r.hw.meter.read
+
+    async def slow_read():
+        await asyncio.sleep(0.05)
+        return await read()
+
+    r.hw.meter.read = slow_read
+    assert await r.st.present_id_tag(1, "A") == "stopped"
+    assert log == ["stopped", "Finishing"]
