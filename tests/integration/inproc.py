@@ -111,23 +111,29 @@ class InProcessStation:
         raise NotImplementedError("a power cut (kill -9) needs the station as a process: mark the test @pytest.mark.process")
 
     async def aclose(self) -> None:
-        """Stop and wait until the station has ended (teardown)."""
-        await self.stop()
+        """Stop (unless the test already did: a second stop would skip waiting for the CSMS) and wait
+        until the station has ended (teardown)."""
+        if self._stop_asked:
+            await self._ended(self._task)
+        else:
+            await self.stop()
         self._release_log()
 
     def log(self) -> str:
         return "\n".join(self._lines) + ("\n" if self._lines else "")
 
     async def _main(self, previous: asyncio.Task | None, ready: asyncio.Event) -> None:
+        """What ``station run`` does (station/cli.py ``_run``), minus signals and systemd."""
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
         self._capture_log()
         api: Api | None = None
+        rt: Runtime | None = None
         try:
             cfg = build_config(_parser().parse_args(self.args()))
             log = self._loggers[0]
             rt = Runtime(cfg, clock=LoopScheduler(), log=log)
-            api = Api(lambda: rt, log)
+            api = Api(lambda: rt, log, token=cfg.api_token)
             self.api_port = await api.start("127.0.0.1", 0)
             log.info("local API on http://127.0.0.1:%d/api/status", self.api_port)
             log.info("station %s (OCPP %s) connecting to %s", cfg.id, cfg.ocpp, cfg.url_for_station())
@@ -144,6 +150,8 @@ class InProcessStation:
             ready.set()
             if api is not None:
                 await api.close()
+            if rt is not None:
+                await rt.close()  # idempotent: releases the store's directory lock if run() never did
             self.rt = None
 
     def _capture_log(self) -> None:
