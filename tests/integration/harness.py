@@ -344,6 +344,10 @@ class StationProcess:
                 return
             await asyncio.sleep(0.01)
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def _wait_exit_blocking(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             try:
