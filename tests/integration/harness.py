@@ -274,7 +274,35 @@ class ScriptedCsms:
         await self.ws.send(text)
 
 
-class StationProcess:
+class ApiControls:
+    """The local API's controls, for any station object with ``async api(method, path, body)``."""
+
+    async def api(self, method: str, path: str, body: dict | None = None, expect: int | None = 200) -> dict:
+        raise NotImplementedError
+
+    async def plug(self, evse: int = 1, **ev: Any) -> None:
+        await self.api("POST", f"/api/evses/{evse}/plug", ev or None)
+
+    async def unplug(self, evse: int = 1) -> None:
+        await self.api("POST", f"/api/evses/{evse}/unplug")
+
+    async def swipe(self, id_token: str, evse: int = 1) -> None:
+        await self.api("POST", f"/api/evses/{evse}/swipe", {"id_token": id_token})
+
+    async def ev(self, suspend: bool, evse: int = 1) -> None:
+        await self.api("POST", f"/api/evses/{evse}/ev", {"suspend": suspend})
+
+    async def fault(self, error_code: str, active: bool, evse: int = 1) -> None:
+        await self.api("POST", f"/api/evses/{evse}/fault", {"error_code": error_code, "active": active})
+
+    async def link(self, connected: bool) -> None:
+        await self.api("POST", "/api/link", {"connected": connected})
+
+    async def status(self) -> dict:
+        return await self.api("GET", "/api/status")
+
+
+class StationProcess(ApiControls):
     """The real station, as a separate process (``python -m station run``)."""
 
     process = True
@@ -392,27 +420,6 @@ class StationProcess:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise AssertionError("station exited:\n" + self.log()[-3000:]) from None
                 await asyncio.sleep(0.1)
-
-    async def plug(self, evse: int = 1, **ev: Any) -> None:
-        await self.api("POST", f"/api/evses/{evse}/plug", ev or None)
-
-    async def unplug(self, evse: int = 1) -> None:
-        await self.api("POST", f"/api/evses/{evse}/unplug")
-
-    async def swipe(self, id_token: str, evse: int = 1) -> None:
-        await self.api("POST", f"/api/evses/{evse}/swipe", {"id_token": id_token})
-
-    async def ev(self, suspend: bool, evse: int = 1) -> None:
-        await self.api("POST", f"/api/evses/{evse}/ev", {"suspend": suspend})
-
-    async def fault(self, error_code: str, active: bool, evse: int = 1) -> None:
-        await self.api("POST", f"/api/evses/{evse}/fault", {"error_code": error_code, "active": active})
-
-    async def link(self, connected: bool) -> None:
-        await self.api("POST", "/api/link", {"connected": connected})
-
-    async def status(self) -> dict:
-        return await self.api("GET", "/api/status")
 
 
 async def start_session(csms: ScriptedCsms, sp: Any, tag: str = "TAG1") -> dict:

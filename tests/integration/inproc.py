@@ -20,12 +20,12 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from station.api import Api
 from station.cli import _parser, build_config
 from station.runtime import Runtime
 from station.scheduler import LoopScheduler
+from tests.integration.harness import ApiControls
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"  # as station run logs
 
@@ -45,7 +45,7 @@ class _LogLines(logging.Handler):
             self.handleError(record)
 
 
-class InProcessStation:
+class InProcessStation(ApiControls):
     """The real station (``Runtime`` + ``Api``) as tasks of the running event loop."""
 
     process = False
@@ -215,24 +215,3 @@ class InProcessStation:
         if self.rt is None:
             raise AssertionError("station exited:\n" + self.log()[-3000:])
         await self.api("GET", "/api/status")
-
-    async def plug(self, evse: int = 1, **ev: Any) -> None:
-        await self.api("POST", f"/api/evses/{evse}/plug", ev or None)
-
-    async def unplug(self, evse: int = 1) -> None:
-        await self.api("POST", f"/api/evses/{evse}/unplug")
-
-    async def swipe(self, id_token: str, evse: int = 1) -> None:
-        await self.api("POST", f"/api/evses/{evse}/swipe", {"id_token": id_token})
-
-    async def ev(self, suspend: bool, evse: int = 1) -> None:
-        await self.api("POST", f"/api/evses/{evse}/ev", {"suspend": suspend})
-
-    async def fault(self, error_code: str, active: bool, evse: int = 1) -> None:
-        await self.api("POST", f"/api/evses/{evse}/fault", {"error_code": error_code, "active": active})
-
-    async def link(self, connected: bool) -> None:
-        await self.api("POST", "/api/link", {"connected": connected})
-
-    async def status(self) -> dict:
-        return await self.api("GET", "/api/status")
