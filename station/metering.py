@@ -19,20 +19,20 @@ from station.scheduler import Scheduler, Timer
 Interval = Callable[[], float]
 
 
-class SampledSchedule:
-    """Calls ``fire()`` every ``interval()`` seconds from ``start()`` until ``stop()``."""
+class _Schedule:
+    """A one-shot timer re-armed when it fires, calling ``fire()`` from ``start()`` until ``stop()``.
+    Subclasses say when the next one is due (``_next``)."""
 
     def __init__(self, scheduler: Scheduler, interval: Interval, fire: Callable[[], None]) -> None:
         self.scheduler = scheduler
         self.interval = interval
         self.fire = fire
         self._timer: Timer | None = None
-        self._last = scheduler.monotonic()
         self.running = False
 
     def start(self) -> None:
         self.running = True
-        self._last = self.scheduler.monotonic()
+        self._started()
         self._arm()
 
     def stop(self) -> None:
@@ -40,8 +40,9 @@ class SampledSchedule:
         self._cancel()
 
     def interval_changed(self) -> None:
-        """The next sample comes one new interval after the last one (or now, if that is past)."""
+        """The next one comes by the new interval (at once, if that is already past)."""
         if self.running:
+            self._reset()
             self._arm()
 
     def _cancel(self) -> None:
@@ -54,16 +55,40 @@ class SampledSchedule:
         interval = float(self.interval())
         if interval <= 0:
             return
-        when = max(self.scheduler.monotonic(), self._last + interval)
-        self._timer = self.scheduler.call_at(when, self._fired)
+        self._timer = self.scheduler.call_later(self._next(interval), self._fired)
 
     def _fired(self) -> None:
         self._timer = None
         if not self.running:
             return
-        self._last = self.scheduler.monotonic()
+        self._fired_now()
         self._arm()
         self.fire()
+
+    def _started(self) -> None: ...
+    def _reset(self) -> None: ...
+    def _fired_now(self) -> None: ...
+
+    def _next(self, interval: float) -> float:
+        raise NotImplementedError
+
+
+class SampledSchedule(_Schedule):
+    """Calls ``fire()`` every ``interval()`` seconds from ``start()`` until ``stop()``."""
+
+    def __init__(self, scheduler: Scheduler, interval: Interval, fire: Callable[[], None]) -> None:
+        super().__init__(scheduler, interval, fire)
+        self._last = scheduler.monotonic()
+
+    def _started(self) -> None:
+        self._last = self.scheduler.monotonic()
+
+    def _fired_now(self) -> None:
+        self._last = self.scheduler.monotonic()
+
+    def _next(self, interval: float) -> float:
+        # one new interval after the last sample (or now, if that is past)
+        return max(0.0, self._last + interval - self.scheduler.monotonic())
 
 
 def next_aligned(now: datetime, interval_s: float) -> datetime:
@@ -73,52 +98,21 @@ def next_aligned(now: datetime, interval_s: float) -> datetime:
     return midnight + timedelta(seconds=(int(elapsed // interval_s) + 1) * interval_s)
 
 
-class AlignedSchedule:
+class AlignedSchedule(_Schedule):
     """Calls ``fire()`` at every clock-aligned boundary of ``interval()`` seconds."""
 
     def __init__(self, scheduler: Scheduler, interval: Interval, fire: Callable[[], None]) -> None:
-        self.scheduler = scheduler
-        self.interval = interval
-        self.fire = fire
-        self._timer: Timer | None = None
+        super().__init__(scheduler, interval, fire)
         self._due: datetime | None = None
-        self.running = False
 
-    def start(self) -> None:
-        self.running = True
-        self._arm()
+    def _reset(self) -> None:
+        self._due = None
 
-    def stop(self) -> None:
-        self.running = False
-        self._cancel()
-
-    def interval_changed(self) -> None:
-        if self.running:
-            self._due = None
-            self._arm()
-
-    def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _arm(self) -> None:
-        self._cancel()
-        interval = float(self.interval())
-        if interval <= 0:
-            return
+    def _next(self, interval: float) -> float:
         now = self.scheduler.now()
         # after a boundary fired, the next one is after it even if the timer woke a hair early
-        due = next_aligned(max(now, self._due) if self._due is not None else now, interval)
-        self._due = due
-        self._timer = self.scheduler.call_later((due - now).total_seconds(), self._fired)
-
-    def _fired(self) -> None:
-        self._timer = None
-        if not self.running:
-            return
-        self._arm()
-        self.fire()
+        self._due = next_aligned(max(now, self._due) if self._due is not None else now, interval)
+        return (self._due - now).total_seconds()
 
 
 def station_total(readings: Sequence[MeterReading]) -> MeterReading | None:
