@@ -86,7 +86,7 @@ class Ocpp16Adapter:
         self.scheduler = as_scheduler(clock)
         self.clock = self.scheduler
         self.log = log
-        self.keys = ConfigurationKeys(store, len(station.connectors), cfg.security_profile)
+        self.keys = ConfigurationKeys(store, len(station.connectors), cfg.security_profile, log=log)
         self.settings = Settings()
         self.apply_keys()
         self.link: Link | None = None
@@ -242,9 +242,9 @@ class Ocpp16Adapter:
         self.station.on_event(f"CSMS answered BootNotification: {status}")
         if status != "Accepted":
             return
-        if interval > 0:
-            self.keys.values["HeartbeatInterval"] = str(interval)
-            self.store.put("ocpp16", "HeartbeatInterval", str(interval))
+        if interval > 0 and self.keys.change("HeartbeatInterval", str(interval))[0] != "Accepted":
+            self.log.warning("BootNotification interval %d s is out of the HeartbeatInterval range; keeping %s s",
+                             interval, self.keys.get("HeartbeatInterval"))
         if self.link is not None:
             self.link.registered()  # the link's reconnect back-off starts over
         self.status.send_all()

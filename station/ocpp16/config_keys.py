@@ -7,6 +7,12 @@ RebootRequired or NotSupported (unknown key).
 Key names are CiString50Type: compared case-insensitively (``ConnectionTimeout`` finds
 ConnectionTimeOut); answers always name a key as this station defines it.
 
+Every value has a type and a sane range (``KEY_RANGES``): a value out of range is Rejected and
+never stored, so no CSMS can configure a timer the event loop cannot arm (``1`` followed by 400
+zeros) or that silently never fires. A value already stored that no longer passes its check (an
+older release stored it) does not stop a start: the key's default is used and the key and the
+problem are logged (``load_problems`` keeps them).
+
 Read-only keys describe this station as built and configured, never an old store: the connector
 count, the list lengths, and SecurityProfile, which is the station config's ``security_profile``
 (the one source of truth: it is validated with ``csms_url`` and is what the link really uses).
@@ -15,6 +21,8 @@ count, the list lengths, and SecurityProfile, which is the station config's ``se
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,11 +40,42 @@ def _is_bool(v: str) -> str | None:
     return None if v.strip().lower() in ("true", "false") else "must be true or false"
 
 
-def _is_uint(v: str) -> str | None:
-    try:
-        return None if int(v) >= 0 else "must be 0 or more"
-    except ValueError:
-        return "must be a whole number"
+_DIGITS = re.compile(r"-?[0-9]+")
+
+
+def _uint(low: int, high: int) -> Callable[[str], str | None]:
+    """A whole number (ASCII digits only: no blanks, "+", underscores or other scripts' digits)
+    in [low, high]; a number too long to be in range is not converted at all."""
+
+    def check(v: str) -> str | None:
+        if not _DIGITS.fullmatch(v):
+            return "must be a whole number"
+        if v.startswith("-"):
+            return "must be 0 or more" if low == 0 else f"must be {low} to {high}"
+        if len(v.lstrip("0")) > len(str(high)) or not low <= int(v) <= high:
+            return f"must be {low} to {high}"
+        return None
+
+    return check
+
+
+# (low, high) of every whole-number key. Seconds unless said otherwise; 0 turns the timer off
+# where OCPP 1.6 gives 0 that meaning (intervals), else it is the smallest allowed value.
+DAY = 86_400
+KEY_RANGES: dict[str, tuple[int, int]] = {
+    "BlinkRepeat": (0, 100),
+    "ClockAlignedDataInterval": (0, DAY),
+    "ConnectionTimeOut": (0, 3_600),
+    "HeartbeatInterval": (0, DAY),
+    "LightIntensity": (0, 100),  # percent
+    "MaxEnergyOnInvalidId": (0, 1_000_000_000),  # Wh
+    "MeterValueSampleInterval": (0, DAY),
+    "MinimumStatusDuration": (0, 3_600),
+    "ResetRetries": (0, 100),
+    "TransactionMessageAttempts": (0, 100),
+    "TransactionMessageRetryInterval": (0, 3_600),
+    "WebSocketPingInterval": (0, 3_600),
+}
 
 
 def _measurands(max_len: int) -> Callable[[str], str | None]:
@@ -52,6 +91,8 @@ def _measurands(max_len: int) -> Callable[[str], str | None]:
 
 
 def _phase_rotation(v: str) -> str | None:
+    if len(v) > 500:
+        return "at most 500 characters"
     for item in (x.strip() for x in v.split(",") if x.strip()):
         conn, _, rot = item.partition(".")
         if not conn.isdigit() or rot not in ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR"):
@@ -74,29 +115,30 @@ class KeyDef:
 
 def key_definitions(connectors: int, security_profile: int = 0) -> list[KeyDef]:
     m = _measurands(MAX_MEASURANDS)
+    r = {name: _uint(*bounds) for name, bounds in KEY_RANGES.items()}
     return [
         KeyDef("AllowOfflineTxForUnknownId", "false", check=_is_bool),
         KeyDef("AuthorizationCacheEnabled", "true", check=_is_bool),
         KeyDef("AuthorizeRemoteTxRequests", "true", check=_is_bool),
-        KeyDef("BlinkRepeat", "3", check=_is_uint),
-        KeyDef("ClockAlignedDataInterval", "0", check=_is_uint),
-        KeyDef("ConnectionTimeOut", "60", check=_is_uint),
+        KeyDef("BlinkRepeat", "3", check=r["BlinkRepeat"]),
+        KeyDef("ClockAlignedDataInterval", "0", check=r["ClockAlignedDataInterval"]),
+        KeyDef("ConnectionTimeOut", "60", check=r["ConnectionTimeOut"]),
         KeyDef("ConnectorPhaseRotation", ",".join(f"{c}.RST" for c in range(connectors + 1)), check=_phase_rotation),
         KeyDef("ConnectorPhaseRotationMaxLength", str(connectors + 1), readonly=True),
         KeyDef("GetConfigurationMaxKeys", "50", readonly=True),
-        KeyDef("HeartbeatInterval", "300", check=_is_uint),
-        KeyDef("LightIntensity", "50", check=_is_uint),
+        KeyDef("HeartbeatInterval", "300", check=r["HeartbeatInterval"]),
+        KeyDef("LightIntensity", "50", check=r["LightIntensity"]),
         KeyDef("LocalAuthorizeOffline", "true", check=_is_bool),
         KeyDef("LocalPreAuthorize", "false", check=_is_bool),
-        KeyDef("MaxEnergyOnInvalidId", "0", check=_is_uint),
+        KeyDef("MaxEnergyOnInvalidId", "0", check=r["MaxEnergyOnInvalidId"]),
         KeyDef("MeterValuesAlignedData", "Energy.Active.Import.Register", check=m),
         KeyDef("MeterValuesAlignedDataMaxLength", str(MAX_MEASURANDS), readonly=True),
         KeyDef("MeterValuesSampledData", "Energy.Active.Import.Register,Power.Active.Import", check=m),
         KeyDef("MeterValuesSampledDataMaxLength", str(MAX_MEASURANDS), readonly=True),
-        KeyDef("MeterValueSampleInterval", "60", check=_is_uint),
-        KeyDef("MinimumStatusDuration", "0", check=_is_uint),
+        KeyDef("MeterValueSampleInterval", "60", check=r["MeterValueSampleInterval"]),
+        KeyDef("MinimumStatusDuration", "0", check=r["MinimumStatusDuration"]),
         KeyDef("NumberOfConnectors", str(connectors), readonly=True),
-        KeyDef("ResetRetries", "1", check=_is_uint),
+        KeyDef("ResetRetries", "1", check=r["ResetRetries"]),
         KeyDef("StopTransactionOnEVSideDisconnect", "true", check=_is_bool),
         KeyDef("StopTransactionOnInvalidId", "true", check=_is_bool),
         KeyDef("StopTxnAlignedData", "", check=m),
@@ -105,10 +147,10 @@ def key_definitions(connectors: int, security_profile: int = 0) -> list[KeyDef]:
         KeyDef("StopTxnSampledDataMaxLength", str(MAX_MEASURANDS), readonly=True),
         KeyDef("SupportedFeatureProfiles", "Core,RemoteTrigger", readonly=True),
         KeyDef("SupportedFeatureProfilesMaxLength", "6", readonly=True),
-        KeyDef("TransactionMessageAttempts", "3", check=_is_uint),
-        KeyDef("TransactionMessageRetryInterval", "60", check=_is_uint),
+        KeyDef("TransactionMessageAttempts", "3", check=r["TransactionMessageAttempts"]),
+        KeyDef("TransactionMessageRetryInterval", "60", check=r["TransactionMessageRetryInterval"]),
         KeyDef("UnlockConnectorOnEVSideDisconnect", "true", check=_is_bool),
-        KeyDef("WebSocketPingInterval", "60", check=_is_uint),
+        KeyDef("WebSocketPingInterval", "60", check=r["WebSocketPingInterval"]),
         # Security whitepaper: the basic-auth password; write-only
         KeyDef("AuthorizationKey", "", check=lambda v: None if 16 <= len(v) <= 40 else "must be 16-40 characters", secret=True),
         # the station config's security_profile, as the link uses it (read-only here)
@@ -117,14 +159,28 @@ def key_definitions(connectors: int, security_profile: int = 0) -> list[KeyDef]:
 
 
 class ConfigurationKeys:
-    def __init__(self, store: Store, connectors: int, security_profile: int = 0) -> None:
+    def __init__(self, store: Store, connectors: int, security_profile: int = 0,
+                 log: logging.Logger | None = None) -> None:
         self.store = store
+        self.log = log or logging.getLogger(__name__)
         self.defs = {k.name: k for k in key_definitions(connectors, security_profile)}
         self._names = {name.lower(): name for name in self.defs}
         self.values: dict[str, str] = {k.name: k.default for k in self.defs.values()}
+        self.load_problems: list[str] = []  # stored values not used (out of range, wrong type)
         for key, value in store.items(NS).items():
-            if key in self.values:
-                self.values[key] = str(value)
+            kd = self.defs.get(key)
+            if kd is None:
+                continue
+            value = str(value)
+            problem = None if kd.readonly or kd.check is None else kd.check(value)
+            if problem:
+                # a value an older release let in: never crash a start over it, use the default
+                self.load_problems.append(f"{key}: {problem}")
+                shown = "(secret)" if kd.secret else repr(value[:40]) + ("..." if len(value) > 40 else "")
+                self.log.error("configuration key %s: stored value %s not used (%s); using the default %r",
+                               key, shown, problem, kd.default)
+                continue
+            self.values[key] = value
         # read-only values describe this build and its config, never an old store
         for k in self.defs.values():
             if k.readonly:
@@ -141,10 +197,15 @@ class ConfigurationKeys:
         return _bool(self.values[key])
 
     def int(self, key: str) -> int:
+        """The key's value as a whole number within its range (the default if it is not one)."""
+        kd = self.defs[key]
+        value = self.values[key]
+        if kd.check is not None and kd.check(value) is not None:
+            value = kd.default
         try:
-            return int(self.values[key])
+            return int(value)
         except ValueError:
-            return int(self.defs[key].default or 0)
+            return int(kd.default or 0)
 
     def set_initial(self, key: str, value: str) -> str | None:
         """Set a value from --ocpp-config on first start. Returns a problem or None.

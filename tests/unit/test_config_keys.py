@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from station.ocpp16.config_keys import MAX_MEASURANDS, ConfigurationKeys
+from station.ocpp16.config_keys import KEY_RANGES, MAX_MEASURANDS, NS, ConfigurationKeys
 from station.store import Store
 
 READ_ONLY = {
@@ -101,9 +101,66 @@ def test_integer_keys(keys, key, path):
         status, why = keys.change(key, bad)
         assert status == "Rejected" and key in why, bad
     assert keys.get(key) == "0"
-    keys.change(key, "4242")
+    keys.change(key, "42")
     keys.store.close()
-    assert reopen(path).int(key) == 4242
+    assert reopen(path).int(key) == 42
+
+
+HUGE = "1" + "0" * 400  # schema-valid (a string), once stored it crashed every start (OverflowError)
+
+
+@pytest.mark.parametrize("key", sorted(UINTS))
+def test_integer_keys_have_a_range_and_out_of_range_is_rejected_never_stored(keys, key, path):
+    """Issue 8: every whole-number key has a sane range; a value outside it is Rejected and not stored."""
+    low, high = KEY_RANGES[key]
+    assert keys.change(key, str(high))[0] == "Accepted"
+    for bad in (str(high + 1), HUGE, "9" * 20, "+5", " 5", "1_0", "\u0665"):
+        status, why = keys.change(key, bad)
+        assert status == "Rejected" and key in why, bad
+        assert keys.get(key) == str(high)
+    assert keys.set_initial(key, HUGE) is not None  # --ocpp-config too
+    keys.store.close()
+    assert reopen(path).int(key) == high
+
+
+def test_every_whole_number_key_has_a_range(keys):
+    assert set(KEY_RANGES) == UINTS
+    for key, (low, high) in KEY_RANGES.items():
+        assert 0 <= low <= int(keys.defs[key].default) <= high <= 1_000_000_000, key
+
+
+@pytest.mark.parametrize("key", ["HeartbeatInterval", "ConnectionTimeOut", "WebSocketPingInterval",
+                                 "MinimumStatusDuration", "MeterValueSampleInterval", "ClockAlignedDataInterval",
+                                 "TransactionMessageRetryInterval", "StopTransactionOnInvalidId",
+                                 "MeterValuesSampledData"])
+def test_a_stored_value_out_of_range_falls_back_to_the_default_and_is_logged(path, key, caplog):
+    """A value an older release stored (out of range, wrong type) must not crash a start: the
+    default is used, and the key and the problem are logged."""
+    store = Store(path)
+    bad = HUGE if key in UINTS else "maybe" if key in BOOLS else "Banana"
+    store.put(NS, key, bad)
+    store.close()
+    with caplog.at_level("ERROR"):
+        again = reopen(path)
+    default = again.defs[key].default
+    assert again.get(key) == default
+    if key in UINTS:
+        assert again.int(key) == int(default)
+    assert again.load_problems and again.load_problems[0].startswith(key)
+    logged = [r.getMessage() for r in caplog.records if key in r.getMessage()]
+    assert logged and "default" in logged[0] and len(logged[0]) < 300
+    again.store.close()
+
+
+def test_a_stored_secret_out_of_range_is_not_logged(path, caplog):
+    store = Store(path)
+    store.put(NS, "AuthorizationKey", "tooshort-secret")
+    store.close()
+    with caplog.at_level("DEBUG"):
+        again = reopen(path)
+    assert again.get("AuthorizationKey") == ""
+    assert "tooshort-secret" not in caplog.text and "AuthorizationKey" in caplog.text
+    again.store.close()
 
 
 @pytest.mark.parametrize("key", sorted(MEASURAND_LISTS))

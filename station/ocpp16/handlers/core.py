@@ -10,6 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 from station.ocpp16.handlers import Routes
 
+try:  # the shared helper, when it exists (station/logsafe.py)
+    from station.logsafe import safe as _logsafe
+except ImportError:  # pragma: no cover - until it lands
+    _logsafe = None
+
+
+def safe(text: object, limit: int = 120) -> str:
+    """CSMS-supplied text for a log line: control characters escaped (repr-style), cut at ``limit``."""
+    if _logsafe is not None:
+        try:
+            return str(_logsafe(text, limit))
+        except TypeError:
+            return str(_logsafe(text))
+    s = repr(str(text))[1:-1]
+    return s if len(s) <= limit else s[:limit] + "..."
+
 if TYPE_CHECKING:
     from station.ocpp16.adapter import Ocpp16Adapter
 
@@ -31,7 +47,10 @@ async def change_configuration(ad: Ocpp16Adapter, p: dict) -> Any:
     key = ad.keys.canonical(p["key"]) or p["key"]
     status, why = ad.keys.change(key, p["value"])
     if why:
-        ad.log.info("ChangeConfiguration %s=%r: %s (%s)", p["key"], p["value"], status, why)
+        # the CSMS's text is escaped (no forged log lines); a secret's value is never logged
+        secret = key in ad.keys.defs and ad.keys.defs[key].secret
+        shown = "(secret, not logged)" if secret else safe(p["value"], 80)
+        ad.log.info("ChangeConfiguration %s=%s: %s (%s)", safe(p["key"], 60), shown, status, safe(why, 120))
     answer = {"status": status}
     if status not in ("Accepted", "RebootRequired"):
         return answer
@@ -56,7 +75,7 @@ async def clear_cache(ad: Ocpp16Adapter, p: dict) -> dict:
 
 @routes.on("DataTransfer")
 async def data_transfer(ad: Ocpp16Adapter, p: dict) -> dict:
-    ad.log.info("DataTransfer from CSMS: vendor %s message %s", p.get("vendorId"), p.get("messageId"))
+    ad.log.info("DataTransfer from CSMS: vendor %s message %s", safe(p.get("vendorId"), 255), safe(p.get("messageId"), 50))
     return {"status": "UnknownVendorId"}
 
 
