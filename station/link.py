@@ -152,13 +152,14 @@ class Link:
         self._attempt = 0
         return self._spawn(self._close_socket(self.ws, reason))
 
-    async def call(self, action: str, payload: dict, timeout: float | None = None) -> dict:
-        """Send a Call and wait for its CallResult payload; raises CallErrorReceived, TimeoutError or NotConnected."""
+    async def call(self, action: str, payload: dict, timeout: float | None = None, unique_id: str | None = None) -> dict:
+        """Send a Call and wait for its CallResult payload; raises CallErrorReceived, TimeoutError or NotConnected.
+        ``unique_id``: send it with this message id (a queued message resent), else a new one."""
         async with self._call_lock:
             ws = self.ws
             if ws is None or not self.connected.is_set():
                 raise NotConnected(action)
-            _, text = self.rpc.call(action, payload)
+            _, text = self.rpc.call(action, payload, unique_id)
             fut: asyncio.Future = asyncio.get_running_loop().create_future()
             self._pending = fut
             try:

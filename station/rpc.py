@@ -160,15 +160,17 @@ class RpcConnection:
         self._to_answer: dict[str, str] = {}  # CSMS call id -> action
 
     # -- our calls -------------------------------------------------------------------------
-    def call(self, action: str, payload: dict) -> tuple[str, str]:
+    def call(self, action: str, payload: dict, unique_id: str | None = None) -> tuple[str, str]:
         """The text of a new Call and its message id. Raises CallInFlight, or an OCPPError when
-        ``payload`` breaks the action's schema (a bug of ours; nothing is sent)."""
+        ``payload`` breaks the action's schema (a bug of ours; nothing is sent). ``unique_id``:
+        the id to send it with (a queued message resent with the id it was first sent with)."""
         if self.pending is not None:
             raise CallInFlight(f"{action} while {self.pending.action} (id {self.pending.unique_id}) waits")
         if self.validate:
             ocpp_schema.validate(self.version, action, payload)
-        self._next_id += 1
-        unique_id = str(self._next_id)
+        if unique_id is None:
+            self._next_id += 1
+            unique_id = str(self._next_id)
         self.pending = PendingCall(unique_id, action)
         return unique_id, _text([CALL, unique_id, action, payload])
 
