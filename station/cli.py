@@ -18,14 +18,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from station import __version__
 from station.config import (
@@ -72,18 +75,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# flags that override a key of the config file: a problem with the value is named by both
+FLAG_KEYS = {"csms_url": "--csms-url", "id": "--id", "ocpp": "--ocpp", "state_dir": "--state-dir", "api": "--api"}
+
+
 def build_config(args: argparse.Namespace) -> StationConfig:
-    cfg = load(args.config) if args.config else StationConfig()
-    if args.csms_url:
-        cfg.csms_url = args.csms_url
-    if args.id:
-        cfg.id = args.id
-    if args.ocpp:
-        cfg.ocpp = args.ocpp
-    if args.state_dir:
-        cfg.state_dir = args.state_dir
-    if args.api:
-        cfg.api = args.api
+    """The config of ``station run``: the file (if any), then the flags over it. A flag given
+    empty (``--id ''``) is refused, never replaced by a default; a problem with a flag's value
+    names the flag and the key (``--id / station.id: ...``)."""
+    empty = [flag for flag, value in (("--config", args.config), ("--ocpp-config", args.ocpp_config),
+                                      *((FLAG_KEYS[k], getattr(args, k)) for k in FLAG_KEYS))
+             if value is not None and not value.strip()]
+    if empty:
+        raise ConfigError([f"{flag}: empty; leave the flag out to use the default" for flag in empty])
+    cfg = load(args.config) if args.config is not None else StationConfig()
+    given: set[str] = set()
+    for key in FLAG_KEYS:
+        value = getattr(args, key)
+        if value is not None:
+            setattr(cfg, key, value)
+            given.add(key)
     _token_from_env(cfg)
     if args.sim:
         cfg.simulated = True
@@ -92,19 +103,27 @@ def build_config(args: argparse.Namespace) -> StationConfig:
             raise ConfigError([f"--evses: must be between 1 and 64, got {args.evses}"])
         cfg.evses = [EvseConfig(i + 1) for i in range(args.evses)]
         cfg.simulated = True
-    if args.ocpp_config:
+    if args.ocpp_config is not None:
         cfg.ocpp_config_file = args.ocpp_config
         problems = _check_ocpp_config(args.ocpp_config, cfg.ocpp)
         if problems:
             raise ConfigError(problems)
-    if cfg.ocpp_config_file is None and not cfg.simulated and not args.config:
+    if cfg.ocpp_config_file is None and not cfg.simulated and args.config is None:
         cfg.simulated = True
     problems: list[str] = []
     validate_station(cfg, problems)
     problems += api_problems(cfg)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([_name_flag(p, given) for p in problems])
     return cfg
+
+
+def _name_flag(problem: str, given: set[str]) -> str:
+    """'station.id: ...' -> '--id / station.id: ...' when the value came from --id."""
+    for key in given:
+        if problem.startswith(f"station.{key}:"):
+            return f"{FLAG_KEYS[key]} / {problem}"
+    return problem
 
 
 def _token_from_env(cfg: StationConfig) -> None:
@@ -119,8 +138,12 @@ def _check_ocpp_config(path: str, version: str) -> list[str]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
         return [f"--ocpp-config {path}: cannot read ({e.strerror})"]
+    except UnicodeDecodeError as e:
+        return [f"--ocpp-config {path}: not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})"]
     except ValueError as e:
         return [f"--ocpp-config {path}: not valid JSON ({e})"]
+    except RecursionError:
+        return [f"--ocpp-config {path}: not valid JSON (nested too deeply)"]
     if version == "1.6" and not isinstance(data, dict):
         return [f"--ocpp-config {path}: for OCPP 1.6 it must be a JSON object {{\"KeyName\": \"value\"}}"]
     if version == "2.0.1" and not isinstance(data, list):
@@ -163,6 +186,8 @@ async def _run(cfg: StationConfig) -> int:
             await rt.close()
             # errno text ("address already in use"); a resolver error has a negative errno
             why = (os.strerror(e.errno) if isinstance(e.errno, int) and e.errno > 0 else e.strerror or str(e)).lower()
+            if ":" in host and not has_ipv6():
+                why += "; this machine has no IPv6"
             print(f"station: --api / station.api {cfg.api}: cannot listen there ({why})", file=sys.stderr)
             return 2
         shown = f"[{host}]" if ":" in host else host
@@ -184,6 +209,7 @@ async def _run(cfg: StationConfig) -> int:
     log.info("station %s (OCPP %s) connecting to %s; state in %s", cfg.id, cfg.ocpp, cfg.url_for_station(),
              cfg.state_path())
     notify("READY=1")
+    host_check = asyncio.ensure_future(check_csms_host(cfg, log))
     wd = watchdog_interval()
     wd_task = None
     if wd:
@@ -197,6 +223,7 @@ async def _run(cfg: StationConfig) -> int:
     try:
         await rt.run()
     finally:
+        host_check.cancel()
         if wd_task:
             wd_task.cancel()
         if api:
@@ -204,6 +231,48 @@ async def _run(cfg: StationConfig) -> int:
         if not rt.stopping:
             notify("STOPPING=1")
     return 0
+
+
+def has_ipv6() -> bool:
+    """Whether this machine can use IPv6 at all (an IPv6 loopback socket can be bound)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def check_csms_host(cfg: StationConfig, log: logging.Logger, timeout: float = 10.0) -> str | None:
+    """Once at start: say in one line, naming the setting, when the CSMS host cannot be reached
+    for a reason no retry will cure soon (an IPv6 address on a machine without IPv6) or that the
+    engineer should check (a name the resolver does not know). The station starts anyway and
+    keeps trying: the network or its DNS may come up later. Returns the line logged, if any."""
+    url = urlsplit(cfg.csms_url)
+    host = url.hostname or ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    line = None
+    if ip is not None:
+        if ip.version == 6 and not has_ipv6():
+            line = (f"--csms-url / station.csms_url: {host} is an IPv6 address, but this machine has no IPv6: "
+                    "the station cannot reach the CSMS there; use its IPv4 address or a name")
+            log.error("%s", line)
+        return line
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
+            host, url.port or (443 if url.scheme == "wss" else 80), type=socket.SOCK_STREAM), timeout)
+    except socket.gaierror as e:
+        line = (f"--csms-url / station.csms_url: the CSMS host {host} cannot be resolved ({e.strerror}); "
+                "check the name and the network's DNS; the station keeps trying")
+        log.warning("%s", line)
+    except (TimeoutError, OSError):
+        pass  # a slow or absent resolver: the link says what happens when it connects
+    return line
 
 
 async def _demo() -> int:

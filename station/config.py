@@ -162,9 +162,10 @@ def validate_station(s: StationConfig, problems: list[str]) -> None:
         problems.append(f"station.ocpp: must be one of {', '.join(OCPP_VERSIONS)}, got {s.ocpp!r}")
     elif s.ocpp not in OCPP_IMPLEMENTED:
         problems.append(f"station.ocpp: OCPP {s.ocpp} is not implemented yet (only {', '.join(OCPP_IMPLEMENTED)})")
-    url = urlparse(s.csms_url)
-    if url.scheme not in ("ws", "wss") or not url.hostname:
-        problems.append(f"station.csms_url: must be a ws:// or wss:// URL with a host, got {s.csms_url!r}")
+    url_problem = csms_url_problem(s.csms_url)
+    url = urlparse("") if url_problem else urlparse(s.csms_url)
+    if url_problem:
+        problems.append(f"station.csms_url: {url_problem}")
     elif s.id and url.path.rstrip("/").rpartition("/")[2] == s.id:
         problems.append(
             f"station.csms_url: already ends with the station id {s.id!r}; leave it out, the station "
@@ -172,6 +173,8 @@ def validate_station(s: StationConfig, problems: list[str]) -> None:
         )
     if s.security_profile not in (0, 1, 2, 3):
         problems.append(f"station.security_profile: must be 0, 1, 2 or 3, got {s.security_profile!r}")
+    elif url_problem:
+        pass  # the profile's scheme cannot be checked against a URL that is not one
     elif s.security_profile in (2, 3) and url.scheme != "wss":
         problems.append(f"station.security_profile: profile {s.security_profile} needs a wss:// csms_url")
     elif s.security_profile in (0, 1) and url.scheme == "wss":
@@ -181,12 +184,14 @@ def validate_station(s: StationConfig, problems: list[str]) -> None:
             "station.security_profile: profile 3 (TLS with a client certificate) is not implemented yet: "
             "this release cannot be given a client certificate; use profile 2"
         )
-    if not s.id or len(s.id) > 48 or any(c in s.id for c in "/?#: \\") or s.id in (".", ".."):
+    if (not s.id or len(s.id) > 48 or any(c in s.id for c in "/?#: \\") or s.id in (".", "..")
+            or any(c.isspace() or not c.isprintable() for c in s.id)):
         problems.append(f"station.id: must be 1-48 characters without / ? # : \\ or spaces, got {s.id!r}")
     if s.api is not None:
         host, _, port = s.api.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            problems.append(f"station.api: must be HOST:PORT, got {s.api!r}")
+        if (not host or not port.isdigit() or not 0 <= int(port) < 65536
+                or host.startswith("[") != host.endswith("]") or not host.strip("[]")):
+            problems.append(f"station.api: must be HOST:PORT (an IPv6 address in brackets: [::1]:8080), got {s.api!r}")
     if s.api_token and len(s.api_token) < API_TOKEN_MIN:
         problems.append(f"station.api_token: must be at least {API_TOKEN_MIN} characters (a long random string)")
     seen: set[int] = set()
@@ -209,6 +214,29 @@ def validate_station(s: StationConfig, problems: list[str]) -> None:
     if not s.evses:
         problems.append("evse: at least one [[evse]] section is needed")
     _check_shared_resources(s, problems)
+
+
+def csms_url_problem(text: str) -> str | None:
+    """What is wrong with a CSMS URL (None: nothing): a ws:// or wss:// URL with a host, a port
+    in 1-65535 if one is given, no ?query or #fragment (the station id is appended to the path)."""
+    try:
+        url = urlparse(text)
+        port = url.port  # raises for a port out of range or not a number
+    except ValueError as e:  # "Invalid IPv6 URL" (ws://[::1/ocpp), "Port out of range 0-65535"
+        why = str(e)
+        if "Port" in why or "port" in why:
+            port_text = text.split("://", 1)[-1].split("/", 1)[0].rpartition(":")[2]
+            return f"the port must be a number from 1 to 65535, got {port_text or 'nothing'} in {text!r}"
+        return f"not a valid URL ({why}), got {text!r}; an IPv6 address is written in brackets: ws://[::1]:9000/ocpp"
+    if url.scheme not in ("ws", "wss") or not url.hostname:
+        return f"must be a ws:// or wss:// URL with a host, got {text!r}"
+    if port == 0:
+        return f"the port must be a number from 1 to 65535, got 0 in {text!r}"
+    if url.query or url.fragment or text.rstrip().endswith(("?", "#")):
+        return f"must not have a ?query or #fragment (the station id is appended to the path), got {text!r}"
+    if any(c.isspace() for c in text):
+        return f"must not contain spaces, got {text!r}"
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -386,14 +414,28 @@ def _parse_connectors(raw: Any, prefix: str, problems: list[str]) -> list[Connec
     return out
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a station config is a few KiB; more is the wrong file (or /dev/zero)
+
+
 def load(path: str | Path) -> StationConfig:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError([f"{path}: cannot read the file ({e.strerror})"]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a station config file"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: not valid UTF-8 (byte {raw[e.start]:#04x} in line {line}): "
+                           "a TOML file must be saved as UTF-8"]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: not valid TOML: arrays or tables nested too deeply"]) from None
     return parse(data, source=str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -440,3 +441,128 @@ def test_default_state_directory_is_per_station_id():
     assert parse({"station": {"id": "CP-A"}}).state_path() == Path("state") / "CP-A"
     assert parse({"station": {"id": "CP-B"}}).state_path() == Path("state") / "CP-B"
     assert parse({"station": {"id": "CP-A", "state_dir": "/var/lib/station"}}).state_path() == Path("/var/lib/station")
+
+
+# -- issue 8: start-up and config input that used to give a traceback or a silent default ---------
+
+from station.cli import _parser, build_config, check_csms_host  # noqa: E402
+
+
+def flags(*args: str) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        build_config(_parser().parse_args(["run", "--sim", *args]))
+    return e.value.problems
+
+
+@pytest.mark.parametrize("text,problem", [
+    ('[station]\ncsms_url = "ws://[::1/ocpp"', "station.csms_url: not a valid URL (Invalid IPv6 URL)"),
+    ('[station]\ncsms_url = "ws://csms:99999/ocpp"', "station.csms_url: the port must be a number from 1 to 65535, got 99999"),
+    ('[station]\ncsms_url = "ws://csms:0/ocpp"', "station.csms_url: the port must be a number from 1 to 65535, got 0"),
+    ('[station]\ncsms_url = "ws://csms:http/ocpp"', "station.csms_url: the port must be a number from 1 to 65535, got http"),
+    ('[station]\ncsms_url = "ws://csms/ocpp?a=1"', "station.csms_url: must not have a ?query or #fragment"),
+    ('[station]\ncsms_url = "ws://csms/oc pp"', "station.csms_url: must not contain spaces"),
+    ('[station]\nid = "CP\\n1"', "station.id: must be 1-48 characters"),
+    ('[station]\napi = "[::1:8080"', "station.api: must be HOST:PORT (an IPv6 address in brackets"),
+    ('[station]\napi = "[]:8080"', "station.api: must be HOST:PORT"),
+])
+def test_urls_ports_and_ids_that_used_to_pass_or_crash_are_named(tmp_path, text, problem):
+    """ws://[::1/ocpp raised ValueError (a traceback) in `config check` and `run`; ws://csms:99999
+    passed the check and then failed at every connect."""
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, text))
+    assert [p for p in e.value.problems if p.startswith(problem)], e.value.problems
+
+
+@pytest.mark.parametrize("url", ["ws://[::1]:9000/ocpp", "wss://[2001:db8::1]/ocpp", "ws://csms.example:65535/ocpp",
+                                 "ws://127.0.0.1:1/"])
+def test_ipv6_and_edge_ports_are_fine(tmp_path, url):
+    assert load(write(tmp_path, f'[station]\ncsms_url = "{url}"\nsecurity_profile = {2 if url.startswith("wss") else 0}')
+                ).csms_url == url
+
+
+def test_invalid_utf8_is_one_problem_with_its_line(tmp_path):
+    p = tmp_path / "latin1.toml"
+    p.write_bytes('[station]\nvendor = "ACME"\nmodel = "Bo\xeete"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert e.value.problems == [f"{p}: not valid UTF-8 (byte 0xee in line 3): a TOML file must be saved as UTF-8"]
+
+
+def test_deeply_nested_toml_and_a_huge_file_are_one_problem(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, "x = " + "[" * 5000 + "]" * 5000))
+    assert e.value.problems[0].endswith("not valid TOML: arrays or tables nested too deeply")
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(ConfigError) as e:
+        load(big)
+    assert e.value.problems == [f"{big}: larger than 1024 KiB: not a station config file"]
+
+
+@pytest.mark.parametrize("flag", ["--id", "--csms-url", "--state-dir", "--api", "--config", "--ocpp-config"])
+def test_an_empty_flag_is_refused_not_replaced_by_the_default(flag):
+    """`--id ''` used to run as CP-001, `--csms-url ''` against ws://127.0.0.1:9000/ocpp."""
+    assert flags(flag, "") == [f"{flag}: empty; leave the flag out to use the default"]
+    assert flags(flag, "  ") == [f"{flag}: empty; leave the flag out to use the default"]
+
+
+def test_a_bad_flag_value_names_the_flag_and_the_key():
+    assert flags("--csms-url", "ws://[::1/ocpp")[0].startswith("--csms-url / station.csms_url: not a valid URL")
+    assert flags("--csms-url", "ws://h:99999/ocpp")[0].startswith("--csms-url / station.csms_url: the port")
+    assert flags("--id", "a/b")[0].startswith("--id / station.id: must be 1-48 characters")
+    assert flags("--api", "127.0.0.1")[0].startswith("--api / station.api: must be HOST:PORT")
+
+
+def test_an_ocpp_config_file_that_is_not_utf8_or_nested_too_deeply(tmp_path):
+    p = tmp_path / "ocpp.json"
+    p.write_bytes(b'{"AuthorizationKey": "\xff"}')
+    assert flags("--ocpp-config", str(p)) == [f"--ocpp-config {p}: not valid UTF-8 (byte 0xff at offset 22)"]
+    p.write_text("[" * 100000 + "]" * 100000)
+    assert flags("--ocpp-config", str(p)) == [f"--ocpp-config {p}: not valid JSON (nested too deeply)"]
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _host_check(url: str, monkeypatch=None, ipv6: bool = True) -> tuple[str | None, list[logging.LogRecord]]:
+    import asyncio
+
+    import station.cli
+
+    log = logging.getLogger("test.hostcheck")
+    lines = _Lines()
+    log.addHandler(lines)
+    if monkeypatch is not None:
+        monkeypatch.setattr(station.cli, "has_ipv6", lambda: ipv6)
+    try:
+        line = asyncio.run(check_csms_host(StationConfig(csms_url=url), log, timeout=5))
+    finally:
+        log.removeHandler(lines)
+    return line, lines.records
+
+
+def test_an_unresolvable_csms_host_is_one_warning_naming_the_setting():
+    line, records = _host_check("ws://no-such-csms.invalid/ocpp")  # .invalid never resolves (RFC 6761)
+    assert [r.levelno for r in records] == [logging.WARNING]
+    assert line is not None and line.startswith(
+        "--csms-url / station.csms_url: the CSMS host no-such-csms.invalid cannot be resolved (")
+    assert line.endswith("the station keeps trying")
+
+
+def test_a_loopback_or_resolvable_csms_host_says_nothing():
+    assert _host_check("ws://127.0.0.1:9000/ocpp") == (None, [])
+    assert _host_check("ws://localhost:9000/ocpp") == (None, [])
+    assert _host_check("ws://[::1]:9000/ocpp") == (None, [])  # this machine has IPv6 (see the ::1 station test)
+
+
+def test_an_ipv6_csms_on_a_machine_without_ipv6_is_one_error(monkeypatch):
+    line, records = _host_check("ws://[::1]:9000/ocpp", monkeypatch, ipv6=False)
+    assert [r.levelno for r in records] == [logging.ERROR]
+    assert line == ("--csms-url / station.csms_url: ::1 is an IPv6 address, but this machine has no IPv6: the station "
+                    "cannot reach the CSMS there; use its IPv4 address or a name")
