@@ -32,12 +32,12 @@ from hal.types import CpState, Fault, HalError, IdToken, MeterReading
 from station.core import model as m
 from station.core.auth import IdTagInfo, Verdict, decide
 from station.core.clock import Clock, iso, parse_iso
-from station.core.evse import Connector, Evse, Status, station_status
-from station.core.model import PILOT_FAULT_INFO, is_urgent
+from station.core.evse import Connector, Evse, station_state
+from station.core.model import PILOT_FAULT_INFO, ConnectorState, is_urgent
 from station.core.session import Session
 from station.core.settings import Settings
 from station.core.transaction import StopReason, Transaction
-from station.store import Store
+from station.store import AUTH_CACHE_MAX, Store
 from station.tasks import Tasks
 
 __all__ = ["Adapter", "Station", "PILOT_FAULT_INFO"]
@@ -49,7 +49,7 @@ class Adapter(Protocol):
     @property
     def online(self) -> bool: ...
     async def authorize(self, id_tag: str) -> IdTagInfo | None: ...
-    def status_changed(self, connector_id: int, status: Status, error_code: str, info: str) -> None: ...
+    def status_changed(self, connector_id: int, state: ConnectorState, fault: str | None, info: str) -> None: ...
     def transaction_started(self, tx: Transaction) -> None: ...
     def transaction_stopped(self, tx: Transaction) -> None: ...
     # optional: ``domain_event(event: station.core.model.DomainEvent) -> None`` gets every domain
@@ -113,7 +113,7 @@ class Station:
         self._ids = itertools.count(1)
         self.tasks = Tasks(log, "station")
         self.spawn = self.tasks.spawn
-        self._last_status: dict[int, tuple[Status, str]] = {}
+        self._last_status: dict[int, tuple[ConnectorState, str | None]] = {}
         self.checkpoint_interval_s = 5.0  # running transactions are saved at least this often
         self.on_event: Callable[[str], None] = lambda text: None  # human-readable events (demo, logs)
         self._stopped = False
@@ -138,7 +138,7 @@ class Station:
             conn.plugged = state in (CpState.B, CpState.C, CpState.D)
             conn.ev_requesting = state in (CpState.C, CpState.D)
             if state in (CpState.E, CpState.F):
-                conn.faults["OtherError"] = f"{PILOT_FAULT_INFO} {state}"
+                conn.faults[m.FaultKind.Other] = f"{PILOT_FAULT_INFO} {state}"
             # faults the devices reported before this station object existed (start-up, a reset)
             for code, info in getattr(hw, "active_faults", {}).items():
                 conn.faults.setdefault(code, info[:50])
@@ -170,16 +170,17 @@ class Station:
         self.tasks.cancel_all()
 
     # -- status ------------------------------------------------------------------------------
-    def status_of(self, connector_id: int) -> tuple[Status, str]:
+    def status_of(self, connector_id: int) -> tuple[ConnectorState, str | None]:
+        """The connector's state and the fault it reports (None: nothing wrong); 0: the station."""
         if connector_id == 0:
-            st = station_status(self.operative, self.station_faults)
-            return st, next(iter(self.station_faults), "NoError")
+            st = station_state(self.operative, self.station_faults)
+            return st, next(iter(self.station_faults), None)
         conn = self.connectors[connector_id]
-        return conn.status(), conn.error_code
+        return conn.state(), conn.reported_fault
 
     def notify_status(self, connector_id: int, force: bool = False, announce: str | None = None) -> None:
-        """Report the connector's status if it changed. ``announce``: a warning-level error code
-        just raised while an older one is still active; 1.6 carries one errorCode per
+        """Report the connector's state if it changed. ``announce``: a warning-level fault just
+        raised while an older one is still active; 1.6 carries one errorCode per
         StatusNotification, so the new one is reported once on its own (the older one again when
         the new one clears)."""
         status, error = self.status_of(connector_id)
@@ -195,14 +196,15 @@ class Station:
             return
         self._last_status[connector_id] = (status, error)
         info = ""
-        if connector_id:
+        if connector_id and error is not None:
             info = self.connectors[connector_id].faults.get(error, "")
-        self.log.info("connector %d: %s%s", connector_id, status, "" if error == "NoError" else f" ({error})")
+        said = status.label + ("" if error is None else f" ({error})")
+        self.log.info("connector %d: %s", connector_id, said)
         if connector_id:
-            self.on_event(f"connector {connector_id} is now {status}" + ("" if error == "NoError" else f" ({error})"))
+            self.on_event(f"connector {connector_id} is now {said}")
         if self.adapter is not None:
             self.adapter.status_changed(connector_id, status, error, info)
-        self._publish(m.StatusChanged(connector_id, str(status), error, info))
+        self._publish(m.StatusChanged(connector_id, status, error, info))
 
     # -- feeding the sessions ------------------------------------------------------------------
     def _session(self, cid: int) -> Session:
@@ -327,10 +329,11 @@ class Station:
             await self._read_meter(e.connector_id)
         elif isinstance(e, m.BeginTransaction):
             tx = e.transaction
-            self.save_transaction(tx)
+            with self.store.atomic():  # the transaction and its StartTransaction: both or neither
+                self.save_transaction(tx)
+                if self.adapter is not None:
+                    self.adapter.transaction_started(tx)
             self.on_event(f"transaction started on connector {tx.connector_id} for {tx.id_tag} (meter {tx.meter_start_wh} Wh)")
-            if self.adapter is not None:
-                self.adapter.transaction_started(tx)
             self._publish(m.TransactionStarted(tx))
         elif isinstance(e, m.EndTransaction):
             try:
@@ -396,10 +399,11 @@ class Station:
         cid = tx.connector_id
         reading = await self._read_meter(cid)
         tx.meter_stop_wh = int(reading.energy_import_wh) if reading else (tx.meter_last_wh or tx.meter_start_wh)
-        self.save_transaction(tx)
-        self.on_event(f"transaction on connector {cid} stopped ({tx.stop_reason}); {tx.energy_wh()} Wh delivered")
-        if self.adapter is not None:
-            self.adapter.transaction_stopped(tx)
+        with self.store.atomic():  # closed in the store and its StopTransaction queued: both or neither
+            self.save_transaction(tx)
+            if self.adapter is not None:
+                self.adapter.transaction_stopped(tx)
+        self.on_event(f"transaction on connector {cid} stopped ({tx.stop_reason.label if tx.stop_reason else 'Other'}); {tx.energy_wh()} Wh delivered")
         self._publish(m.TransactionStopped(tx))
 
     async def _authorize_for(self, e: m.AskAuthorization) -> None:
@@ -499,7 +503,9 @@ class Station:
         if not self.settings.auth.authorization_cache_enabled or id_tag in self.local_list:
             return
         self.cache[id_tag] = info
-        self.store.auth_put("cache", id_tag, asdict(info))
+        # the cache keeps the AUTH_CACHE_MAX most recently written entries (store and memory alike)
+        for evicted in self.store.auth_put("cache", id_tag, asdict(info), keep=AUTH_CACHE_MAX):
+            self.cache.pop(evicted, None)
 
     def clear_cache(self) -> bool:
         self.cache.clear()
@@ -559,11 +565,12 @@ class Station:
                 tx.meter_stop_wh = max(tx.meter_stop_wh, int(reading.energy_import_wh))
             tx.stopped_at = parse_iso(data.get("last_seen", data["started_at"]))
             tx.stop_reason = StopReason.PowerLoss
-            self.store.tx_save(local_id, cid, id_tag, data, open_=False)
+            with self.store.atomic():  # closed and its StopTransaction queued: both or neither
+                self.store.tx_save(local_id, cid, id_tag, data, open_=False)
+                if self.adapter is not None:
+                    self.adapter.transaction_stopped(tx)
             self.log.warning("transaction %d on connector %d was cut by a power loss: ending it", local_id, cid)
             self.on_event(f"transaction on connector {cid} was cut by a power loss; reporting its end")
-            if self.adapter is not None:
-                self.adapter.transaction_stopped(tx)
             if cid in self.connectors:
                 self.connectors[cid].finishing = self.connectors[cid].plugged
 
@@ -650,7 +657,7 @@ class Station:
         try:
             reading = await hw.meter.read()
         except HalError as e:
-            if "PowerMeterFailure" not in self.connectors[cid].faults:
+            if m.FaultKind.PowerMeter not in self.connectors[cid].faults:
                 self.log.error("meter of connector %d: %s", cid, e)
                 self._feed(cid, m.MeterFailed(cid, "meter not answering"))
             return self.meter_cache.get(cid)

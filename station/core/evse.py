@@ -1,69 +1,20 @@
-"""EVSEs and connectors: the facts the station knows about each outlet and the OCPP status they imply.
+"""EVSEs and connectors: the facts the station knows about each outlet and the state they imply.
 
-Status is *derived* from facts (plugged, faults, availability, transaction, reservation, energy
-flow) rather than stored, so it can never disagree with them. Names follow OCPP 1.6
-ChargePointStatus; the 2.0.1 adapter maps them to ConnectorStatusEnumType.
+The state (a neutral ConnectorState) is *derived* from facts (plugged, faults, availability,
+transaction, reservation, energy flow) rather than stored, so it can never disagree with them.
+No OCPP version speaks here: station/ocpp16/vocabulary.py maps states and faults to 1.6
+ChargePointStatus and ChargePointErrorCode; the 2.0.1 adapter maps them to its own.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from station.core.model import BLOCKING_FAULTS, ConnectorState, FaultKind
+
 if TYPE_CHECKING:
     from station.core.transaction import Transaction
-
-
-class Status(enum.StrEnum):
-    Available = "Available"
-    Preparing = "Preparing"
-    Charging = "Charging"
-    SuspendedEV = "SuspendedEV"
-    SuspendedEVSE = "SuspendedEVSE"
-    Finishing = "Finishing"
-    Reserved = "Reserved"
-    Unavailable = "Unavailable"
-    Faulted = "Faulted"
-
-
-# OCPP 1.6 ChargePointErrorCode values
-ERROR_CODES = (
-    "ConnectorLockFailure",
-    "EVCommunicationError",
-    "GroundFailure",
-    "HighTemperature",
-    "InternalError",
-    "LocalListConflict",
-    "NoError",
-    "OtherError",
-    "OverCurrentFailure",
-    "OverVoltage",
-    "PowerMeterFailure",
-    "PowerSwitchFailure",
-    "ReaderFailure",
-    "ResetFailure",
-    "UnderVoltage",
-    "WeakSignal",
-)
-
-# Errors that make a connector unusable (Faulted). Others are reported as warnings with the current status.
-# EVCommunicationError is not one: OCPP 1.6 section 7.6 says it "is not a real error in the sense
-# that the Charge Point doesn't need to go to the faulted state. Instead, it should go to the
-# SuspendedEVSE state" (see Connector.status).
-BLOCKING_ERRORS = frozenset(
-    {
-        "ConnectorLockFailure",
-        "GroundFailure",
-        "HighTemperature",
-        "InternalError",
-        "OverCurrentFailure",
-        "OverVoltage",
-        "PowerSwitchFailure",
-        "UnderVoltage",
-        "OtherError",
-    }
-)
 
 
 @dataclass
@@ -91,7 +42,7 @@ class Connector:
     connector_id: int
     operative: bool = True
     scheduled_operative: bool | None = None  # ChangeAvailability waiting for the transaction to end
-    faults: dict[str, str] = field(default_factory=dict)  # error code -> info, active faults
+    faults: dict[str, str] = field(default_factory=dict)  # fault code (a FaultKind) -> info, the active ones
     plugged: bool = False
     ev_requesting: bool = False  # CP state C/D
     energy_offered: bool = False  # a current > 0 offered with the PWM (the contactor follows the EV, see Station)
@@ -104,49 +55,49 @@ class Connector:
     finishing: bool = False
 
     @property
-    def error_code(self) -> str:
-        """The code to report: a blocking fault first (a Faulted status names its cause), else the oldest."""
+    def reported_fault(self) -> str | None:
+        """The fault to report: a blocking one first (a faulted connector names its cause), else
+        the oldest warning; None when nothing is wrong."""
         for code in self.faults:
-            if code in BLOCKING_ERRORS:
+            if code in BLOCKING_FAULTS:
                 return code
-        for code in self.faults:
-            return code
-        return "NoError"
+        return next(iter(self.faults), None)
 
     @property
     def ev_comm_error(self) -> bool:
-        return "EVCommunicationError" in self.faults
+        return FaultKind.EVCommunication in self.faults
 
     @property
     def faulted(self) -> bool:
-        return any(code in BLOCKING_ERRORS for code in self.faults)
+        return any(code in BLOCKING_FAULTS for code in self.faults)
 
-    def status(self) -> Status:
+    def state(self) -> ConnectorState:
+        S = ConnectorState
         if self.faulted:
-            return Status.Faulted
+            return S.Faulted
         if self.transaction is not None:
             if self.ev_comm_error or (self.plugged and self.ventilation_required):
-                return Status.SuspendedEVSE
+                return S.SuspendedEVSE
             if not self.plugged or not self.ev_requesting:
                 if self.limited_to_zero:
-                    return Status.SuspendedEVSE
-                return Status.SuspendedEV
+                    return S.SuspendedEVSE
+                return S.SuspendedEV
             if self.energy_offered and not self.limited_to_zero:
-                return Status.Charging
-            return Status.SuspendedEVSE
+                return S.Charging
+            return S.SuspendedEVSE
         if not self.operative:
-            return Status.Unavailable
+            return S.Unavailable
         if self.finishing and self.plugged:
-            return Status.Finishing
+            return S.Finishing
         if self.reservation is not None:
-            return Status.Reserved
+            return S.Reserved
         if self.plugged or self.pending is not None or self.starting is not None:
-            return Status.Preparing
-        return Status.Available
+            return S.Preparing
+        return S.Available
 
     @property
     def available_for_new_session(self) -> bool:
-        return self.status() in (Status.Available, Status.Preparing) and self.transaction is None
+        return self.state() in (ConnectorState.Available, ConnectorState.Preparing) and self.transaction is None
 
 
 @dataclass
@@ -166,8 +117,8 @@ class Evse:
         return self.connectors[0]
 
 
-def station_status(operative: bool, faults: dict[str, str]) -> Status:
-    """Status of connector 0 (the station as a whole)."""
-    if any(code in BLOCKING_ERRORS for code in faults):
-        return Status.Faulted
-    return Status.Available if operative else Status.Unavailable
+def station_state(operative: bool, faults: dict[str, str]) -> ConnectorState:
+    """State of the station as a whole (1.6 connector 0): faulted, available or unavailable."""
+    if any(code in BLOCKING_FAULTS for code in faults):
+        return ConnectorState.Faulted
+    return ConnectorState.Available if operative else ConnectorState.Unavailable

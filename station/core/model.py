@@ -25,7 +25,7 @@ from station.core.transaction import StopReason
 if TYPE_CHECKING:
     from station.core.transaction import Transaction
 
-__all__ = ["CpState", "StopReason", "IdTagInfo"]
+__all__ = ["CpState", "StopReason", "IdTagInfo"]  # re-exported: the neutral names in one place
 
 MIN_CURRENT_A = 6.0  # IEC 61851-1: below 6 A an EVSE cannot offer energy; it suspends instead
 
@@ -48,8 +48,11 @@ class ConnectorAddress:
 
 
 class FaultKind(enum.StrEnum):
-    """What went wrong, by kind. The values happen to be the OCPP 1.6 ChargePointErrorCode names
-    the hal reports (HalError.error_code); the 2.0.1 adapter maps them to its own events."""
+    """What went wrong, by kind. The values are the fault codes the hal reports
+    (``HalError.error_code``, ``Fault.error_code`` in hal/types.py); a connector's ``faults`` are
+    keyed by them. Each adapter maps them to its version's words: 1.6 ChargePointErrorCode in
+    station/ocpp16/vocabulary.py; 2.0.1 reports them as events of its own. A code the hal (or the
+    local API) reports that is not listed here is kept as it is and treated as a warning."""
 
     ConnectorLock = "ConnectorLockFailure"
     EVCommunication = "EVCommunicationError"
@@ -81,6 +84,34 @@ BLOCKING_FAULTS = frozenset(
         FaultKind.Other,
     }
 )
+
+
+class ConnectorState(enum.StrEnum):
+    """What a connector is doing, derived from its facts (station/core/evse.py). Each adapter
+    maps it: 1.6 ChargePointStatus (station/ocpp16/vocabulary.py), 2.0.1 ConnectorStatusEnumType
+    (everything but available, reserved, unavailable and faulted is Occupied there). ``label`` is
+    the word the station's log and the local API show (a stable contract: the familiar names)."""
+
+    Available = "available"
+    Preparing = "preparing"  # occupied: a cable in or a driver identified, no transaction yet
+    Charging = "charging"
+    SuspendedEV = "suspended_ev"
+    SuspendedEVSE = "suspended_evse"
+    Finishing = "finishing"
+    Reserved = "reserved"
+    Unavailable = "unavailable"
+    Faulted = "faulted"
+
+    @property
+    def label(self) -> str:
+        """The word for people and the local API's ``status``: the member's name (``Charging``)."""
+        return self.name
+
+    @property
+    def occupied(self) -> bool:
+        """In use or being used (2.0.1 Occupied): a cable, a driver or a transaction."""
+        return self in (ConnectorState.Preparing, ConnectorState.Charging, ConnectorState.SuspendedEV,
+                        ConnectorState.SuspendedEVSE, ConnectorState.Finishing)
 
 
 # -- events: what the session is told ----------------------------------------------------------
@@ -391,9 +422,11 @@ class TransactionStopped(DomainEvent):
 
 @dataclass(frozen=True)
 class StatusChanged(DomainEvent):
+    """The connector's state (or the fault it reports) changed; ``fault`` None: nothing wrong."""
+
     connector_id: int
-    status: str
-    error_code: str
+    state: ConnectorState
+    fault: str | None
     info: str = ""
 
 

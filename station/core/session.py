@@ -50,6 +50,7 @@ from station.core.model import (
     EvDeparted,
     Event,
     FaultChanged,
+    FaultKind,
     HardwareFailed,
     IdToken,
     IdTokenPresented,
@@ -161,7 +162,7 @@ class Session:
         if isinstance(effect, Unlock):
             # a contactor that did not open (welded) may keep the cable live: the plug stays held
             conn = self.connectors.get(effect.connector_id)
-            return conn is not None and "PowerSwitchFailure" not in conn.faults
+            return conn is not None and FaultKind.PowerSwitch not in conn.faults
         return True
 
     # -- the one entry point -------------------------------------------------------------------
@@ -183,10 +184,10 @@ class Session:
             # IEC 61851-1: E (CP shorted to PE / no pilot) and F (pilot fault) -> open the contactor
             # at once; the connector is Faulted (OtherError) and a running transaction ends.
             what = "CP shorted" if state is CpState.E else "pilot fault"
-            return self._set_fault(conn, "OtherError", True, f"{PILOT_FAULT_INFO} {state} ({what})")
-        pilot_restored = conn.faults.get("OtherError", "").startswith(PILOT_FAULT_INFO)
+            return self._set_fault(conn, FaultKind.Other, True, f"{PILOT_FAULT_INFO} {state} ({what})")
+        pilot_restored = conn.faults.get(FaultKind.Other, "").startswith(PILOT_FAULT_INFO)
         if pilot_restored:
-            out += self._set_fault(conn, "OtherError", False)
+            out += self._set_fault(conn, FaultKind.Other, False)
         conn.plugged = state in (CpState.B, CpState.C, CpState.D)
         conn.ev_requesting = state in (CpState.C, CpState.D)
         if state is CpState.D and not conn.ventilation_required:
@@ -247,13 +248,13 @@ class Session:
                         conn.pending = None
                         out.append(CancelTimer(CABLE_TIMER, cid))
                     conn.starting = None
-            elif code == "EVCommunicationError" and conn.transaction is not None:
+            elif code == FaultKind.EVCommunication and conn.transaction is not None:
                 out += self._deenergize(conn)  # SuspendedEVSE (1.6 section 7.6), the transaction goes on
         else:
             if conn.faults.pop(code, None) is None:
                 return []
             out.append(Note(f"fault cleared at connector {cid}: {code}"))
-            if code == "EVCommunicationError" and conn.transaction is not None and conn.plugged and not conn.faulted:
+            if code == FaultKind.EVCommunication and conn.transaction is not None and conn.plugged and not conn.faulted:
                 out += self._energize(conn)  # the EV talks properly again: resume the suspended transaction
         out.append(ReportStatus(cid, announce=code if active else None))
         return out
@@ -261,8 +262,8 @@ class Session:
     def _on_MeterRead(self, ev: MeterRead) -> list[Effect]:
         conn = self.connectors[ev.connector_id]
         out: list[Effect] = []
-        if "PowerMeterFailure" in conn.faults:
-            out += self._set_fault(conn, "PowerMeterFailure", False)
+        if FaultKind.PowerMeter in conn.faults:
+            out += self._set_fault(conn, FaultKind.PowerMeter, False)
         tx = conn.transaction
         if tx is not None:
             tx.meter_last_wh = int(ev.energy_wh)
@@ -283,7 +284,7 @@ class Session:
         return max(0.2, min(2.0, left_wh / power_w * 3600.0 / 2))
 
     def _on_MeterFailed(self, ev: MeterFailed) -> list[Effect]:
-        return self._set_fault(self.connectors[ev.connector_id], "PowerMeterFailure", True, ev.info)
+        return self._set_fault(self.connectors[ev.connector_id], FaultKind.PowerMeter, True, ev.info)
 
     def _on_TimerFired(self, ev: TimerFired) -> list[Effect]:
         conn = self.connectors[ev.connector_id]
@@ -419,7 +420,7 @@ class Session:
                 out.append(Unlock(cid))
             return out + [ReportStatus(cid)]
         if not ev.locked:
-            conn.faults["ConnectorLockFailure"] = "lock did not close"
+            conn.faults[FaultKind.ConnectorLock] = "lock did not close"
             return [Note(f"connector {cid}: lock failed, transaction not started"), ReportStatus(cid)]
         tx = Transaction(
             local_id=ev.local_id,
@@ -547,9 +548,9 @@ class Session:
         out: list[Effect] = []
         if not ev.ok:
             out.append(Note(f"connector {ev.connector_id}: unlock failed"))
-        elif "ConnectorLockFailure" in conn.faults:
+        elif FaultKind.ConnectorLock in conn.faults:
             # the lock moves again (repaired, cable out): the connector is usable again (Faulted -> Available)
-            out += self._set_fault(conn, "ConnectorLockFailure", False)
+            out += self._set_fault(conn, FaultKind.ConnectorLock, False)
         if ev.request_id is not None:
             out += [ReportStatus(ev.connector_id), Reply(ev.request_id, "Unlocked" if ev.ok else "UnlockFailed")]
         return out

@@ -8,19 +8,26 @@ from datetime import datetime
 
 
 class StopReason(enum.StrEnum):
-    """OCPP 1.6 Reason (the 2.0.1 adapter maps them to ReasonEnumType)."""
+    """Why a transaction ended, in the core's own words. Each adapter maps them to its version's
+    vocabulary: 1.6 Reason in station/ocpp16/vocabulary.py, 2.0.1 ReasonEnumType in its own.
+    ``label`` is the word the station's log shows (``stopped (Local)``)."""
 
-    DeAuthorized = "DeAuthorized"
-    EmergencyStop = "EmergencyStop"
-    EVDisconnected = "EVDisconnected"
-    HardReset = "HardReset"
-    Local = "Local"
-    Other = "Other"
-    PowerLoss = "PowerLoss"
-    Reboot = "Reboot"
-    Remote = "Remote"
-    SoftReset = "SoftReset"
-    UnlockCommand = "UnlockCommand"
+    DeAuthorized = "deauthorized"
+    EmergencyStop = "emergency_stop"
+    EVDisconnected = "ev_disconnected"
+    HardReset = "hard_reset"
+    Local = "local"
+    Other = "other"
+    PowerLoss = "power_loss"
+    Reboot = "reboot"
+    Remote = "remote"
+    SoftReset = "soft_reset"
+    UnlockCommand = "unlock_command"
+
+    @property
+    def label(self) -> str:
+        """The word for people (the session log, the demo): the member's name."""
+        return self.name
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Connector status derivation (station/core/evse.py): every OCPP 1.6 ChargePointStatus and every
-ChargePointErrorCode, derived from the facts a connector knows."""
+"""Connector state derivation (station/core/evse.py): every neutral ConnectorState and every
+fault, derived from the facts a connector knows, and their 1.6 words (station/ocpp16/vocabulary.py):
+ChargePointStatus, ChargePointErrorCode, Reason."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import pytest
 
 from station.core.clock import FakeClock
 from station.core.evse import (
-    ERROR_CODES,
     Connector,
     PendingAuthorization,
     Reservation,
-    Status,
-    station_status,
+    station_state,
 )
+from station.core.model import BLOCKING_FAULTS, FaultKind, StopReason
+from station.core.model import ConnectorState as Status
 from station.core.transaction import Transaction
+from station.ocpp16 import vocabulary
+from station.ocpp16.vocabulary import ERROR_CODES, ChargePointStatus
 
 # Spec 1.6 section 7.6 names no "faulted" flag per code; these are the codes that make a connector
 # unusable. EVCommunicationError is deliberately missing: the spec says it "is not a real error in
@@ -37,6 +40,32 @@ NON_BLOCKING = ["LocalListConflict", "PowerMeterFailure", "ReaderFailure", "Rese
 
 def test_error_code_lists_cover_every_ocpp16_code():
     assert sorted(BLOCKING + NON_BLOCKING + ["EVCommunicationError", "NoError"]) == sorted(ERROR_CODES)
+
+
+def test_blocking_faults_are_the_blocking_codes():
+    assert sorted(vocabulary.error_code(f) for f in BLOCKING_FAULTS) == sorted(BLOCKING)
+
+
+def test_every_neutral_term_has_its_16_word():
+    """Each ConnectorState, FaultKind and StopReason maps to a 1.6 word; the neutral values are
+    not the 1.6 words themselves (a forgotten mapping cannot slip onto the wire unnoticed)."""
+    assert {vocabulary.status(s) for s in Status} == set(ChargePointStatus)
+    assert all(vocabulary.status(s).name == s.name and str(vocabulary.status(s)) != str(s) for s in Status)
+    assert all(vocabulary.error_code(f) in ERROR_CODES for f in FaultKind)
+    assert len({vocabulary.error_code(f) for f in FaultKind}) == len(FaultKind)
+    reasons = {"DeAuthorized", "EmergencyStop", "EVDisconnected", "HardReset", "Local", "Other", "PowerLoss",
+               "Reboot", "Remote", "SoftReset", "UnlockCommand"}  # 1.6 Reason, section 7.42
+    assert {vocabulary.reason(r) for r in StopReason} == reasons
+    assert all(str(r) not in reasons for r in StopReason)
+    assert vocabulary.reason(None) == "Other"
+
+
+@pytest.mark.parametrize("fault,code", [(None, "NoError"), (FaultKind.GroundFailure, "GroundFailure"),
+                                        ("WeakSignal", "WeakSignal"), ("SomethingNew", "OtherError")])
+def test_reported_fault_in_16_words(fault, code):
+    """NoError for none; a 1.6 code that is no FaultKind (injected through the API) as it is; a code
+    1.6 does not know is OtherError, never an invalid errorCode."""
+    assert vocabulary.error_code(fault) == code
 
 
 def tx() -> Transaction:
@@ -91,8 +120,8 @@ def test_status_from_facts(name, facts, expected):
     if facts.get("transaction") == "tx":
         facts = {**facts, "transaction": tx()}
     c = conn(**facts)
-    assert c.status() is expected
-    assert c.error_code == next(iter(c.faults), "NoError")
+    assert c.state() is expected
+    assert c.reported_fault == next(iter(c.faults), None)
 
 
 def test_every_status_is_reachable():
@@ -110,8 +139,8 @@ def test_blocking_error_faults_the_connector_whatever_it_was_doing(code, facts):
     if facts.get("transaction") == "tx":
         facts = {**facts, "transaction": tx()}
     c = conn(faults={code: "info"}, **facts)
-    assert c.status() is Status.Faulted
-    assert c.error_code == code and c.faulted
+    assert c.state() is Status.Faulted
+    assert c.reported_fault == code and c.faulted
     assert not c.available_for_new_session
 
 
@@ -127,33 +156,33 @@ def test_non_blocking_error_is_a_warning_with_the_normal_status(code, facts, exp
     if facts.get("transaction") == "tx":
         facts = {**facts, "transaction": tx()}
     c = conn(faults={code: "info"}, **facts)
-    assert c.status() is expected
-    assert c.error_code == code and not c.faulted
+    assert c.state() is expected
+    assert c.reported_fault == code and not c.faulted
 
 
 def test_ev_communication_error_suspends_a_transaction_instead_of_faulting():
     """1.6 section 7.6: EVCommunicationError -> SuspendedEVSE, not Faulted."""
     c = conn(faults={"EVCommunicationError": "CP state E"}, plugged=True, ev_requesting=True, energy_offered=True,
              transaction=tx())
-    assert c.status() is Status.SuspendedEVSE and c.error_code == "EVCommunicationError" and not c.faulted
+    assert c.state() is Status.SuspendedEVSE and c.reported_fault == "EVCommunicationError" and not c.faulted
     idle = conn(faults={"EVCommunicationError": ""}, plugged=True)
-    assert idle.status() is Status.Preparing and idle.error_code == "EVCommunicationError"
+    assert idle.state() is Status.Preparing and idle.reported_fault == "EVCommunicationError"
 
 
 def test_faulted_connector_reports_the_blocking_code_not_an_earlier_warning():
     c = Connector(1)
     c.faults["PowerMeterFailure"] = "meter silent"
     c.faults["GroundFailure"] = "RCD tripped"
-    assert c.status() is Status.Faulted
-    assert c.error_code == "GroundFailure"
+    assert c.state() is Status.Faulted
+    assert c.reported_fault == "GroundFailure"
 
 
 def test_fault_cleared_returns_to_the_derived_status():
     c = conn(plugged=True)
     c.faults["GroundFailure"] = ""
-    assert c.status() is Status.Faulted
+    assert c.state() is Status.Faulted
     c.faults.pop("GroundFailure")
-    assert c.status() is Status.Preparing and c.error_code == "NoError"
+    assert c.state() is Status.Preparing and c.reported_fault is None
 
 
 def test_available_for_new_session():
@@ -172,4 +201,4 @@ def test_available_for_new_session():
      (True, {"WeakSignal": ""}, Status.Available), (False, {"ReaderFailure": ""}, Status.Unavailable)],
 )
 def test_connector_zero_status(operative, faults, expected):
-    assert station_status(operative, faults) is expected
+    assert station_state(operative, faults) is expected

@@ -16,7 +16,9 @@ import pytest
 
 from station.core import model as m
 from station.core.auth import IdTagInfo
-from station.core.evse import Connector, Evse, Status
+from station.core.evse import Connector, Evse
+from station.core.model import ConnectorState as State
+from station.core.model import StopReason
 from station.core.session import CABLE_TIMER, Session
 from station.core.settings import Settings
 
@@ -58,7 +60,7 @@ class Rig:
         assert m.SetPilot(1, 16.0) in out and not any(isinstance(e, m.SetContactor) for e in out)  # PWM first
         out = self.feed(m.CpStateChanged(1, m.CpState.C))  # the EV asks for energy
         assert m.SetContactor(True) in out
-        assert self.conn.status() is Status.Charging
+        assert self.conn.state() is State.Charging
 
 
 def one(effects: list[m.Effect], kind: type) -> m.Effect:
@@ -84,10 +86,10 @@ def gives_energy(effects: list[m.Effect]) -> bool:
 @pytest.mark.parametrize(
     "danger,reason",
     [
-        (m.FaultChanged(1, "GroundFailure", True, "RCD tripped"), "Other"),
-        (m.CpStateChanged(1, m.CpState.E), "Other"),
-        (m.CpStateChanged(1, m.CpState.F), "Other"),
-        (m.CpStateChanged(1, m.CpState.A), "EVDisconnected"),
+        (m.FaultChanged(1, "GroundFailure", True, "RCD tripped"), StopReason.Other),
+        (m.CpStateChanged(1, m.CpState.E), StopReason.Other),
+        (m.CpStateChanged(1, m.CpState.F), StopReason.Other),
+        (m.CpStateChanged(1, m.CpState.A), StopReason.EVDisconnected),
     ],
 )
 def test_danger_while_a_stop_card_is_being_authorized_stops_the_energy_in_the_same_call(danger, reason):
@@ -98,10 +100,10 @@ def test_danger_while_a_stop_card_is_being_authorized_stops_the_energy_in_the_sa
     assert isinstance(asking[-1], m.AskAuthorization) and not stops_energy(asking)
     out = r.feed(danger)
     assert stops_energy(out)
-    assert one(out, m.EndTransaction).transaction is tx and tx.stop_reason == reason and not tx.active
+    assert one(out, m.EndTransaction).transaction is tx and tx.stop_reason is reason and not tx.active
     assert r.conn.transaction is None
-    if reason == "Other":
-        assert r.conn.status() is Status.Faulted
+    if reason is StopReason.Other:
+        assert r.conn.state() is State.Faulted
     assert not r.s.wants(m.SetContactor(True)) and not r.s.wants(m.SetPilot(1, 16.0))
     # the CSMS answers at last: nothing is switched on again, the card did not stop anything
     late = r.answer(asking, IdTagInfo("Accepted", parent_id_tag="FLEET"))
@@ -114,7 +116,7 @@ def test_fault_while_a_remote_start_is_being_authorized_starts_nothing():
     asking = r.feed(m.RemoteStartRequested(1, m.IdToken("R1", "Central"), 5))
     assert isinstance(asking[-1], m.AskAuthorization)
     out = r.feed(m.CpStateChanged(1, m.CpState.E))
-    assert r.conn.status() is Status.Faulted and not gives_energy(out)
+    assert r.conn.state() is State.Faulted and not gives_energy(out)
     late = r.answer(asking, IdTagInfo("Accepted"))
     assert not gives_energy(late) and m.Reply(5, "unavailable") in late and r.conn.transaction is None
 
@@ -150,7 +152,7 @@ def test_a_limit_below_6_a_offers_nothing_and_suspends(amps):
     out = r.feed(m.LimitChanged(1, amps))
     assert m.SetPilot(1, 0) in out and m.SetContactor(False) in out
     assert not any(isinstance(e, m.SetPilot) and e.amps for e in out)
-    assert r.conn.status() is Status.SuspendedEVSE and not r.s.contactor_wanted()
+    assert r.conn.state() is State.SuspendedEVSE and not r.s.contactor_wanted()
     out = r.feed(m.LimitChanged(1, 6))
     assert m.SetPilot(1, 6.0) in out and r.s.offered_current() == 6
 
@@ -159,10 +161,10 @@ def test_contactor_follows_the_ev_b_opens_c_closes_d_opens():
     r = Rig()
     r.charging()
     assert m.SetContactor(False) in r.feed(m.CpStateChanged(1, m.CpState.B))
-    assert r.conn.status() is Status.SuspendedEV
+    assert r.conn.state() is State.SuspendedEV
     assert m.SetContactor(True) in r.feed(m.CpStateChanged(1, m.CpState.C))
     assert m.SetContactor(False) in r.feed(m.CpStateChanged(1, m.CpState.D))
-    assert r.conn.status() is Status.SuspendedEVSE
+    assert r.conn.state() is State.SuspendedEVSE
 
 
 def test_ev_communication_error_suspends_and_resumes_the_same_transaction():
@@ -170,7 +172,7 @@ def test_ev_communication_error_suspends_and_resumes_the_same_transaction():
     r.charging()
     tx = r.conn.transaction
     out = r.feed(m.FaultChanged(1, "EVCommunicationError", True))
-    assert stops_energy(out) and r.conn.transaction is tx and r.conn.status() is Status.SuspendedEVSE
+    assert stops_energy(out) and r.conn.transaction is tx and r.conn.state() is State.SuspendedEVSE
     out = r.feed(m.FaultChanged(1, "EVCommunicationError", False))
     assert m.SetPilot(1, 16.0) in out
 
@@ -183,7 +185,7 @@ def test_lock_failure_comes_back_as_an_event_and_nothing_is_offered():
     r.answer(r.card("A"), IdTagInfo("Accepted"))
     out = r.feed(m.TransactionPrepared(1, False))
     assert not gives_energy(out) and r.conn.transaction is None
-    assert r.conn.status() is Status.Faulted and r.conn.error_code == "ConnectorLockFailure"
+    assert r.conn.state() is State.Faulted and r.conn.reported_fault == "ConnectorLockFailure"
 
 
 def test_contactor_that_fails_to_close_ends_the_transaction():
@@ -191,8 +193,8 @@ def test_contactor_that_fails_to_close_ends_the_transaction():
     r.charging()
     tx = r.conn.transaction
     out = r.feed(m.HardwareFailed(1, m.SetContactor(True), "PowerSwitchFailure", "did not close"))
-    assert m.SetPilot(1, None) in out and tx.stop_reason == "Other"
-    assert r.conn.status() is Status.Faulted and not r.s.wants(m.Unlock(1))  # a live cable stays locked
+    assert m.SetPilot(1, None) in out and tx.stop_reason is StopReason.Other
+    assert r.conn.state() is State.Faulted and not r.s.wants(m.Unlock(1))  # a live cable stays locked
 
 
 # -- authorization rules ------------------------------------------------------------------------
@@ -204,7 +206,7 @@ def test_TC_069_parent_from_the_start_answer_lets_a_card_of_the_group_stop():
     r.feed(m.StartResult(1, tx.local_id, IdTagInfo("Accepted", parent_id_tag="FLEET")))
     assert tx.parent_id_tag == "FLEET"
     out = r.answer(r.card("B"), IdTagInfo("Accepted", parent_id_tag="FLEET"))
-    assert stops_energy(out) and tx.stop_reason == "Local" and tx.stop_id_tag == "B"
+    assert stops_energy(out) and tx.stop_reason is StopReason.Local and tx.stop_id_tag == "B"
 
 
 def test_other_group_may_not_stop():
@@ -219,7 +221,7 @@ def test_invalid_id_at_start_stops_or_limits_to_max_energy():
     r.charging()
     tx = r.conn.transaction
     out = r.feed(m.StartResult(1, tx.local_id, IdTagInfo("Invalid")))
-    assert stops_energy(out) and tx.stop_reason == "DeAuthorized"
+    assert stops_energy(out) and tx.stop_reason is StopReason.DeAuthorized
 
     r = Rig(stop_on_invalid_id=False, max_energy_on_invalid_id_wh=500)
     r.charging()
@@ -228,17 +230,17 @@ def test_invalid_id_at_start_stops_or_limits_to_max_energy():
     assert r.conn.transaction is tx and any(isinstance(e, m.StartTimer) for e in out)
     assert r.feed(m.TimerFired("max_energy_on_invalid_id", 1)) == [m.ReadMeter(1)]
     out = r.feed(m.MeterRead(1, 1200, 11000))
-    assert any(isinstance(e, m.StartTimer) for e in out) and r.conn.status() is Status.Charging
+    assert any(isinstance(e, m.StartTimer) for e in out) and r.conn.state() is State.Charging
     out = r.feed(m.MeterRead(1, 1500, 11000))  # 500 Wh taken: no more
-    assert m.SetPilot(1, 0) in out and r.conn.status() is Status.SuspendedEVSE and r.conn.transaction is tx
+    assert m.SetPilot(1, 0) in out and r.conn.state() is State.SuspendedEVSE and r.conn.transaction is tx
 
 
 def test_card_before_the_cable_waits_connection_timeout_then_drops():
     r = Rig(connection_timeout_s=30)
     out = r.answer(r.card("A"), IdTagInfo("Accepted"))
-    assert m.StartTimer(CABLE_TIMER, 1, 30) in out and r.conn.status() is Status.Preparing
+    assert m.StartTimer(CABLE_TIMER, 1, 30) in out and r.conn.state() is State.Preparing
     r.feed(m.TimerFired(CABLE_TIMER, 1))
-    assert r.conn.pending is None and r.conn.status() is Status.Available
+    assert r.conn.pending is None and r.conn.state() is State.Available
 
 
 def test_two_presentations_while_asking_are_judged_in_order():
@@ -253,9 +255,9 @@ def test_scheduled_inoperative_applies_when_the_transaction_ends():
     r = Rig()
     r.charging()
     assert r.feed(m.AvailabilityRequested(1, False)) == [m.Persist("availability", "1", False)]
-    assert r.conn.status() is Status.Charging
+    assert r.conn.state() is State.Charging
     r.card("A")
-    assert r.conn.status() is Status.Unavailable and r.conn.scheduled_operative is None
+    assert r.conn.state() is State.Unavailable and r.conn.scheduled_operative is None
 
 
 def test_id_token_keeps_its_type():

@@ -15,7 +15,9 @@ from hal.types import CpState, IdToken
 from station.core.auth import AuthRules, IdTagInfo
 from station.core.clock import FakeClock, iso
 from station.core.evse import Connector, Evse
+from station.core.model import ConnectorState, StopReason
 from station.core.settings import Settings
+from station.ocpp16 import vocabulary
 from station.station import Station
 from station.store import Store
 
@@ -45,8 +47,9 @@ class FakeAdapter:
             return None
         return self.answers.get(id_tag, IdTagInfo("Accepted"))
 
-    def status_changed(self, cid, status, error, info) -> None:
-        self.statuses.append((cid, str(status), error))
+    def status_changed(self, cid, state, fault, info) -> None:
+        # in 1.6 words, as the 1.6 adapter sends them
+        self.statuses.append((cid, str(vocabulary.status(state)), vocabulary.error_code(fault)))
 
     def transaction_started(self, tx) -> None:
         self.started.append(tx)
@@ -67,7 +70,7 @@ class Rig:
         return self.st.connectors[1]
 
     def status(self) -> str:
-        return str(self.conn.status())
+        return self.conn.state().label
 
     async def plug(self, amps: float = 32, phases: int = 3) -> None:
         self.hw.plant.plug(amps, phases)
@@ -209,7 +212,7 @@ async def test_local_stop_stops_offering_opens_the_relay_then_unlocks(tmp_path):
     assert before(r.order, "relay open", "unlock")
     assert not r.hw.relay.closed and not r.hw.lock.locked and r.hw.pilot.offered_a is None
     tx = r.ad.stopped[0]
-    assert tx.stop_reason == "Local" and tx.stop_id_tag == "A"
+    assert tx.stop_reason is StopReason.Local and tx.stop_id_tag == "A"
     assert r.status() == "Finishing"
     await r.unplug()
     assert r.ad.status_list()[-2:] == ["Finishing", "Available"]
@@ -241,7 +244,7 @@ async def test_ev_disconnect_stops_and_unlocks_by_default(tmp_path):
     await r.charging()
     await r.unplug()
     tx = r.ad.stopped[0]
-    assert tx.stop_reason == "EVDisconnected"
+    assert tx.stop_reason is StopReason.EVDisconnected
     assert before(r.order, "relay open", "unlock") and r.order[0] == "offer none"
     assert not r.hw.lock.locked and r.status() == "Available"
 
@@ -250,7 +253,7 @@ async def test_ev_disconnect_stops_but_keeps_the_lock_when_configured(tmp_path):
     r = await make(tmp_path, unlock_on_ev_side_disconnect=False)
     await r.charging()
     await r.unplug()
-    assert r.ad.stopped[0].stop_reason == "EVDisconnected"
+    assert r.ad.stopped[0].stop_reason is StopReason.EVDisconnected
     assert "unlock" not in r.order and r.hw.lock.locked and not r.hw.relay.closed
 
 
@@ -314,7 +317,7 @@ async def test_blocking_fault_stops_the_energy_and_the_transaction(tmp_path, cod
     await settle()
     assert r.order[:2] == ["offer none", "relay open"]
     assert not r.hw.relay.closed and r.hw.pilot.offered_a is None and r.hw.plant.power_w() == 0
-    assert len(r.ad.stopped) == 1 and r.ad.stopped[0].stop_reason == "Other"
+    assert len(r.ad.stopped) == 1 and r.ad.stopped[0].stop_reason is StopReason.Other
     assert r.ad.statuses[-1] == (1, "Faulted", code)
     assert "unlock" not in r.order  # the plug stays held while the fault is active
     assert await r.st.present_id_tag(1, "A") == "unavailable"
@@ -375,7 +378,7 @@ async def test_pilot_state_e_faults_the_connector_and_ends_the_transaction(tmp_p
     r.hw.plant.pilot_fault(CpState.E)
     await settle()
     assert r.order[:2] == ["offer none", "relay open"] and not r.hw.relay.closed
-    assert len(r.ad.stopped) == 1 and r.ad.stopped[0].stop_reason == "Other" and r.conn.transaction is None
+    assert len(r.ad.stopped) == 1 and r.ad.stopped[0].stop_reason is StopReason.Other and r.conn.transaction is None
     assert r.ad.statuses[-1] == (1, "Faulted", "OtherError")
     r.hw.plant.pilot_fault(None)  # the pilot is healthy again; the EV is still plugged
     await settle()
@@ -413,7 +416,7 @@ async def test_unlock_connector_stops_first_then_unlocks(tmp_path):
     await r.charging()
     assert await r.st.unlock(1) == "Unlocked"
     assert r.order[:2] == ["offer none", "relay open"] and before(r.order, "relay open", "unlock")
-    assert r.ad.stopped[0].stop_reason == "UnlockCommand" and not r.hw.lock.locked
+    assert r.ad.stopped[0].stop_reason is StopReason.UnlockCommand and not r.hw.lock.locked
 
 
 async def test_unlock_with_a_jammed_lock_fails(tmp_path):
@@ -459,7 +462,7 @@ async def test_remote_stop(tmp_path):
     await r.charging()
     await r.st.remote_stop(r.conn.transaction)
     await settle()
-    assert r.ad.stopped[0].stop_reason == "Remote" and before(r.order, "relay open", "unlock")
+    assert r.ad.stopped[0].stop_reason is StopReason.Remote and before(r.order, "relay open", "unlock")
 
 
 async def test_inoperative_during_a_transaction_is_scheduled(tmp_path):
@@ -487,7 +490,7 @@ async def test_reset_stops_transactions_then_asks_for_a_restart(tmp_path, kind, 
     r = await make(tmp_path)
     await r.charging()
     await r.st.reset(kind)
-    assert r.ad.stopped[0].stop_reason == reason and not r.hw.relay.closed
+    assert r.ad.stopped[0].stop_reason is StopReason[reason] and not r.hw.relay.closed
     assert r.st.restart_request.done() and r.st.restart_request.result() == kind
 
 
@@ -550,7 +553,7 @@ async def test_a_transaction_cut_by_power_loss_is_ended_on_the_next_start(tmp_pa
     again = await make(tmp_path, store=r.store)
     assert len(again.ad.stopped) == 1
     tx = again.ad.stopped[0]
-    assert tx.stop_reason == "PowerLoss" and tx.meter_stop_wh == last_wh and tx.id_tag == "A"
+    assert tx.stop_reason is StopReason.PowerLoss and tx.meter_stop_wh == last_wh and tx.id_tag == "A"
     assert iso(tx.stopped_at) == iso(r.clock.now())
     assert again.store.tx_open() == [] and not again.hw.relay.closed
 
@@ -561,7 +564,7 @@ async def test_meter_failing_at_the_stop_goes_straight_to_finishing(tmp_path):
     await r.charging()
     r.hw.plant.meter.failing = True
     await r.st.present_id_tag(1, "A")
-    assert r.ad.stopped[0].stop_reason == "Local"
+    assert r.ad.stopped[0].stop_reason is StopReason.Local
     assert [s for s in r.ad.status_list() if s != "Charging"][-1:] == ["Finishing"]
     assert "Preparing" not in r.ad.status_list()[r.ad.status_list().index("Charging"):]
 
@@ -606,7 +609,7 @@ async def test_danger_while_a_stop_card_waits_for_authorize_opens_the_contactor_
     assert r.order[:2] == ["offer none", "relay open"]
     assert asyncio.get_running_loop().time() - t0 < 0.05
     await settle()
-    assert len(r.ad.stopped) == 1 and r.ad.stopped[0].stop_reason == reason
+    assert len(r.ad.stopped) == 1 and r.ad.stopped[0].stop_reason is StopReason[reason]
     assert r.ad.statuses[-1][1] == status and not card.done()
     card.cancel()
 
@@ -705,7 +708,7 @@ async def test_TC_069_parent_id_tag_from_start_transaction_conf_lets_a_group_car
     r.st.on_start_result(tx, IdTagInfo("Accepted", parent_id_tag="FLEET"))
     assert tx.parent_id_tag == "FLEET"
     assert await r.st.present_id_tag(1, "B") == "stopped"
-    assert r.ad.stopped[0].stop_id_tag == "B" and r.ad.stopped[0].stop_reason == "Local"
+    assert r.ad.stopped[0].stop_id_tag == "B" and r.ad.stopped[0].stop_reason is StopReason.Local
 
 
 # -- timers of the station's clock ----------------------------------------------------------------------
@@ -726,11 +729,11 @@ async def test_connection_timeout_is_a_timer_of_the_scheduler(tmp_path):
     real = sched.call_later
     sched.call_later = lambda d, fn, *a: armed.append(d) or real(d, fn, *a)
     assert await st.present_id_tag(1, "A") == "accepted"
-    assert 30 in armed and st.connectors[1].status() == "Preparing"
+    assert 30 in armed and st.connectors[1].state().label == "Preparing"
     t0 = sched.monotonic()
     while st.connectors[1].pending is not None:
         await asyncio.sleep(1)
-    assert 30 <= sched.monotonic() - t0 < 32 and st.connectors[1].status() == "Available"
+    assert 30 <= sched.monotonic() - t0 < 32 and st.connectors[1].state().label == "Available"
     await st.stop()
 
 
@@ -758,10 +761,10 @@ async def test_two_connectors_on_one_evse_charge_one_at_a_time(tmp_path):
     assert set(hw.connectors) == {1, 2} and hw.pilot is hw.connectors[1].pilot and hw.lock is hw.connectors[1].lock
     hw.plant.plug(32, 3, connector=2)
     await settle()
-    assert st.connectors[2].status() == "Preparing" and st.connectors[1].status() == "Available"
+    assert st.connectors[2].state().label == "Preparing" and st.connectors[1].state().label == "Available"
     assert await st.present_id_tag(2, "A") == "accepted"
     await settle()
-    assert st.connectors[2].status() == "Charging" and hw.relay.closed
+    assert st.connectors[2].state().label == "Charging" and hw.relay.closed
     assert hw.connectors[2].pilot.offered_a == 16 and hw.connectors[2].lock.locked
     assert hw.connectors[1].pilot.offered_a is None and not hw.connectors[1].lock.locked
     assert hw.plant.power_w() == pytest.approx(16 * 230 * 3)
@@ -772,10 +775,10 @@ async def test_two_connectors_on_one_evse_charge_one_at_a_time(tmp_path):
     # a card at the EVSE's reader goes to the connector whose transaction it started
     hw.plant.reader.present(IdToken("A"))
     await settle()
-    assert ad.stopped[0].connector_id == 2 and ad.stopped[0].stop_reason == "Local" and not hw.relay.closed
+    assert ad.stopped[0].connector_id == 2 and ad.stopped[0].stop_reason is StopReason.Local and not hw.relay.closed
     assert await st.present_id_tag(1, "B") == "accepted"
     await settle()
-    assert st.connectors[1].status() == "Charging" and hw.connectors[1].pilot.offered_a == 16
+    assert st.connectors[1].state().label == "Charging" and hw.connectors[1].pilot.offered_a == 16
 
 
 async def test_a_fault_of_one_connector_or_of_the_whole_evse(tmp_path):
@@ -786,12 +789,12 @@ async def test_a_fault_of_one_connector_or_of_the_whole_evse(tmp_path):
     await settle()
     hw.plant.pilot_fault(CpState.E, connector=1)  # connector 1's pilot shorted: only connector 1
     await settle()
-    assert st.connectors[1].status() == "Faulted" and st.connectors[2].status() == "Charging" and hw.relay.closed
+    assert st.connectors[1].state().label == "Faulted" and st.connectors[2].state().label == "Charging" and hw.relay.closed
     hw.plant.fault("GroundFailure", True)  # the EVSE's RCD: every connector, energy off at once
-    assert st.connectors[2].status() == "Faulted"
+    assert st.connectors[2].state().label == "Faulted"
     await settle()
-    assert not hw.relay.closed and ad.stopped[0].stop_reason == "Other"
-    assert "GroundFailure" in st.connectors[1].faults and st.status_of(2) == ("Faulted", "GroundFailure")
+    assert not hw.relay.closed and ad.stopped[0].stop_reason is StopReason.Other
+    assert "GroundFailure" in st.connectors[1].faults and st.status_of(2) == (ConnectorState.Faulted, "GroundFailure")
 
 
 def test_config_lists_several_connectors_per_evse():
@@ -860,7 +863,7 @@ async def test_finishing_is_reported_after_the_transaction_end_even_with_a_slow_
     r = await make(tmp_path)
     await r.charging()
     log: list[str] = []
-    r.ad.status_changed = lambda cid, status, error, info: log.append(str(status))
+    r.ad.status_changed = lambda cid, status, error, info: log.append(status.label)
     r.ad.transaction_stopped = lambda tx: log.append("stopped")
     read = r.hw.meter.read
 
