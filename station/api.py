@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from hal.types import IdToken
 from station.config import is_loopback
 from station.core.clock import iso
-from station.core.evse import ERROR_CODES
+from station.ocpp16.vocabulary import ERROR_CODES, error_code
 
 ID_TOKEN_TYPES = ("ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "Central", "eMAID", "NoAuthorization")
 
@@ -327,7 +327,8 @@ def status_of(rt: Any) -> dict:
         return out
     for evse_id, evse in st.evses.items():
         conn = evse.connector
-        status, error = st.status_of(evse_id)
+        state, fault = st.status_of(evse_id)
+        status, error = state.label, error_code(fault)
         reading = st.meter_cache.get(evse_id)
         hw = rt.hw[evse_id]
         plant = hw.plant

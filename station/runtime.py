@@ -17,9 +17,11 @@ One ``Runtime`` per station; a fleet runs many in one event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,9 +35,66 @@ from station.ocpp16.adapter import Ocpp16Adapter
 from station.ocpp16.config_keys import NS
 from station.scheduler import LoopScheduler
 from station.station import Station
-from station.store import MemoryStore, Store, open_state_dir
+from station.store import DB_NAME, DirLock, MemoryStore, StateDirLocked, Store, StoreError, open_state_dir
 
 MEMORY = ":memory:"  # --state-dir :memory: keeps the state in memory (tests, fleets; no lock)
+
+
+def _damage(db: sqlite3.Connection) -> str | None:
+    """What is wrong with an SQLite file (``PRAGMA quick_check``), or None if it is sound."""
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as e:
+        if getattr(e, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            return str(e)
+        raise
+    if rows == [("ok",)]:
+        return None
+    return "; ".join(str(r[0]) for r in rows[:3])
+
+
+def _probe_damage(state: Path) -> str | None:
+    """The state file could not be opened: whether it is damaged (None: some other reason)."""
+    path = state / DB_NAME
+    if not path.is_file():
+        return None
+    try:
+        lock = DirLock(state)
+    except StoreError:
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return _damage(db)
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return None  # cannot open it, locked, I/O error: not known to be damaged
+    finally:
+        lock.release()
+
+
+def _move_aside(state: Path, damage: str) -> Path:
+    """Rename the damaged state file (and its -wal, -shm) to station.sqlite.corrupt-<UTC time>."""
+    path = state / DB_NAME
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{DB_NAME}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{DB_NAME}.corrupt-{stamp}-{n}")
+    lock = DirLock(state)
+    try:
+        os.replace(path, aside)
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+    except OSError as e:
+        raise StoreError(f"state file {path} is damaged ({damage}) and cannot be moved aside ({e.strerror or e}): "
+                         "move or delete it by hand") from None
+    finally:
+        lock.release()
+    return aside
 
 
 class Runtime:
@@ -67,7 +126,25 @@ class Runtime:
             return MemoryStore()
         state = self.cfg.state_path()
         # the first release kept every station in ./state: the default directory takes that file over
-        store = open_state_dir(state, adopt_from=None if self.cfg.state_dir else DEFAULT_STATE_ROOT)
+        try:
+            store = open_state_dir(state, adopt_from=None if self.cfg.state_dir else DEFAULT_STATE_ROOT)
+            damage = _damage(store.db)
+            if damage is not None:
+                store.close()
+        except StateDirLocked:
+            raise
+        except StoreError:
+            damage = _probe_damage(state)
+            if damage is None:
+                raise  # not a damaged file (permissions, a newer release's schema): say so, exit 2
+        if damage is not None:
+            # a damaged file would keep the station from ever starting: keep it for a technician
+            # and start clean, rather than stay out of service until someone drives out
+            aside = _move_aside(state, damage)
+            self.log.error("state file %s is damaged (%s): moved aside to %s for a technician; starting with an "
+                           "empty state (transaction messages queued in it are not sent, OCPP settings are back "
+                           "to their defaults)", state / DB_NAME, damage, aside)
+            store = open_state_dir(state)
         if store.adopted_from is not None:
             self.log.warning("state file %s (shared by every station id in the first release) moved to %s",
                              store.adopted_from, state)
