@@ -23,7 +23,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +70,24 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM kv WHERE ns='station' AND key='ocpp_config_applied'")
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    # the OCPP-J unique id a queued message was (or is about to be) sent with: a message resent
+    # after a power cut carries the same id, so the CSMS can recognise a repeat
+    db.execute("ALTER TABLE outbox ADD COLUMN unique_id TEXT")
+    # when a cache entry was last written (the cache keeps the AUTH_CACHE_MAX most recent)
+    db.execute("ALTER TABLE auth ADD COLUMN written_at REAL")
+
+
 # MIGRATIONS[n - 1] brings a file from user_version n - 1 to n. Append only; never edit one
 # that was released (a file out there already has it).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# Bounds (docs/reliability.md "Bounds"): closed transactions kept once the CSMS has them (open ones
+# and those a queued message refers to are always kept), and authorization cache entries.
+TX_KEEP_CLOSED = 200
+AUTH_CACHE_MAX = 1000
 
 
 class StoreError(Exception):
@@ -133,6 +147,7 @@ class Store:
         self.path = str(path)
         self.lock = lock
         self.adopted_from: Path | None = None  # see open_state_dir
+        self._depth = 0  # atomic() nesting
         memory = self.path == ":memory:"
         try:
             if not memory:
@@ -174,6 +189,28 @@ class Store:
         # a read-only file opens fine and fails at the first write: find out now, not mid-session
         self.db.execute("BEGIN IMMEDIATE")
         self.db.execute("INSERT OR IGNORE INTO kv(ns, key, value) VALUES('store', 'created', '1')")
+        self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Writes that belong together: all of them reach the disk, or none (one SQLite
+        transaction, committed with synchronous=FULL). Nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self.db.execute("ROLLBACK")
+            raise
+        self._depth = 0
         self.db.execute("COMMIT")
 
     def close(self) -> None:
@@ -218,6 +255,16 @@ class Store:
             return None
         return row[0], row[1], json.loads(row[2]), row[3], row[4]
 
+    def outbox_unique_id(self, seq: int, new: Callable[[], str]) -> str:
+        """The OCPP-J unique id of a queued message: the one it was sent with before, or ``new()``,
+        stored (committed) before this returns, so a resend after a power cut uses the same id."""
+        row = self.db.execute("SELECT unique_id FROM outbox WHERE seq=?", (seq,)).fetchone()
+        if row is not None and row[0]:
+            return str(row[0])
+        uid = new()
+        self.db.execute("UPDATE outbox SET unique_id=? WHERE seq=?", (uid, seq))
+        return uid
+
     def outbox_all(self) -> list[tuple[int, str, dict, int | None]]:
         return [
             (r[0], r[1], json.loads(r[2]), r[3])
@@ -246,7 +293,7 @@ class Store:
             (local_id, connector_id, id_tag, json.dumps(data), int(open_)),
         )
 
-    def tx_set_id(self, local_id: int, transaction_id: int) -> None:
+    def tx_set_id(self, local_id: int, transaction_id: int | None) -> None:
         self.db.execute("UPDATE transactions SET transaction_id=? WHERE local_id=?", (transaction_id, local_id))
 
     def tx_id(self, local_id: int) -> int | None:
@@ -261,7 +308,9 @@ class Store:
             )
         ]
 
-    def tx_prune(self, keep: int = 200) -> None:
+    def tx_prune(self, keep: int = TX_KEEP_CLOSED) -> None:
+        """Forget closed transactions beyond the ``keep`` most recent ones; open ones and those a
+        queued message refers to always stay."""
         self.db.execute(
             "DELETE FROM transactions WHERE open=0 AND local_id NOT IN "
             "(SELECT local_id FROM transactions ORDER BY local_id DESC LIMIT ?) "
@@ -273,11 +322,30 @@ class Store:
     def auth_all(self, kind: str) -> dict[str, dict]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT id_tag, info FROM auth WHERE kind=?", (kind,))}
 
-    def auth_put(self, kind: str, id_tag: str, info: dict) -> None:
-        self.db.execute(
-            "INSERT INTO auth(kind, id_tag, info) VALUES(?,?,?) ON CONFLICT(kind, id_tag) DO UPDATE SET info=excluded.info",
-            (kind, id_tag, json.dumps(info)),
-        )
+    def auth_put(self, kind: str, id_tag: str, info: dict, keep: int | None = None) -> list[str]:
+        """Store an entry. ``keep``: at most this many entries of ``kind`` stay, the least recently
+        written ones go (the authorization cache: ``AUTH_CACHE_MAX``); returns the id tags evicted."""
+        with self.atomic():
+            self.db.execute(
+                "INSERT INTO auth(kind, id_tag, info, written_at) VALUES(?,?,?,?) "
+                "ON CONFLICT(kind, id_tag) DO UPDATE SET info=excluded.info, written_at=excluded.written_at",
+                (kind, id_tag, json.dumps(info), self._tick()),
+            )
+            if keep is None:
+                return []
+            evicted = [r[0] for r in self.db.execute(
+                "SELECT id_tag FROM auth WHERE kind=? ORDER BY written_at DESC, rowid DESC LIMIT -1 OFFSET ?",
+                (kind, max(0, keep)),
+            )]
+            self.db.executemany("DELETE FROM auth WHERE kind=? AND id_tag=?", [(kind, t) for t in evicted])
+            return evicted
+
+    def _tick(self) -> float:
+        """A strictly increasing write time (wall clock; never equal to or below the last one)."""
+        now = time.time()
+        last = getattr(self, "_last_tick", 0.0)
+        self._last_tick = now if now > last else last + 1e-6
+        return self._last_tick
 
     def auth_remove(self, kind: str, id_tag: str) -> None:
         self.db.execute("DELETE FROM auth WHERE kind=? AND id_tag=?", (kind, id_tag))

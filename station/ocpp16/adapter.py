@@ -24,6 +24,7 @@ from station.core.settings import Settings
 from station.core.transaction import Transaction
 from station.link import CallErrorReceived, Link, NotConnected
 from station.metering import AlignedSchedule, SampledSchedule, station_total
+from station.ocpp16.answers import answer_problem
 from station.ocpp16.config_keys import ConfigurationKeys
 from station.ocpp16.handlers import Handler, Routes, core, local_list, remote_trigger, routing_table
 from station.ocpp16.meter_values import meter_value, sampled_value
@@ -44,7 +45,16 @@ PROFILES: tuple[Routes, ...] = (core.routes, remote_trigger.routes, local_list.r
 
 class TransactionMessages:
     """The 1.6 part of the outbox: StopTransaction and MeterValues carry the transactionId the
-    CSMS gave in its StartTransaction answer, unknown when they were queued (offline)."""
+    CSMS gave in its StartTransaction answer, unknown when they were queued (offline).
+
+    A StartTransaction the CSMS refused TransactionMessageAttempts times (CallError or an unusable
+    answer, see answers.py) is dropped, as 1.6 allows; its transaction is then marked with
+    ``NO_TRANSACTION_ID`` (-1, a value this station never gets from a CSMS: it checks that ids are
+    32-bit integers and keeps -1 for this) and its later messages still go out: MeterValues
+    without a transactionId (optional in 1.6: readings of the connector), StopTransaction with
+    transactionId -1, so the CSMS still gets the energy, times and idTag of the session."""
+
+    NO_TRANSACTION_ID = -1
 
     def __init__(self, adapter: Ocpp16Adapter) -> None:
         self.ad = adapter
@@ -54,14 +64,36 @@ class TransactionMessages:
             tx_id = self.ad.store.tx_id(tx_local)
             if tx_id is None:
                 return None
-            payload["transactionId"] = tx_id
+            if tx_id == self.NO_TRANSACTION_ID and action == "MeterValues":
+                payload.pop("transactionId", None)
+            else:
+                payload["transactionId"] = tx_id
         return payload
+
+    def check(self, action: str, response: Any) -> str | None:
+        return answer_problem(action, response)
+
+    def record(self, action: str, payload: dict, tx_local: int | None, response: dict) -> None:
+        if action == "StartTransaction" and tx_local is not None:
+            tx_id = response["transactionId"]
+            if tx_id == self.NO_TRANSACTION_ID:
+                self.ad.log.warning("the CSMS numbered a transaction -1 (the id this station keeps for "
+                                    "'not registered'): later messages carry -1")
+            self.ad.store.tx_set_id(tx_local, tx_id)
+        elif action == "StopTransaction":
+            self.ad.store.tx_prune()
 
     def delivered(self, action: str, payload: dict, tx_local: int | None, response: dict) -> None:
         if action == "StartTransaction" and tx_local is not None:
             self.ad.start_confirmed(tx_local, response)
         elif action == "StopTransaction" and "idTagInfo" in response and payload.get("idTag"):
             self.ad.station.remember(payload["idTag"], IdTagInfo.from_ocpp(response["idTagInfo"]))
+
+    def gave_up(self, action: str, payload: dict, tx_local: int | None) -> None:
+        if action == "StartTransaction" and tx_local is not None:
+            self.ad.store.tx_set_id(tx_local, self.NO_TRANSACTION_ID)
+            self.ad.log.error("transaction %d was never registered by the CSMS: its MeterValues go without a "
+                              "transactionId, its StopTransaction with transactionId -1", tx_local)
 
     def max_attempts(self) -> int:
         return self.ad.keys.int("TransactionMessageAttempts")
@@ -202,10 +234,11 @@ class Ocpp16Adapter:
     def online(self) -> bool:
         return self.link is not None and self.link.is_connected and self.registrar.accepted
 
-    async def call(self, action: str, payload: dict, timeout: float | None = None) -> dict:
+    async def call(self, action: str, payload: dict, timeout: float | None = None, unique_id: str | None = None) -> dict:
         if self.link is None:
             raise NotConnected(action)
-        resp = await self.link.call(action, payload, timeout)
+        resp = await (self.link.call(action, payload, timeout, unique_id=unique_id) if unique_id is not None
+                      else self.link.call(action, payload, timeout))
         self.registrar.activity()
         return resp
 
@@ -277,7 +310,11 @@ class Ocpp16Adapter:
         except (TimeoutError, CallErrorReceived, NotConnected) as e:
             self.log.warning("Authorize failed: %s; using offline rules", e)
             return None
-        return IdTagInfo.from_ocpp(resp.get("idTagInfo", {}))
+        problem = answer_problem("Authorize", resp)
+        if problem:
+            self.log.warning("Authorize answer unusable (%s); using offline rules", problem)
+            return None
+        return IdTagInfo.from_ocpp(resp["idTagInfo"])
 
     # -- transactions ------------------------------------------------------------------------
     def transaction_started(self, tx: Transaction) -> None:
@@ -320,9 +357,8 @@ class Ocpp16Adapter:
 
     def start_confirmed(self, tx_local: int, resp: dict) -> None:
         """The CSMS answered StartTransaction: keep its transactionId, act on its idTagInfo."""
-        tx_id = int(resp.get("transactionId", 0))
-        self.store.tx_set_id(tx_local, tx_id)
-        info = IdTagInfo.from_ocpp(resp.get("idTagInfo", {}))
+        tx_id = int(resp["transactionId"])  # checked (answers.py) and stored with the message's removal
+        info = IdTagInfo.from_ocpp(resp["idTagInfo"])
         tx = self.station.find_transaction(lambda t: t.local_id == tx_local)
         if tx is not None:
             tx.transaction_id = tx_id

@@ -77,7 +77,7 @@ def test_a_first_release_state_file_is_upgraded_in_place(tmp_path):
     path = tmp_path / "state" / DB_NAME
     first_release_file(path)
     s = Store(path)
-    assert s.version == SCHEMA_VERSION == 2
+    assert s.version == SCHEMA_VERSION == 3
     assert s.get("ocpp16", "HeartbeatInterval") == "120" and s.get("station", "tx_counter") == 7
     assert s.get("availability", "1") is False
     assert s.get("station", "ocpp_config_applied") is None  # replaced by per-key records
@@ -307,3 +307,76 @@ async def test_the_runtime_keeps_memory_state_on_no_disk(tmp_path, monkeypatch):
     assert isinstance(rt.store, MemoryStore)
     await rt.close()
     assert list(tmp_path.iterdir()) == []
+
+
+# -- issue 8: atomic pairs, unique ids, bounds ----------------------------------------------------
+def test_atomic_writes_all_or_nothing(tmp_path):
+    """Two writes in atomic(): an exception between them (a crash) leaves neither on disk."""
+    path = tmp_path / DB_NAME
+    s = Store(path)
+    seq = s.outbox_add("StartTransaction", {"connectorId": 1}, 1)
+    s.tx_save(1, 1, "TAG", {"meter_start_wh": 0})
+    with pytest.raises(RuntimeError), s.atomic():
+        s.outbox_remove(seq)
+        raise RuntimeError("power cut between the two writes")
+        s.tx_set_id(1, 5)  # noqa: B018 - never reached
+    assert s.outbox_len() == 1 and s.tx_id(1) is None
+    with s.atomic():
+        s.outbox_remove(seq)
+        with s.atomic():  # nested: joins the outer transaction
+            s.tx_set_id(1, 5)
+    s.close()
+    again = Store(path)
+    assert again.outbox_len() == 0 and again.tx_id(1) == 5
+    again.close()
+
+
+def test_atomic_is_uncommitted_until_it_ends(tmp_path):
+    """Another connection (what a restart after kill -9 would read) sees nothing of an unfinished atomic()."""
+    path = tmp_path / DB_NAME
+    s = Store(path)
+    seq = s.outbox_add("StartTransaction", {}, 1)
+    other = sqlite3.connect(str(path))
+    with s.atomic():
+        s.outbox_remove(seq)
+        assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    other.close()
+    s.close()
+
+
+def test_a_queued_message_keeps_its_unique_id_across_reopening(tmp_path):
+    path = tmp_path / DB_NAME
+    s = Store(path)
+    seq = s.outbox_add("StartTransaction", {}, 1)
+    ids = iter(["first-id", "second-id"])
+    assert s.outbox_unique_id(seq, lambda: next(ids)) == "first-id"
+    s.close()
+    again = Store(path)
+    assert again.outbox_unique_id(seq, lambda: next(ids)) == "first-id"  # the same after a restart
+    again.close()
+
+
+def test_the_authorization_cache_keeps_the_most_recent_entries(tmp_path):
+    s = Store(tmp_path / DB_NAME)
+    evicted = []
+    for n in range(7):
+        evicted += s.auth_put("cache", f"T{n}", {"status": "Accepted"}, keep=5)
+    assert evicted == ["T0", "T1"]
+    s.auth_put("cache", "T2", {"status": "Blocked"}, keep=5)  # written again: the most recent now
+    assert s.auth_put("cache", "T7", {"status": "Accepted"}, keep=5) == ["T3"]
+    assert set(s.auth_all("cache")) == {"T2", "T4", "T5", "T6", "T7"}
+    s.auth_put("local", "L1", {"status": "Accepted"})  # other kinds are not counted
+    assert len(s.auth_all("cache")) == 5
+    s.close()
+
+
+def test_closed_transactions_are_pruned_beyond_the_bound(tmp_path):
+    s = Store(tmp_path / DB_NAME)
+    for n in range(1, 31):
+        s.tx_save(n, 1, "TAG", {"meter_start_wh": n}, open_=n == 3)  # 3 is still open
+    s.outbox_add("StopTransaction", {}, 5)  # 5's StopTransaction is not delivered yet
+    s.tx_prune(keep=10)
+    left = {r[0] for r in s.db.execute("SELECT local_id FROM transactions")}
+    assert left == {3, 5} | set(range(21, 31))
+    s.close()
