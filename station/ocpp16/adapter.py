@@ -18,13 +18,14 @@ from ocpp.exceptions import NotSupportedError
 from station.config import StationConfig
 from station.core.auth import AuthRules, IdTagInfo
 from station.core.clock import Clock, iso
-from station.core.evse import Status
 from station.core.metering import parse_measurands, samples_for
+from station.core.model import ConnectorState, StopReason
 from station.core.settings import Settings
 from station.core.transaction import Transaction
 from station.link import CallErrorReceived, Link, NotConnected
 from station.metering import AlignedSchedule, SampledSchedule, station_total
 from station.ocpp16.answers import answer_problem
+from station.ocpp16 import vocabulary
 from station.ocpp16.config_keys import ConfigurationKeys
 from station.ocpp16.handlers import Handler, Routes, core, local_list, remote_trigger, routing_table
 from station.ocpp16.meter_values import meter_value, sampled_value
@@ -298,8 +299,8 @@ class Ocpp16Adapter:
         return reconnect
 
     # -- status ------------------------------------------------------------------------------
-    def status_changed(self, connector_id: int, status: Status, error_code: str, info: str) -> None:
-        self.status.changed(connector_id, status, error_code)
+    def status_changed(self, connector_id: int, state: ConnectorState, fault: str | None, info: str) -> None:
+        self.status.changed(connector_id, state, fault)
 
     # -- authorization -----------------------------------------------------------------------
     async def authorize(self, id_tag: str) -> IdTagInfo | None:
@@ -341,13 +342,13 @@ class Ocpp16Adapter:
         schedule = self._sampling.pop(tx.connector_id, None)
         if schedule is not None:
             schedule.stop()
-        if tx.stop_reason is not None and tx.stop_reason != "PowerLoss":
+        if tx.stop_reason is not None and tx.stop_reason is not StopReason.PowerLoss:
             self._add_stop_samples(tx, "Transaction.End", self.station.meter_cache.get(tx.connector_id))
         payload: dict = {
             "transactionId": 0,  # filled in when sent: the CSMS's id may not be known yet
             "meterStop": int(tx.meter_stop_wh or 0),
             "timestamp": iso(tx.stopped_at or self.scheduler.now()),
-            "reason": str(tx.stop_reason or "Other"),
+            "reason": vocabulary.reason(tx.stop_reason),
         }
         if tx.stop_id_tag:
             payload["idTag"] = tx.stop_id_tag
