@@ -24,8 +24,8 @@ from station.core.settings import Settings
 from station.core.transaction import Transaction
 from station.link import CallErrorReceived, Link, NotConnected
 from station.metering import AlignedSchedule, SampledSchedule, station_total
-from station.ocpp16.answers import answer_problem
 from station.ocpp16 import vocabulary
+from station.ocpp16.answers import answer_problem
 from station.ocpp16.config_keys import ConfigurationKeys
 from station.ocpp16.handlers import Handler, Routes, core, local_list, remote_trigger, routing_table
 from station.ocpp16.meter_values import meter_value, sampled_value
