@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -290,7 +291,7 @@ class Campaign:
         got = await self._wait_tx(lambda tx: tx is not None and tx.get("id_token") == tag, 12, gen)
         if got is not None:
             end = time.monotonic() + rng.uniform(0.3, 6)
-            while time.monotonic() < end and gen == self.generation:
+            while time.monotonic() < end and gen == self.generation and not self.chaos_over.is_set():
                 await asyncio.sleep(0.1)
             if gen != self.generation:
                 return
@@ -307,22 +308,27 @@ class Campaign:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but no longer than the chaos lasts."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.chaos_over.wait(), seconds)
+
     async def _csms_kill(self) -> None:
-        await asyncio.sleep(self.rng.uniform(0, 2))
+        await self._pause(self.rng.uniform(0, 2))
         if self.chaos_over.is_set():
             return
         await self.csms.kill()
         self.counts.csms_kills += 1
-        await asyncio.sleep(self.rng.uniform(0.1, 3))
+        await self._pause(self.rng.uniform(0.1, 3))
         await self.csms.start()
 
     async def _link_drop(self) -> None:
-        await asyncio.sleep(self.rng.uniform(0, 2))
+        await self._pause(self.rng.uniform(0, 2))
         if self.chaos_over.is_set():
             return
         await self.api("POST", "/api/link", {"connected": False})
         self.counts.link_drops += 1
-        await asyncio.sleep(self.rng.uniform(0.5, 6))
+        await self._pause(self.rng.uniform(0.5, 6))
         await self.api("POST", "/api/link", {"connected": True})
 
     async def _mode(self, silent: bool) -> None:
@@ -337,8 +343,7 @@ class Campaign:
                 self.csms.set_mode(f"slow {self.rng.uniform(0.3, 5):.2f}")
                 self.counts.slow += 1
                 length = self.rng.uniform(3, 15)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.chaos_over.wait(), length)
+            await self._pause(length)
             self.csms.set_mode("normal")
 
     async def _aimed_instant(self) -> bool:
@@ -667,6 +672,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace) -> int:
+    # the station runs from this tree (the one bench/chaos.py is in): a frozen copy, e.g.
+    # `git archive HEAD | tar -x -C /tmp/snap`, keeps edits made meanwhile out of a long run
+    os.chdir(ROOT)
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="chaos-"))
     work.mkdir(parents=True, exist_ok=True)
     campaign = Campaign(args, work)
