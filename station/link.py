@@ -15,8 +15,22 @@ are in :mod:`station.rpc`; this module does the I/O around them:
 - never a silent dead link: every failed attempt is logged with its cause and kept in
   ``last_error``; an unexpected exception is logged with its traceback and the link goes on
   after the back-off
-- one outgoing call in flight at a time, each with a response timeout
-- CSMS requests are answered in their own task, so a handler never waits on our own call
+- one outgoing call in flight at a time, each with a response timeout; a CallResult that breaks
+  the action's response schema raises :class:`InvalidAnswer` (a :class:`CallErrorReceived`),
+  so outbox and registration keep their message and try again as after a CallError
+- CSMS requests are answered in their own task, so a handler never waits on our own call; at
+  most :data:`MAX_CSMS_CALLS` at once. OCPP-J lets the CSMS have one call in flight; a CSMS that
+  sends more is served up to that bound, beyond it the link stops reading the socket until an
+  answer is out (back-pressure: TCP slows the CSMS down, every call is still answered, in order,
+  and memory stays bounded even when the CSMS never reads our answers)
+- a handler's ``after()`` tasks (TriggerMessage) are bounded too (:data:`MAX_AFTER_TASKS`):
+  beyond it the triggered message is not sent again (logged)
+- whatever a frame holds, the reader goes on: rpc refuses hostile frames (depth, binary, ids),
+  and an unexpected error in handling one frame is logged and the next frame is read
+- frames are logged at DEBUG with secrets masked and control characters escaped
+  (:mod:`station.logsafe`); CSMS-supplied text in other log lines is escaped too
+- an invalid CSMS URL (``ws://host:99999``) is a clear ERROR in the log and ``last_error``, each
+  attempt, with back-off; the link task never ends on it
 - a handler may return ``(payload, after)``: ``after()`` runs once the CallResult is on the wire
   (TriggerMessage: answer Accepted, then send the triggered message)
 - :meth:`Link.close` and :meth:`Link.reconnect` first let the answers being made go out (at
@@ -37,10 +51,14 @@ import websockets
 from ocpp.exceptions import InternalError, NotImplementedError, OCPPError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.protocol import State
+from websockets.uri import parse_uri
 
-from station import rpc
+from station import logsafe, rpc
 
 Handler = Callable[[str, dict], Awaitable[Any]]
+
+MAX_CSMS_CALLS = 16  # CSMS calls being handled at once; beyond, the socket is not read (back-pressure)
+MAX_AFTER_TASKS = 16  # after() tasks (a triggered message) waiting or running at once
 
 # URL -> (loop, loop time) of the last close of a link to it in this process: a new link to the
 # same URL (the station rebuilt after a Reset) waits the randomized first delay before connecting
@@ -48,11 +66,23 @@ _LAST_CLOSE: dict[str, tuple[asyncio.AbstractEventLoop, float]] = {}
 
 
 class CallErrorReceived(Exception):
+    """The CSMS answered our call with a CallError. ``str()`` is log-safe (escaped, bounded);
+    ``code`` and ``description`` are as the CSMS sent them."""
+
     def __init__(self, code: str, description: str, details: Any = None) -> None:
-        super().__init__(f"{code}: {description}")
+        super().__init__(f"{logsafe.text(code, 100)}: {logsafe.text(description, 500)}")
         self.code = code
         self.description = description
         self.details = details
+
+
+class InvalidAnswer(CallErrorReceived):
+    """The CSMS's CallResult breaks the action's response schema (``code`` names the violation,
+    e.g. TypeConstraintViolation; ``payload`` is what it sent): handled like a CallError."""
+
+    def __init__(self, code: str, description: str, payload: Any = None) -> None:
+        super().__init__(code, description)
+        self.payload = payload
 
 
 class NotConnected(Exception):
@@ -61,6 +91,18 @@ class NotConnected(Exception):
 
 class LinkError(Exception):
     """A connection attempt that failed for a reason of its own (e.g. subprotocol refused)."""
+
+
+class InvalidUrl(LinkError):
+    """The CSMS URL cannot be connected to as it is (bad port, scheme, host): logged at ERROR."""
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`InvalidUrl` with a one-line reason if ``url`` is no usable ws:// or wss:// URL."""
+    try:
+        parse_uri(url)
+    except Exception as e:
+        raise InvalidUrl(f"invalid CSMS URL {logsafe.text(url, 200)!r}: {logsafe.text(e, 200)}") from None
 
 
 class Link:
@@ -107,6 +149,9 @@ class Link:
         self._call_lock = asyncio.Lock()
         self._pending: asyncio.Future | None = None
         self._answering: set[asyncio.Task] = set()  # CSMS calls whose answer is not on the wire yet
+        self._call_slots = asyncio.Semaphore(MAX_CSMS_CALLS)
+        self._after: set[asyncio.Task] = set()
+        self._throttled = False  # the bound of CSMS calls was reached on this connection (logged once)
         self._tasks: set[asyncio.Task] = set()
         self._attempt = 0  # reconnect waits since the CSMS last served us
         self._first_delay = 0.0
@@ -202,11 +247,15 @@ class Link:
                 await self._connection()
             except asyncio.CancelledError:
                 raise
+            except InvalidUrl as e:
+                self.last_error = str(e)
+                self.log.error("CSMS connection impossible: %s (fix the configuration; trying again after the back-off)",
+                               self.last_error)
             except (OSError, websockets.WebSocketException, LinkError, TimeoutError) as e:
                 self.last_error = _describe(e, self)
                 self.log.warning("CSMS connection failed: %s", self.last_error)
             except Exception as e:  # a bug of ours or of a library: say so, and keep the link alive
-                self.last_error = f"link failed unexpectedly: {type(e).__name__}: {e}"
+                self.last_error = f"link failed unexpectedly: {type(e).__name__}: {logsafe.text(e, 300)}"
                 self.log.error("%s; the link goes on after the back-off", self.last_error, exc_info=True)
         self.state = "closed"
 
@@ -231,6 +280,7 @@ class Link:
     async def _connection(self) -> None:
         """One connection: handshake, subprotocol check, read until it closes."""
         self.state = "connecting"
+        check_url(self.url)
         headers = {}
         if self.basic_auth is not None:
             user, password = self.basic_auth
@@ -254,6 +304,7 @@ class Link:
                 raise LinkError(f"CSMS did not accept subprotocol {self.subprotocol} (it answered {ws.subprotocol!r})")
             self.rpc.reset()
             self._closing_for = None
+            self._throttled = False
             self.ws = ws
             self.connected.set()
             self.state = "connected"
@@ -265,8 +316,15 @@ class Link:
                 self._spawn(self.on_open())
             async for raw in ws:
                 self.frames_in += 1
-                self.log.debug("<- %s", raw)
-                await self._dispatch(ws, raw)
+                if self.log.isEnabledFor(logging.DEBUG):
+                    self.log.debug("<- %s", logsafe.frame(raw))
+                try:
+                    await self._dispatch(ws, raw)
+                except (asyncio.CancelledError, websockets.ConnectionClosed):
+                    raise
+                except Exception as e:  # a bug of ours: this frame is lost, the link reads the next one
+                    self.log.error("handling a frame of the CSMS failed: %s: %s", type(e).__name__, logsafe.text(e),
+                                   exc_info=True)
             if self._closing_for is None:
                 self.last_error = f"CSMS closed the connection ({_close_text(ws)})"
                 self.log.warning("%s", self.last_error)
@@ -341,36 +399,53 @@ class Link:
             self.log.error("link task failed: %s", exc, exc_info=exc)
 
     async def _send(self, ws: ClientConnection, text: str) -> None:
-        self.log.debug("-> %s", text)
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("-> %s", logsafe.frame(text))
         self.frames_out += 1
         await ws.send(text)
 
     async def _dispatch(self, ws: ClientConnection, raw: str | bytes) -> None:
         event = self.rpc.receive(raw)
         if isinstance(event, rpc.CallReceived):
+            await self._call_slot()
             task = self._spawn(self._handle_call(ws, event))
             self._answering.add(task)
-            task.add_done_callback(self._answering.discard)
+            task.add_done_callback(self._call_done)
         elif isinstance(event, rpc.ResultReceived | rpc.ErrorReceived):
             fut = self._pending
             if fut is None or fut.done():
-                self.log.warning("dropped a response to no call of ours (id %s)", event.unique_id)
+                self.log.warning("dropped a response to no call of ours (id %s)", logsafe.text(event.unique_id))
                 return
             if isinstance(event, rpc.ResultReceived):
-                if event.problem:
-                    self.log.warning("the CSMS's %s response breaks the schema (%s); used as it is", event.action,
-                                     event.problem)
                 if self._registered:
                     self._attempt = 0  # the CSMS serves a registered station: back-off starts over
                 fut.set_result(event.payload)
+            elif event.invalid_result:
+                self.log.warning("%s; treated as a CallError %s", logsafe.text(event.description), event.code)
+                fut.set_exception(InvalidAnswer(event.code, event.description, event.result))
             else:
                 fut.set_exception(CallErrorReceived(event.code, event.description, event.details))
         elif isinstance(event, rpc.ResponseIgnored):
-            self.log.warning("dropped a response to no call of ours (id %s: %s)", event.unique_id, event.reason)
+            self.log.warning("dropped a response to no call of ours (id %s: %s)", logsafe.text(event.unique_id),
+                             event.reason)
         else:
-            self.log.warning("bad frame from the CSMS (%s): %.200r", event.reason, raw)
+            shown = logsafe.frame(raw, 200) if isinstance(raw, str) else f"<{len(raw)} bytes>"
+            self.log.warning("bad frame from the CSMS (%s): %s%s", logsafe.text(event.reason, 300), shown,
+                             "; answered with a CallError" if event.reply is not None else "; ignored")
             if event.reply is not None:
                 await self._send_quietly(ws, event.reply)
+
+    async def _call_slot(self) -> None:
+        """A slot for one more CSMS call being handled; while all are taken the socket is not read."""
+        if self._call_slots.locked() and not self._throttled:
+            self._throttled = True
+            self.log.warning("the CSMS has %d calls waiting for their answers (OCPP-J allows one): reading paused "
+                             "until one is answered", MAX_CSMS_CALLS)
+        await self._call_slots.acquire()
+
+    def _call_done(self, task: asyncio.Task) -> None:
+        self._answering.discard(task)
+        self._call_slots.release()
 
     async def _handle_call(self, ws: ClientConnection, call: rpc.CallReceived) -> None:
         after = None
@@ -383,12 +458,18 @@ class Link:
             text = self.rpc.error_for(call.unique_id, e)
             after = None
         except Exception as e:  # a bug of ours: answer InternalError, keep the connection
-            self.log.error("handler for %s failed: %s", call.action, e, exc_info=True)
+            self.log.error("handler for %s failed: %s", call.action, logsafe.text(e), exc_info=True)
             err = InternalError(description=f"{call.action} failed: {e}")
             text = self.rpc.error_for(call.unique_id, err)
             after = None
         if await self._send_quietly(ws, text) and after is not None:
-            self._spawn(after())
+            if len(self._after) >= MAX_AFTER_TASKS:
+                self.log.warning("%d triggered messages are waiting to be sent: the one after %s is not sent again",
+                                 len(self._after), call.action)
+                return
+            task = self._spawn(after())
+            self._after.add(task)
+            task.add_done_callback(self._after.discard)
 
     async def _send_quietly(self, ws: ClientConnection, text: str) -> bool:
         try:
@@ -402,7 +483,7 @@ def _close_text(ws: ClientConnection) -> str:
     code, reason = ws.close_code, ws.close_reason
     if code is None:
         return "no close frame"
-    return f"code {code}" + (f" {reason}" if reason else "")
+    return f"code {code}" + (f" {logsafe.text(reason, 200)}" if reason else "")
 
 
 def _describe(e: BaseException, link: Link) -> str:
@@ -419,7 +500,8 @@ def _describe(e: BaseException, link: Link) -> str:
         return f"TLS: {e.reason or e}" + (f" (CA file {link.ca_file})" if link.ca_file else "")
     if isinstance(e, TimeoutError) and not str(e):
         return f"no answer from the CSMS within {link.open_timeout:g} s"
-    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    return f"{type(e).__name__}: {logsafe.text(e, 300)}" if str(e) else type(e).__name__
 
 
-__all__ = ["Link", "CallErrorReceived", "NotConnected", "NotImplementedError"]
+__all__ = ["MAX_AFTER_TASKS", "MAX_CSMS_CALLS", "CallErrorReceived", "InvalidAnswer", "InvalidUrl", "Link", "NotConnected",
+           "NotImplementedError", "check_url"]

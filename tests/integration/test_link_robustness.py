@@ -44,6 +44,14 @@ async def still_works(csms: ScriptedCsms) -> None:
     assert csms.connections == 1 and csms.connected.is_set()
 
 
+async def send_text_for_answer(csms: ScriptedCsms, uid: str, text: str, timeout: float = 5) -> list:
+    """Send ``text`` as it is (not JSON we could build) and wait for the station's answer to ``uid``."""
+    fut = asyncio.get_running_loop().create_future()
+    csms._pending[uid] = fut
+    await csms.send_text(text)
+    return await asyncio.wait_for(fut, timeout)
+
+
 def reconnect_delays(log: str) -> list[float]:
     return [float(x) for x in re.findall(r"reconnecting in ([0-9.]+) s", log)]
 
@@ -71,13 +79,58 @@ async def test_frame_without_message_id_is_dropped_and_link_stays(csms, booted, 
     assert len(csms.errors_from_station) == errors, csms.errors_from_station[errors:]
 
 
-async def test_unknown_message_type_gets_formation_violation(csms, booted):
-    """A message type id other than 2, 3, 4 (e.g. 7): CallError FormationViolation for that message id."""
-    await booted()
-    err = await csms.send_call_raw([7, "mt-7", "Heartbeat", {}], timeout=5)
-    assert err[0] == 4 and err[1] == "mt-7" and err[2] == "FormationViolation"
-    assert isinstance(err[3], str) and isinstance(err[4], dict)
+@pytest.mark.parametrize("text", ['[7, "mt-7", "Heartbeat", {}]', '[2.0, "mt-7", "ClearCache", {}]',
+                                  '["2", "mt-7", "ClearCache", {}]', '[true, "mt-7", "ClearCache", {}]'])
+async def test_unknown_message_type_is_ignored(csms, booted, text):
+    """OCPP-J 1.6 4.1.3: a message type number other than 2, 3, 4 (also 2.0, "2", true) is ignored:
+    no CallError (the old station answered FormationViolation, and took 2.0 for a Call)."""
+    sp = await booted()
+    await csms.send_text(text)
     await still_works(csms)
+    assert not csms.errors_from_station
+    assert "ignored" in sp.log() and "unknown message type" in sp.log()
+
+
+async def test_deeply_nested_frame_does_not_end_the_link(csms, booted):
+    """A 2 KB frame nested 1,000 deep raised RecursionError in the link's parser and ended the
+    connection; now: FormationViolation for its id, same connection, the station works on."""
+    sp = await booted()
+    deep = '[2, "deep-1", "DataTransfer", {"vendorId": "x", "data": ' + "[" * 1000 + "]" * 1000 + "}]"
+    err = await send_text_for_answer(csms, "deep-1", deep)
+    assert err[:3] == [4, "deep-1", "FormationViolation"]
+    await csms.send_text("[" * 100_000)  # no message id to answer to: dropped
+    await still_works(csms)
+    await start_session(csms, sp)
+    assert csms.connections == 1
+
+
+@pytest.mark.parametrize("frame,expect", [
+    ([2, "x" * 37, "ClearCache", {}], None),  # message id over 36 characters: invalid, not echoed
+    ([2, "p-1", "../../v201/schemas/ResetRequest", {"type": "Immediate"}], "NotImplemented"),
+    ([2, "p-2", "A" * 1000, {}], "NotImplemented"),
+    ([2, "p-3", "ReserveNow", {"connectorId": 1, "expiryDate": "yesterday", "idTag": "T", "reservationId": 1}],
+     "TypeConstraintViolation"),
+])
+async def test_hostile_frames_get_the_right_answer_or_none(csms, booted, frame, expect):
+    await booted()
+    if expect is None:
+        await csms.send_text(json.dumps(frame))
+    else:
+        err = await csms.send_call_raw(frame, timeout=5)
+        assert err[:3] == [4, frame[1], expect] and len(err[3]) <= 255
+    await still_works(csms)
+    if expect is None:
+        assert not csms.errors_from_station
+
+
+async def test_binary_frame_is_not_taken_for_a_call(csms, booted):
+    """OCPP-J sends text messages: a binary one holding a Call is dropped, nothing is reset."""
+    sp = await booted()
+    assert csms.ws is not None
+    await csms.ws.send(json.dumps([2, "bin-1", "Reset", {"type": "Hard"}]).encode())
+    await still_works(csms)
+    assert not csms.errors_from_station and sp.running
+    assert "binary websocket message" in sp.log()
 
 
 @pytest.mark.parametrize("frame", [[2, "c-short", "Heartbeat"], [2, "c-list", "Reset", ["Hard"]], [2, "c-num", 5, {}]])
