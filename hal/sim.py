@@ -5,6 +5,11 @@ The simulated EV draws what it is offered (up to its own maximum, on the phases 
 EVSE have) while the relay is closed, the pilot offers at least 6 A and it is not suspended, so
 energy and power are realistic. Below 6 A nothing is offered (IEC 61851-1): the EV stays in B.
 Energy is integrated from a monotonic clock function, so tests can use a fake clock.
+
+A real meter's register never runs backwards, across power cuts too. The simulated one keeps its
+energy in memory, so whoever runs it sets ``SimPlant.on_reading``: it is called with the energy
+of every reading before the reading is returned (the station persists it there, before the value
+can appear in any message), and a plant built again starts from the highest value kept.
 """
 
 from __future__ import annotations
@@ -114,6 +119,8 @@ class SimPlant:
         self.meter = SimMeter(self)
         self.reader = SimReader()
         self.energy_wh = start_wh
+        # called with the energy of each reading before it is returned (persist it: never backwards)
+        self.on_reading: Callable[[float], None] | None = None
         self._last = clock()
         self._faults = Listeners()
         self.relay.on_fault(self._faults.emit)
@@ -171,6 +178,8 @@ class SimPlant:
 
     def reading(self) -> MeterReading:
         self.settle()
+        if self.on_reading is not None:
+            self.on_reading(round(self.energy_wh, 3))
         currents = [0.0, 0.0, 0.0]
         for o in self.outlets.values():
             amps = o.current_a(self.relay.closed)

@@ -2,8 +2,16 @@
 the interval while Pending or Rejected, after ``retry_s`` when the call fails), then Heartbeat.
 
 BootNotification and Heartbeat answer alike in OCPP 1.6 and 2.0.1 (status, interval,
-currentTime); what the request carries is the adapter's ``boot_payload()``. Every wait is a
-one-shot timer on the Scheduler: the heartbeat timer is armed for one interval after the last
+currentTime); what the request carries is the adapter's ``boot_payload()``.
+
+A BootNotification answer the station cannot use (status not Accepted/Pending/Rejected, interval
+not a whole number, or not an object at all; or a schema-invalid answer the link reports as a
+CallErrorReceived) is a failed boot: logged, tried again after ``retry_s``. OCPP 1.6 section 4.2
+makes a Pending/Rejected interval the minimum wait before the next BootNotification; it is
+bounded to [``BOOT_WAIT_MIN_S``, ``BOOT_WAIT_MAX_S``] (a CSMS asking for ten years would leave the
+station connected and unregistered until someone drives out), 0 meaning "the station chooses"
+(``retry_s``). Nothing an answer contains ends the registration: an unexpected error is logged
+and the boot retried. Every wait is a one-shot timer on the Scheduler: the heartbeat timer is armed for one interval after the last
 message exchanged with the CSMS (any message counts, 1.6 section 4.6) and, when it fires early
 because something was exchanged meanwhile, re-armed for the rest.
 """
@@ -18,6 +26,22 @@ from station.link import CallErrorReceived, NotConnected
 from station.scheduler import Scheduler, Timer
 
 Call = Callable[[str, dict], Awaitable[dict]]
+
+BOOT_WAIT_MIN_S = 1.0
+BOOT_WAIT_MAX_S = 3_600.0  # the longest wait between BootNotifications while Pending or Rejected
+REGISTRATION_STATUS = ("Accepted", "Pending", "Rejected")
+
+
+def boot_answer_problem(resp: Any) -> str | None:
+    """What makes a BootNotification answer unusable, or None."""
+    if not isinstance(resp, dict):
+        return "the answer is not an object"
+    if resp.get("status") not in REGISTRATION_STATUS:
+        return f"status {str(resp.get('status'))[:20]!r} is not a RegistrationStatus"
+    interval = resp.get("interval")
+    if not isinstance(interval, int) or isinstance(interval, bool):
+        return f"interval {str(interval)[:20]!r} is not a whole number"
+    return None
 Spawn = Callable[[Awaitable[Any]], Any]
 
 
@@ -89,23 +113,43 @@ class Registration:
             return
         try:
             resp = await self._call("BootNotification", self.boot_payload())
+            problem = boot_answer_problem(resp)
         except NotConnected:
             return
         except (TimeoutError, CallErrorReceived) as e:
             self.log.warning("BootNotification failed: %s; retrying in %d s", e, self.retry_s)
             self._arm_boot(self.retry_s)
             return
-        status = str(resp.get("status"))
-        interval = int(resp.get("interval", 0) or 0)
+        except Exception:  # a bug or a bad frame: never the end of registration
+            self.log.exception("BootNotification failed; retrying in %d s", self.retry_s)
+            self._arm_boot(self.retry_s)
+            return
+        if problem:
+            self.log.warning("BootNotification answer unusable (%s); retrying in %d s", problem, self.retry_s)
+            self._arm_boot(self.retry_s)
+            return
+        status, interval = str(resp["status"]), int(resp["interval"])
         self.status = status
-        self.on_answer(status, interval)
+        try:
+            self.on_answer(status, interval)
+        except Exception:
+            self.log.exception("acting on the BootNotification answer failed")
         if status == "Accepted":
             self._arm_heartbeat()
             return
         # Pending or Rejected: wait the interval (the CSMS may configure us meanwhile), try again
-        wait = interval if interval > 0 else self.retry_s
+        wait = self.boot_wait(interval)
         self.log.info("registration %s; BootNotification again in %d s", status, wait)
         self._arm_boot(wait)
+
+    def boot_wait(self, interval: int) -> float:
+        """The wait before the next BootNotification while Pending or Rejected (see the docstring)."""
+        if interval <= 0:
+            return self.retry_s
+        if interval > BOOT_WAIT_MAX_S:
+            self.log.warning("BootNotification interval %d s is longer than %d s: trying again after %d s",
+                             interval, BOOT_WAIT_MAX_S, BOOT_WAIT_MAX_S)
+        return min(BOOT_WAIT_MAX_S, max(BOOT_WAIT_MIN_S, float(interval)))
 
     def _arm_boot(self, delay: float) -> None:
         self._cancel_boot()
@@ -132,6 +176,9 @@ class Registration:
         except (TimeoutError, CallErrorReceived, NotConnected) as e:
             self.log.warning("Heartbeat failed: %s", e)
             self.activity()  # try again one interval later, not at once
+        except Exception:  # never the end of the heartbeats
+            self.log.exception("Heartbeat failed")
+            self.activity()
 
     def _arm_heartbeat(self) -> None:
         self._cancel_heartbeat()

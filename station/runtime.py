@@ -154,6 +154,7 @@ class Runtime:
     def _build_hardware(self) -> None:
         cfg = self.cfg
         self.hw: dict[int, EvseHardware] = {}
+        self._sim_saved: dict[int, float] = {}  # EVSE -> simulated energy last stored
         self.shared_hw: dict = {}  # what EVSEs share: the pin factory, an RS-485 bus, an I2C bus
         # a simulated meter must never run backwards across a power cut: start from the highest
         # energy we know of (saved periodically, or the last reading of a transaction that was cut)
@@ -168,6 +169,16 @@ class Runtime:
                 phases=e.phases, connectors=[{} if cfg.simulated else c.devices for c in e.connectors] or None,
             )
             self._wire(e.id, self.hw[e.id])
+            plant = self.hw[e.id].plant
+            if plant is not None:
+                plant.on_reading = lambda wh, evse_id=e.id: self._save_sim_reading(evse_id, wh)
+
+    def _save_sim_reading(self, evse_id: int, wh: float) -> None:
+        """A simulated meter reading is about to be used: its energy is stored first (synchronous
+        FULL), so after a power cut the simulated meter never starts below a value already reported."""
+        if wh > self._sim_saved.get(evse_id, -1.0):
+            self.store.put("sim_energy_wh", str(evse_id), wh)
+            self._sim_saved[evse_id] = wh
 
     def _wire(self, evse_id: int, hw: EvseHardware) -> None:
         """Hardware callbacks go to whichever station object is current (it changes on reset)."""

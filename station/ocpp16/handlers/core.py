@@ -10,19 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 from station.ocpp16.handlers import Routes
 
-try:  # the shared helper, when it exists (station/logsafe.py)
-    from station.logsafe import safe as _logsafe
+try:  # the shared helper (station/logsafe.py)
+    from station.logsafe import text as _logsafe
 except ImportError:  # pragma: no cover - until it lands
     _logsafe = None
 
 
 def safe(text: object, limit: int = 120) -> str:
-    """CSMS-supplied text for a log line: control characters escaped (repr-style), cut at ``limit``."""
+    """CSMS-supplied text for a log line: control characters escaped, cut at ``limit``."""
     if _logsafe is not None:
-        try:
-            return str(_logsafe(text, limit))
-        except TypeError:
-            return str(_logsafe(text))
+        return str(_logsafe(text, limit))
     s = repr(str(text))[1:-1]
     return s if len(s) <= limit else s[:limit] + "..."
 
