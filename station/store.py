@@ -308,14 +308,14 @@ class Store:
             )
         ]
 
-    def tx_prune(self, keep: int = TX_KEEP_CLOSED) -> None:
+    def tx_prune(self, keep: int | None = None) -> None:
         """Forget closed transactions beyond the ``keep`` most recent ones; open ones and those a
         queued message refers to always stay."""
         self.db.execute(
             "DELETE FROM transactions WHERE open=0 AND local_id NOT IN "
             "(SELECT local_id FROM transactions ORDER BY local_id DESC LIMIT ?) "
             "AND local_id NOT IN (SELECT tx_local FROM outbox WHERE tx_local IS NOT NULL)",
-            (keep,),
+            (TX_KEEP_CLOSED if keep is None else keep,),
         )
 
     # -- authorization cache / local list ----------------------------------------------------

@@ -206,3 +206,63 @@ async def test_a_pending_boot_with_a_huge_interval_tries_again_within_an_hour(cs
     assert 3599 <= csms.received[-1].at - t0 <= 3601
     await csms.expect_status(1, "Available", timeout=10)
     assert sp.running
+
+
+# -- a transaction and its messages are stored together ------------------------------------------
+async def test_a_failure_between_closing_the_transaction_and_queuing_its_stop_loses_nothing(csms, booted, monkeypatch):
+    """The transaction was closed in the store and then its StopTransaction queued, in two commits:
+    a power cut between them lost the Stop for good. Now both are one SQLite transaction: when the
+    queuing fails the transaction stays open in the store, and the next start reports its end."""
+    from station.outbox import Outbox
+
+    sp = await booted()
+    await start_session(csms, sp)
+    real_add = Outbox.add
+
+    def add(self, action, payload, tx_local=None):
+        if action == "StopTransaction":
+            raise RuntimeError("power cut before the StopTransaction is queued")
+        return real_add(self, action, payload, tx_local)
+
+    monkeypatch.setattr(Outbox, "add", add)
+    await sp.swipe("TAG1")
+    await until(lambda: asyncio.sleep(0, sp.rt.store.outbox_len() == 0 and sp.rt.store.tx_open()))
+    monkeypatch.setattr(Outbox, "add", real_add)
+    await restart(csms, sp)
+    stop = await csms.expect("StopTransaction", timeout=15)
+    assert stop["transactionId"] == 1
+    await until(lambda: outbox_empty(sp))
+
+
+# -- bounds -----------------------------------------------------------------------------------------
+async def test_closed_transactions_are_pruned_once_the_csms_has_them(csms, booted, monkeypatch):
+    """The transactions table grew by one row per session for ever; closed ones the CSMS has beyond
+    TX_KEEP_CLOSED are forgotten (this test: 2)."""
+    import station.store as store_mod
+
+    monkeypatch.setattr(store_mod, "TX_KEEP_CLOSED", 2)
+    sp = await booted()
+    for n in range(5):
+        await start_session(csms, sp)
+        await sp.swipe("TAG1")
+        await csms.expect("StopTransaction")
+        await until(lambda: outbox_empty(sp))
+        await sp.unplug()
+        await csms.expect_status(1, "Available")
+    rows = sp.rt.store.db.execute("SELECT local_id FROM transactions").fetchall()
+    assert sorted(r[0] for r in rows) == [4, 5], rows
+
+
+async def test_the_authorization_cache_stays_within_its_bound(csms, booted, monkeypatch):
+    """Every id tag the CSMS answered for stayed in the cache for ever; now the AUTH_CACHE_MAX most
+    recently written are kept (this test: 3), in the store and in memory alike."""
+    import station.station as station_mod
+
+    monkeypatch.setattr(station_mod, "AUTH_CACHE_MAX", 3)
+    sp = await booted()
+    for n in range(5):
+        await sp.swipe(f"CARD{n}")  # no cable: Authorize, and the answer is cached
+        await csms.expect("Authorize", lambda p, n=n: p["idTag"] == f"CARD{n}")
+        await asyncio.sleep(0.1)
+    assert set(sp.rt.station.cache) == {"CARD2", "CARD3", "CARD4"}
+    assert set(sp.rt.store.auth_all("cache")) == {"CARD2", "CARD3", "CARD4"}
