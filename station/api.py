@@ -45,25 +45,65 @@ class ApiError(Exception):
         self.headers = headers or {}  # e.g. WWW-Authenticate of a 401
 
 
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 415: "Unsupported Media Type",
-           500: "Internal Server Error"}
+REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
+           414: "URI Too Long", 415: "Unsupported Media Type", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+           505: "HTTP Version Not Supported"}
+
+# Bounds (docs/reliability.md "Bounds"): nothing a local client sends or leaves open can use up the
+# station's file descriptors, memory or log, nor keep a connection forever.
+MAX_CONNECTIONS = 32  # open at once; one more is answered 503 at once and closed
+HEAD_TIMEOUT_S = 10.0  # to send the request line and headers, from the connection or the request's first byte
+IDLE_TIMEOUT_S = 30.0  # keep-alive: between the end of an answer and the next request's first byte
+BODY_TIMEOUT_S = 10.0  # to send the body (Content-Length bytes)
+WRITE_TIMEOUT_S = 10.0  # for the client to take an answer
+MAX_LINE = 8192  # bytes of the request line (414) or one header line (431)
+MAX_HEADERS = 100  # header lines of a request (431)
+MAX_HEAD = 32768  # bytes of the request line and headers together (431)
+MAX_BODY = 65536  # bytes (413)
+LOG_EVERY_S = 60.0  # a warning that repeats (connections refused, an unexpected failure) at most this often
+
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+
+
+class _Refuse(Exception):
+    """A request the server answers with an error and then closes the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 EVSE_PATH = re.compile(r"/api/evses/(\d+)/(plug|unplug|swipe|ev|fault|sim)")
 
 
 class Api:
-    def __init__(self, runtime_getter: Callable[[], Any], log: logging.Logger, token: str | None = None) -> None:
+    """The local API server. ``max_connections``, ``head_timeout`` and ``idle_timeout`` default to
+    the bounds above (tests shrink them)."""
+
+    def __init__(self, runtime_getter: Callable[[], Any], log: logging.Logger, token: str | None = None, *,
+                 max_connections: int = MAX_CONNECTIONS, head_timeout: float = HEAD_TIMEOUT_S,
+                 idle_timeout: float = IDLE_TIMEOUT_S) -> None:
         self.get_runtime = runtime_getter
         self.log = log
         self.token = token or None  # every request needs "Authorization: Bearer <token>"
         self.server: asyncio.AbstractServer | None = None
         self.host = ""
         self.port = 0
+        self.max_connections = max_connections
+        self.head_timeout = head_timeout
+        self.idle_timeout = idle_timeout
+        self.open_connections = 0
+        self.refused = 0  # connections refused for the limit, since the start
+        self._said: dict[str, float] = {}  # what -> loop time it was last logged
+        self._unsaid: dict[str, int] = {}  # what -> how many times it was not logged since
+        self._connections: dict[asyncio.Task, asyncio.StreamWriter] = {}  # open ones, by their handler task
+        self._closing = False
 
     async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._client, host, port)
+        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_LINE)
         sock = self.server.sockets[0]
         self.host, self.port = host, int(sock.getsockname()[1])
         return self.port
@@ -102,72 +142,191 @@ class Api:
             raise ApiError(415, "Content-Type: a POST must be application/json")
 
     async def close(self) -> None:
+        """Stop listening and end the open connections (an answer being written gets a moment)."""
+        self._closing = True
         if self.server is not None:
             self.server.close()
+        for writer in list(self._connections.values()):
+            writer.close()
+        tasks = set(self._connections)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=1.0)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        if self.server is not None:
             await self.server.wait_closed()
 
+    def _say_now(self, what: str) -> int | None:
+        """Rate limit: the number of times ``what`` went unsaid since it was last said, if it may be
+        said now (at most once per LOG_EVERY_S), else None (and it is counted)."""
+        now = asyncio.get_running_loop().time()
+        last = self._said.get(what)
+        if last is not None and now - last < LOG_EVERY_S:
+            self._unsaid[what] = self._unsaid.get(what, 0) + 1
+            return None
+        self._said[what] = now
+        return self._unsaid.pop(what, 0)
+
+    # -- connections -------------------------------------------------------------------------
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    return
-                try:
-                    method, path, _ = line.decode("latin-1").split(" ", 2)
-                except ValueError:
-                    await self._reply(writer, 400, {"error": "bad request line"}, close=True)
-                    return
-                headers: dict[str, str] = {}
-                while True:
-                    h = await reader.readline()
-                    if h in (b"\r\n", b"\n", b""):
-                        break
-                    k, _, v = h.decode("latin-1").partition(":")
-                    headers[k.strip().lower()] = v.strip()
-                try:
-                    length = int(headers.get("content-length", "0") or 0)
-                except ValueError:
-                    length = -1
-                if length < 0:
-                    await self._reply(writer, 400, {"error": "Content-Length: not a number of bytes"}, close=True)
-                    return
-                if length > 65536:
-                    await self._reply(writer, 413, {"error": "body too large"}, close=True)
-                    return
-                body = await reader.readexactly(length) if length else b""
-                allow, extra = None, {}
-                try:
-                    self._check_token(headers)
-                    status, result = 200, await self.dispatch(method, path.split("?")[0], body, headers)
-                except ApiError as e:
-                    status, result, allow, extra = e.status, {"error": e.message}, e.allow, e.headers
-                except Exception as e:  # never a traceback to the caller
-                    self.log.error("API %s %s failed: %s", method, path, e, exc_info=True)
-                    status, result = 500, {"error": f"internal error: {e}"}
-                close = headers.get("connection", "").lower() == "close"
-                await self._reply(writer, status, result, close=close, allow=allow, extra=extra)
-                if close:
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError):
+        if self.open_connections >= self.max_connections:
+            self._refuse(writer)
             return
+        self.open_connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections[task] = writer
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, OSError):
+            pass  # the client went away, or would not send or take its bytes in time: its problem
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # ended by close(): return normally (asyncio 3.11 logs a traceback for a cancelled handler)
+        except Exception as e:  # a bug of ours: said (rate-limited), the server goes on
+            unsaid = self._say_now("failure")
+            if unsaid is not None:
+                self.log.error("local API: a connection failed: %s: %s%s", type(e).__name__, e,
+                               f" ({unsaid} more since the last report)" if unsaid else "", exc_info=True)
         finally:
+            self.open_connections -= 1
+            self._connections.pop(task, None)  # type: ignore[arg-type]
             writer.close()
 
-    async def _reply(
-        self, writer: asyncio.StreamWriter, status: int, body: Any, close: bool = False, allow: str | None = None,
-        extra: dict[str, str] | None = None,
-    ) -> None:
-        data = json.dumps(body).encode()
-        reason = REASONS.get(status, "Error")
+    def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        """One connection too many: 503 at once, closed; no request read, nothing awaited."""
+        self.refused += 1
+        unsaid = self._say_now("limit")
+        if unsaid is not None:
+            self.log.warning("local API: %d connections open, the limit: new ones are refused (503) until some "
+                             "close%s", self.open_connections,
+                             f"; {unsaid} refused since the last warning" if unsaid else "")
+        data = json.dumps({"error": f"too many connections (limit {self.max_connections}): try again later"}).encode()
+        writer.write(self._head(503, len(data), close=True, extra={"Retry-After": "1"}) + data)
+        writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Requests on one connection, one after the other (keep-alive), each within its bounds."""
+        wait = self.head_timeout  # a new connection must start its request as soon as a head may take
+        while True:
+            try:
+                async with asyncio.timeout(wait):
+                    first = await reader.read(1)
+            except TimeoutError:
+                return  # idle: closed without a word
+            if not first:
+                return
+            wait = self.idle_timeout
+            try:
+                try:
+                    async with asyncio.timeout(self.head_timeout):
+                        method, path, version, headers = await self._read_head(reader, first)
+                except TimeoutError:
+                    raise _Refuse(408, f"request head not complete within {self.head_timeout:g} s") from None
+                length = self._body_length(headers)
+                if headers.get("expect", "").lower() == "100-continue" and length:
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                try:
+                    async with asyncio.timeout(BODY_TIMEOUT_S):
+                        body = await reader.readexactly(length) if length else b""
+                except TimeoutError:
+                    raise _Refuse(408, f"body not complete within {BODY_TIMEOUT_S:g} s") from None
+            except _Refuse as e:
+                await self._reply(writer, e.status, {"error": e.message}, close=True)
+                return
+            status, result, allow, extra = await self._answer(method, path, body, headers)
+            conn = headers.get("connection", "").lower()
+            close = conn == "close" or (version == "HTTP/1.0" and conn != "keep-alive")
+            await self._reply(writer, status, result, close=close, allow=allow, extra=extra, head_only=method == "HEAD")
+            if close:
+                return
+
+    async def _read_head(self, reader: asyncio.StreamReader, first: bytes) -> tuple[str, str, str, dict[str, str]]:
+        """The request line and headers, within MAX_LINE, MAX_HEADERS and MAX_HEAD."""
+        try:
+            line = first + await reader.readline() if first != b"\n" else first
+        except ValueError:  # over the stream limit (MAX_LINE)
+            raise _Refuse(414, f"request line longer than {MAX_LINE} bytes") from None
+        parts = line.decode("latin-1").rstrip("\r\n").split(" ")
+        if len(parts) != 3 or not parts[0].isalpha() or not parts[1] or not parts[2].startswith("HTTP/"):
+            raise _Refuse(400, "bad request line")
+        method, path, version = parts
+        if version not in ("HTTP/1.0", "HTTP/1.1"):
+            raise _Refuse(505, f"{version[:20]} is not supported: use HTTP/1.1")
+        headers: dict[str, str] = {}
+        size, count = len(line), 0
+        while True:
+            try:
+                h = await reader.readline()
+            except ValueError:
+                raise _Refuse(431, f"a header line is longer than {MAX_LINE} bytes") from None
+            if h in (b"\r\n", b"\n"):
+                break
+            if not h.endswith(b"\n"):
+                raise asyncio.IncompleteReadError(h, None)  # closed in the middle of the head
+            size, count = size + len(h), count + 1
+            if count > MAX_HEADERS:
+                raise _Refuse(431, f"more than {MAX_HEADERS} header lines")
+            if size > MAX_HEAD:
+                raise _Refuse(431, f"request head larger than {MAX_HEAD} bytes")
+            k, colon, v = h.decode("latin-1").partition(":")
+            if not colon or not HEADER_NAME.fullmatch(k):
+                raise _Refuse(400, "bad header line")
+            name = k.lower()
+            if name in headers and name in ("content-length", "host", "authorization", "content-type", "origin"):
+                raise _Refuse(400, f"{k}: given twice")
+            headers[name] = v.strip()
+        return method, path, version, headers
+
+    @staticmethod
+    def _body_length(headers: dict[str, str]) -> int:
+        if "transfer-encoding" in headers:
+            raise _Refuse(501, "Transfer-Encoding is not supported: send the body with Content-Length")
+        value = headers.get("content-length", "0") or "0"
+        if not value.isascii() or not value.isdigit():
+            raise _Refuse(400, "Content-Length: not a number of bytes")
+        if len(value) > 12 or int(value) > MAX_BODY:
+            raise _Refuse(413, "body too large")
+        return int(value)
+
+    async def _answer(self, method: str, path: str, body: bytes, headers: dict[str, str]
+                      ) -> tuple[int, Any, str | None, dict[str, str]]:
+        try:
+            self._check_token(headers)
+            return 200, await self.dispatch(method, path.split("?")[0], body, headers), None, {}
+        except ApiError as e:
+            return e.status, {"error": e.message}, e.allow, e.headers
+        except Exception as e:  # never a traceback to the caller; ours in the log, rate-limited
+            unsaid = self._say_now(f"500 {method} {path[:100]}")
+            if unsaid is not None:
+                self.log.error("API %s %s failed: %s%s", method, path[:200], e,
+                               f" ({unsaid} more since the last report)" if unsaid else "", exc_info=True)
+            return 500, {"error": f"internal error: {e}"}, None, {}
+
+    @staticmethod
+    def _head(status: int, length: int, close: bool, allow: str | None = None,
+              extra: dict[str, str] | None = None) -> bytes:
         head = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-            f"Connection: {'close' if close else 'keep-alive'}\r\n"
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\nConnection: {'close' if close else 'keep-alive'}\r\n"
             + (f"Allow: {allow}\r\n" if allow else "")
             + "".join(f"{k}: {v}\r\n" for k, v in (extra or {}).items())
             + "\r\n"
         )
-        writer.write(head.encode() + data)
-        await writer.drain()
+        return head.encode()
+
+    async def _reply(
+        self, writer: asyncio.StreamWriter, status: int, body: Any, close: bool = False, allow: str | None = None,
+        extra: dict[str, str] | None = None, head_only: bool = False,
+    ) -> None:
+        """The answer (HEAD: the same head, the same Content-Length, no body)."""
+        data = json.dumps(body).encode()
+        writer.write(self._head(status, len(data), close, allow, extra) + (b"" if head_only else data))
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await writer.drain()
 
     @staticmethod
     def _gpio(rt: Any, data: dict) -> dict:
@@ -195,8 +354,8 @@ class Api:
     async def dispatch(self, method: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> Any:
         rt = self.get_runtime()
         if path == "/api/status":
-            if method != "GET":
-                raise ApiError(405, "use GET", allow="GET")
+            if method not in ("GET", "HEAD"):
+                raise ApiError(405, "use GET", allow="GET, HEAD")
             return status_of(rt)
         if method != "POST":
             if path in ("/api/link", "/api/gpio") or EVSE_PATH.fullmatch(path):
@@ -295,8 +454,10 @@ def _json(body: bytes) -> dict:
         return {}
     try:
         data = json.loads(body)
-    except ValueError:
+    except ValueError:  # also bytes that are not UTF-8
         raise ApiError(400, "body is not valid JSON") from None
+    except RecursionError:  # [[[[... a few thousand deep: still within MAX_BODY
+        raise ApiError(400, "body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object")
     return data

@@ -12,6 +12,7 @@ loopback sockets; timeouts cost no real time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from station.api import HEAD_TIMEOUT_S, IDLE_TIMEOUT_S, MAX_CONNECTIONS, Api
 from station.config import StationConfig
 from station.runtime import Runtime
 from station.store import DB_NAME, SCHEMA_VERSION, StoreError
@@ -93,3 +95,142 @@ async def test_a_sound_file_of_a_newer_release_is_still_refused_and_not_moved(tm
     with pytest.raises(StoreError, match="written by a newer release"):
         Runtime(cfg, log=logging.getLogger("test.damage"))
     assert _aside(Path(cfg.state_dir)) == [] and path.exists()
+
+
+# -- the local API: a bounded number of connections, each with its time limits -----------------------
+# 1,100 idle connections used to exhaust the station's file descriptors (its CSMS reconnect then
+# failed) and wrote 142,294 tracebacks to the log. These open limit + 5 at most.
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def _open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def _until_closed(reader: asyncio.StreamReader, limit: float = 120) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    return await asyncio.wait_for(reader.read(), limit)
+
+
+async def _get_status(port: int) -> int:
+    reader, writer = await _open(port)
+    writer.write(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = await _until_closed(reader, 5)
+    writer.close()
+    return int(data.split(b" ", 2)[1])
+
+
+async def _wait(cond, timeout: float = 30.0) -> None:
+    deadline = _now() + timeout
+    while not cond():
+        assert _now() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_connections_beyond_the_limit_get_503_at_once_and_one_warning(csms, booted):
+    sp = await booted()
+    rt = sp.rt
+    log = logging.getLogger("station.CS001")
+    api = Api(lambda: rt, log, max_connections=4)  # the limit shrunk for the test (default MAX_CONNECTIONS)
+    port = await api.start("127.0.0.1", 0)
+    try:
+        idle = [await _open(port) for _ in range(4)]
+        await _wait(lambda: api.open_connections == 4)
+        t0 = _now()
+        refused = []
+        for _ in range(5):
+            reader, writer = await _open(port)
+            refused.append(await _until_closed(reader, 5))
+            writer.close()
+        assert _now() - t0 < 1.0  # at once, not after a timeout
+        for answer in refused:
+            assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), answer
+            assert b"Connection: close\r\n" in answer and b"Retry-After: 1\r\n" in answer
+            assert answer.endswith(b'{"error": "too many connections (limit 4): try again later"}')
+        assert api.open_connections == 4 and api.refused == 5
+        warnings = [ln for ln in sp.log().splitlines() if "local API: 4 connections open, the limit" in ln]
+        assert len(warnings) == 1 and " WARNING " in warnings[0], warnings
+        # while the API is full the CSMS link still reconnects, and the station still works
+        handshakes = len(csms.handshake_times)
+        await csms.drop_connection()
+        await _wait(lambda: len(csms.handshake_times) > handshakes and rt.adapter.link.is_connected)
+        # one idle connection closes: a new client is served again
+        idle.pop()[1].close()
+        await _wait(lambda: api.open_connections == 3)
+        assert await _get_status(port) == 200
+        for _, writer in idle:
+            writer.close()
+    finally:
+        await api.close()
+    assert "Traceback" not in sp.log()
+
+
+async def test_idle_connections_are_closed_after_the_head_timeout_and_the_limit_frees(csms, booted):
+    """The station's own API (the defaults): MAX_CONNECTIONS + 5 connections that send nothing."""
+    sp = await booted()
+    api = sp.api_server
+    assert (api.max_connections, api.head_timeout, api.idle_timeout) == (MAX_CONNECTIONS, HEAD_TIMEOUT_S, IDLE_TIMEOUT_S)
+    conns = [await _open(sp.api_port) for _ in range(MAX_CONNECTIONS + 5)]
+    t0 = _now()
+    answers = await asyncio.gather(*(_until_closed(reader) for reader, _ in conns))
+    took = _now() - t0
+    assert sum(a.startswith(b"HTTP/1.1 503 ") for a in answers) == 5
+    assert sum(a == b"" for a in answers) == MAX_CONNECTIONS  # idle: closed without a word
+    assert HEAD_TIMEOUT_S <= took < HEAD_TIMEOUT_S + 1, took
+    for _, writer in conns:
+        writer.close()
+    assert api.open_connections == 0
+    assert (await sp.status())["connected"] is True
+    log = sp.log()
+    assert "Traceback" not in log and log.count("connections open, the limit") == 1
+
+
+async def test_a_keep_alive_connection_is_closed_after_the_idle_timeout(csms, booted):
+    sp = await booted()
+    reader, writer = await _open(sp.api_port)
+    writer.write(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b"Connection: keep-alive" in head
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+    t0 = _now()
+    assert await _until_closed(reader) == b""
+    assert IDLE_TIMEOUT_S <= _now() - t0 < IDLE_TIMEOUT_S + 1
+    writer.close()
+
+
+async def test_a_head_sent_byte_by_byte_gets_408_after_the_head_timeout(csms, booted):
+    """Slowloris: a request that never finishes its head, one byte every few seconds."""
+    sp = await booted()
+    reader, writer = await _open(sp.api_port)
+    t0 = _now()
+    writer.write(b"GET /api/status HTTP/1.1\r\n")
+    answer = b""
+    for _ in range(20):
+        try:
+            answer = await asyncio.wait_for(reader.read(1), 3)  # the server's answer, if it has come
+            break
+        except TimeoutError:
+            writer.write(b"X")
+    answer += await _until_closed(reader, 5)
+    took = _now() - t0
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"Connection: close" in answer, answer
+    assert answer.endswith(b'{"error": "request head not complete within 10 s"}')
+    assert HEAD_TIMEOUT_S <= took <= HEAD_TIMEOUT_S + 3, took
+    writer.close()
+    assert "Traceback" not in sp.log()
+
+
+async def test_a_body_that_never_comes_gets_408(csms, booted):
+    sp = await booted()
+    reader, writer = await _open(sp.api_port)
+    writer.write(b"POST /api/link HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n{\"con")
+    t0 = _now()
+    answer = await _until_closed(reader)
+    assert answer.startswith(b"HTTP/1.1 408 ") and answer.endswith(b'{"error": "body not complete within 10 s"}')
+    assert 10 <= _now() - t0 < 11
+    writer.close()
+    assert (await sp.status())["connected"] is True  # nothing was done

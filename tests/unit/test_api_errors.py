@@ -58,9 +58,10 @@ class Http:
         if isinstance(body, str):
             body = body.encode()
         body = body or b""
-        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+        head = f"{method} {path} HTTP/1.1\r\n"
         json_type = {"Content-Type": "application/json"} if method == "POST" else {}
-        for k, v in {"Content-Length": str(len(body)), **json_type, **(headers or {})}.items():
+        for k, v in {"Host": f"127.0.0.1:{self.port}", "Content-Length": str(len(body)), **json_type,
+                     **(headers or {})}.items():
             if v is None:
                 continue
             head += f"{k}: {v}\r\n"
@@ -146,7 +147,7 @@ async def test_unknown_path_is_404_whatever_the_method(api, method, path):
 
 @pytest.mark.parametrize(
     "method,path,allow",
-    [("POST", "/api/status", "GET"), ("DELETE", "/api/status", "GET"), ("GET", "/api/evses/1/plug", "POST"),
+    [("POST", "/api/status", "GET, HEAD"), ("DELETE", "/api/status", "GET, HEAD"), ("GET", "/api/evses/1/plug", "POST"),
      ("PUT", "/api/evses/1/swipe", "POST"), ("GET", "/api/link", "POST"), ("GET", "/api/evses/9/plug", "POST")],
 )
 async def test_wrong_method_is_405_with_allow(api, method, path, allow):
@@ -324,3 +325,123 @@ async def test_the_right_token_is_let_in(api_with_token):
     # the token does not replace the other checks
     error(await http.request("POST", "/api/evses/1/plug", {}, headers={**auth, "Content-Type": "text/plain"}), 415,
           "Content-Type")
+
+
+# -- issue 8: hostile or sloppy HTTP gets a 4xx/5xx and a closed connection, never a traceback -------
+
+def no_tracebacks(caplog) -> None:
+    bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not bad, [r.getMessage() for r in bad]
+
+
+async def test_deeply_nested_json_is_400_not_500(api, caplog):
+    http, rt, _ = api
+    for body in ("[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000):
+        error(await http.request("POST", "/api/evses/1/plug", body), 400, "body is not valid JSON: nested too deeply")
+    error(await http.request("POST", "/api/evses/1/plug", b'{"max_current": "\xff"}'), 400, "body is not valid JSON")
+    assert rt.hw[1].plant.ev.plugged is False
+    no_tracebacks(caplog)
+
+
+@pytest.mark.parametrize("size", [8193, 70000])
+async def test_an_over_long_request_line_is_414_and_closes(api, caplog, size):
+    """A line over 64 KiB used to drop the connection with a ValueError traceback in the log."""
+    http, _, _ = api
+    status, headers, raw = await http.raw(b"GET /api/" + b"a" * size + b" HTTP/1.1\r\n\r\n")
+    assert status == 414 and headers["connection"] == "close"
+    assert json.loads(raw) == {"error": "request line longer than 8192 bytes"}
+    no_tracebacks(caplog)
+
+
+@pytest.mark.parametrize("size", [8193, 70000])
+async def test_an_over_long_header_line_is_431_and_closes(api, caplog, size):
+    http, _, _ = api
+    status, headers, raw = await http.raw(b"GET /api/status HTTP/1.1\r\nX-Big: " + b"b" * size + b"\r\n\r\n")
+    assert status == 431 and headers["connection"] == "close"
+    assert json.loads(raw) == {"error": "a header line is longer than 8192 bytes"}
+    no_tracebacks(caplog)
+
+
+async def test_more_than_100_headers_or_a_32_kib_head_is_431(api, caplog):
+    http, _, _ = api
+    many = "".join(f"X-H{i}: {i}\r\n" for i in range(100))
+    status, _, _ = await http.raw(f"GET /api/status HTTP/1.1\r\n{many}\r\n".encode())
+    assert status == 200  # 100 is fine
+    status, headers, raw = await http.raw(f"GET /api/status HTTP/1.1\r\n{many}X-H100: x\r\n\r\n".encode())
+    assert (status, json.loads(raw)) == (431, {"error": "more than 100 header lines"}) and headers["connection"] == "close"
+    big = "".join(f"X-B{i}: {'v' * 4000}\r\n" for i in range(9))
+    status, _, raw = await http.raw(f"GET /api/status HTTP/1.1\r\n{big}\r\n".encode())
+    assert (status, json.loads(raw)) == (431, {"error": "request head larger than 32768 bytes"})
+    no_tracebacks(caplog)
+
+
+async def _head_request(port: int, path: str) -> tuple[bytes, bytes]:
+    """HEAD then GET on one connection: what came back for HEAD (head) and for GET (status line)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\nGET /api/status HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        after = await asyncio.wait_for(reader.readline(), 5)  # a body after the HEAD answer would be read here
+        return head, after
+    finally:
+        writer.close()
+
+
+async def test_head_gets_the_head_of_get_without_a_body(api):
+    http, _, _ = api
+    _, get_headers, get_body = await http.raw(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, after = await _head_request(http.port, "/api/status")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    lines = dict(ln.split(": ", 1) for ln in head.decode().split("\r\n")[1:] if ln)
+    assert lines["Content-Type"] == "application/json"
+    # the status may change between the two requests by a few digits; its size stays close
+    assert abs(int(lines["Content-Length"]) - int(get_headers["content-length"])) < 16
+    assert after == b"HTTP/1.1 200 OK\r\n"  # no body bytes came in between
+
+
+@pytest.mark.parametrize("path,status,allow", [("/api/evses/1/plug", 405, "POST"), ("/api/nope", 404, None)])
+async def test_head_of_a_post_only_or_unknown_path_is_an_error_head_only(api, path, status, allow):
+    http, _, _ = api
+    head, after = await _head_request(http.port, path)
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert (f"Allow: {allow}\r\n".encode() in head) if allow else b"Allow:" not in head
+    assert after == b"HTTP/1.1 200 OK\r\n"
+
+
+@pytest.mark.parametrize("head,status,message", [
+    ("POST /api/link HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", 501, "Transfer-Encoding is not supported"),
+    ("POST /api/link HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 20\r\n", 400, "content-length: given twice"),
+    ("POST /api/link HTTP/1.1\r\nContent-Length: +2\r\n", 400, "Content-Length: not a number"),
+    ("POST /api/link HTTP/1.1\r\nContent-Length: 1_0\r\n", 400, "Content-Length: not a number"),
+    ("POST /api/link HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n", 413, "body too large"),
+    ("GET /api/status HTTP/1.1\r\nNo colon here\r\n", 400, "bad header line"),
+    ("GET /api/status HTTP/1.1\r\nBad Name: x\r\n", 400, "bad header line"),
+    ("GET /api/status HTTP/2.0\r\n", 505, "HTTP/2.0 is not supported"),
+    ("GET /api/status\r\n", 400, "bad request line"),
+    ("GET  /api/status HTTP/1.1\r\n", 400, "bad request line"),
+])
+async def test_malformed_heads_are_refused_and_close(api, caplog, head, status, message):
+    http, rt, _ = api
+    code, headers, raw = await http.raw(head.encode() + b"\r\n")
+    assert code == status and headers["connection"] == "close"
+    assert json.loads(raw)["error"].lower().startswith(message.lower())
+    assert rt.adapter.link.is_connected
+    no_tracebacks(caplog)
+
+
+async def test_expect_100_continue_and_http_1_0(api):
+    """curl sends Expect: 100-continue for a body over 1 KiB (and waited a second for nothing)."""
+    http, rt, _ = api
+    reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+    body = json.dumps({"max_current": 16, "pad": "x" * 2000}).encode()
+    writer.write(b"POST /api/evses/1/plug HTTP/1.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body))
+    assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(body)
+    assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 200 OK\r\n"
+    writer.close()
+    assert rt.hw[1].plant.ev.plugged is True
+    status, headers, _ = await http.raw(b"GET /api/status HTTP/1.0\r\n\r\n")
+    assert status == 200 and headers["connection"] == "close"  # HTTP/1.0: no keep-alive unless asked
+    status, headers, _ = await http.raw(b"GET /api/status HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert status == 200 and headers["connection"] == "keep-alive"
