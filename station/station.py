@@ -176,7 +176,7 @@ class Station:
             st = station_state(self.operative, self.station_faults)
             return st, next(iter(self.station_faults), None)
         conn = self.connectors[connector_id]
-        return conn.state(), conn.reported_fault
+        return self._session(connector_id).state_of(connector_id), conn.reported_fault
 
     def notify_status(self, connector_id: int, force: bool = False, announce: str | None = None) -> None:
         """Report the connector's state if it changed. ``announce``: a warning-level fault just
@@ -360,6 +360,10 @@ class Station:
         elif isinstance(e, m.ReportStatus):
             if e.connector_id not in self._ending:  # else reported by the ending batch, after the end
                 self.notify_status(e.connector_id, announce=e.announce)
+            # the other connectors of the EVSE follow its power path (Unavailable while it serves this one)
+            for other in self._session(e.connector_id).connectors:
+                if other != e.connector_id and other not in self._ending:
+                    self.notify_status(other)
         elif isinstance(e, m.Reply):
             fut = self._replies.get(e.request_id)
             if fut is not None and not fut.done():

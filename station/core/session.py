@@ -40,6 +40,7 @@ from station.core.model import (
     AvailabilityRequested,
     BeginTransaction,
     CancelTimer,
+    ConnectorState,
     CpState,
     CpStateChanged,
     Effect,
@@ -84,6 +85,10 @@ from station.core.settings import Settings
 from station.core.transaction import Transaction
 
 CABLE_TIMER = "connection_timeout"
+# states a connector shows when it has no transaction and is usable: Unavailable instead while the
+# EVSE's power path serves another connector
+_FREE_STATES = frozenset({ConnectorState.Available, ConnectorState.Preparing, ConnectorState.Finishing,
+                          ConnectorState.Reserved})
 ALLOWANCE_TIMER = "max_energy_on_invalid_id"
 
 
@@ -127,6 +132,20 @@ class Session:
         """The connector the EVSE's power path serves now (one with a transaction), else the first."""
         return next((c.connector_id for c in self.connectors.values() if c.transaction is not None),
                     next(iter(self.connectors)))
+
+    def state_of(self, connector_id: int) -> ConnectorState:
+        """The connector's state with its EVSE around it: one power path per EVSE, so while another
+        connector has a transaction or is starting one, this one cannot charge and is Unavailable
+        (unless it is faulted or has a transaction of its own)."""
+        conn = self.connectors[connector_id]
+        state = conn.state()
+        if state in _FREE_STATES and self._power_path_taken(conn):
+            return ConnectorState.Unavailable
+        return state
+
+    def _power_path_taken(self, conn: Connector) -> bool:
+        return any(c is not conn and (c.transaction is not None or c.starting is not None)
+                   for c in self.connectors.values())
 
     def may_start(self, connector_id: int) -> bool:
         """Could a new session start at this connector now (no transaction, usable, EVSE free)?"""
@@ -327,10 +346,7 @@ class Session:
     def _available(self, conn: Connector) -> bool:
         """May a new session start at this connector? One power path per EVSE: not while another
         connector of the EVSE has a transaction or is starting one."""
-        others_busy = any(
-            c is not conn and (c.transaction is not None or c.starting is not None) for c in self.connectors.values()
-        )
-        return conn.operative and not conn.faulted and self.station_operative and not others_busy
+        return conn.operative and not conn.faulted and self.station_operative and not self._power_path_taken(conn)
 
     def _on_AuthorizationResult(self, ev: AuthorizationResult) -> list[Effect]:
         req = self._requests.pop(ev.request_id, None)

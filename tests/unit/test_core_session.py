@@ -273,6 +273,26 @@ def test_id_token_keeps_its_type():
 FORBIDDEN = {"asyncio", "ocpp", "websockets", "sqlite3", "socket", "threading", "gpiod", "serial", "smbus2"}
 
 
+def test_a_connector_is_unavailable_while_the_evse_serves_another():
+    """One power path per EVSE: a free connector is Unavailable while its sibling starts or has a
+    transaction; a faulted one stays Faulted; the connector's own facts are untouched."""
+    s = Session(Evse(1, [Connector(1), Connector(2)], max_current_a=16.0), Settings())
+    now = T0
+    s.handle(m.CpStateChanged(2, m.CpState.B), now)
+    assert s.state_of(1) is State.Available and s.state_of(2) is State.Preparing
+    ask = one(s.handle(m.IdTokenPresented(2, m.IdToken("A"), 1), now), m.AskAuthorization)
+    assert m.PrepareTransaction(2) in s.handle(m.AuthorizationResult(ask.request_id, IdTagInfo("Accepted")), now)
+    assert s.state_of(1) is State.Unavailable and s.connectors[1].state() is State.Available  # starting on 2
+    s.handle(m.TransactionPrepared(2, True, 0, 1), now)
+    s.handle(m.CpStateChanged(1, m.CpState.B), now)
+    assert s.state_of(1) is State.Unavailable
+    s.handle(m.FaultChanged(1, "HighTemperature", True), now)
+    assert s.state_of(1) is State.Faulted
+    s.handle(m.FaultChanged(1, "HighTemperature", False), now)
+    s.handle(m.CpStateChanged(2, m.CpState.A), now)  # unplugged: the transaction on 2 ends
+    assert s.connectors[2].transaction is None and s.state_of(1) is State.Preparing
+
+
 def test_the_core_imports_no_asyncio_and_no_io():
     core = Path(__file__).resolve().parents[2] / "station" / "core"
     for path in core.glob("*.py"):

@@ -781,6 +781,22 @@ async def test_two_connectors_on_one_evse_charge_one_at_a_time(tmp_path):
     assert st.connectors[1].state().label == "Charging" and hw.connectors[1].pilot.offered_a == 16
 
 
+async def test_the_other_connector_is_reported_unavailable_while_the_power_path_serves_one(tmp_path):
+    """One power path per EVSE: from the accepted start on connector 2 until its transaction has
+    ended, connector 1 cannot charge and says so (Unavailable), then Available again."""
+    st, ad, hw = await make_two_connectors(tmp_path)
+    hw.plant.plug(32, 3, connector=2)
+    await settle()
+    assert await st.present_id_tag(2, "A") == "accepted"
+    await settle()
+    assert ad.status_list(2)[-1] == "Charging" and ad.status_list(1) == ["Available", "Unavailable"]
+    assert st.status_of(1) == (ConnectorState.Unavailable, None) and st.connectors[1].available_for_new_session
+    hw.plant.unplug(connector=2)
+    await settle()
+    assert ad.stopped and ad.status_list(1) == ["Available", "Unavailable", "Available"]
+    assert ad.status_list(2)[-1] == "Available"
+
+
 async def test_a_fault_of_one_connector_or_of_the_whole_evse(tmp_path):
     st, ad, hw = await make_two_connectors(tmp_path)
     hw.plant.plug(32, 3, connector=2)
