@@ -381,7 +381,7 @@ class Ocpp16Adapter:
         measurands = parse_measurands(self.keys.get("StopTxnSampledData"))
         if not measurands or reading is None:
             return
-        samples = samples_for(reading, measurands, self.station.evses[tx.connector_id].phases)
+        samples = samples_for(reading, measurands, self.station.evse_of(tx.connector_id).phases)
         tx.samples.append(meter_value(samples, context, self.scheduler.now()))
         self.station.save_transaction(tx)
 
@@ -392,7 +392,7 @@ class Ocpp16Adapter:
         reading = await self.station.read_meter(tx.connector_id)
         if reading is None or not tx.active:
             return
-        phases = self.station.evses[tx.connector_id].phases
+        phases = self.station.evse_of(tx.connector_id).phases
         offered = self.station.offered_current(tx.connector_id)
         now = self.scheduler.now()
         samples = samples_for(reading, parse_measurands(self.keys.get("MeterValuesSampledData")), phases, offered)
@@ -411,7 +411,7 @@ class Ocpp16Adapter:
             reading = await self.station.read_meter(cid)
             if reading is None:
                 continue
-            phases = self.station.evses[cid].phases
+            phases = self.station.evse_of(cid).phases
             now = self.scheduler.now()
             tx = conn.transaction
             samples = samples_for(reading, measurands, phases)
@@ -430,7 +430,9 @@ class Ocpp16Adapter:
         no connectorId: every connector, one MeterValues each."""
         measurands = parse_measurands(self.keys.get("MeterValuesSampledData"))
         if cid == 0:
-            readings = [r for c in self.station.connectors if (r := await self.station.read_meter(c)) is not None]
+            # one reading per EVSE meter (its connectors share it: counted once)
+            firsts = [e.connectors[0].connector_id for e in self.station.evses.values()]
+            readings = [r for c in firsts if (r := await self.station.read_meter(c)) is not None]
             total = station_total(readings)
             if total is None:
                 return
@@ -443,7 +445,7 @@ class Ocpp16Adapter:
             reading = await self.station.read_meter(c)
             if reading is None:
                 continue
-            samples = samples_for(reading, measurands, self.station.evses[c].phases, self.station.offered_current(c))
+            samples = samples_for(reading, measurands, self.station.evse_of(c).phases, self.station.offered_current(c))
             payload: dict = {"connectorId": c, "meterValue": [meter_value(samples, "Trigger", self.scheduler.now())]}
             tx = self.station.connectors[c].transaction
             if tx is not None and tx.transaction_id is not None:
