@@ -226,8 +226,9 @@ class SimPlant:
         self.outlet(connector).pilot_error = state
         self.update()
 
-    def fault(self, error_code: str, active: bool, info: str = "") -> None:
-        self._faults.emit(Fault(error_code, active, info))
+    def fault(self, error_code: str, active: bool, info: str = "", connector: int = 0) -> None:
+        """A fault of connector ``connector`` (its pilot or lock); 0: of the whole EVSE."""
+        self._faults.emit(Fault(error_code, active, info, connector))
 
     def on_fault(self, cb: FaultCallback) -> None:
         self._faults.add(cb)

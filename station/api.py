@@ -397,7 +397,11 @@ class Api:
             else:
                 plant.reader.present(IdToken(token, ttype))
             return {"ok": True}
-        if plant is None or hw.pilot is not plant.pilot:
+        # the connector within the EVSE (from 1, as [[evse.connector]] numbers them); default 1
+        connector = data.get("connector", 1)
+        if isinstance(connector, bool) or not isinstance(connector, int) or connector not in hw.connectors:
+            raise ApiError(400, f"connector: EVSE {evse_id} has connector(s) {', '.join(map(str, sorted(hw.connectors)))}")
+        if plant is None or hw.connector(connector).pilot is not plant.outlet(connector).pilot:
             raise ApiError(409, f"EVSE {evse_id} has real hardware: {action} works only in simulated mode")
         if action == "plug":
             max_current = data.get("max_current")
@@ -408,18 +412,20 @@ class Api:
                 raise ApiError(400, "max_current: must be a number of amperes between 0 and 80")
             if phases is not None and (isinstance(phases, bool) or phases not in (1, 2, 3)):
                 raise ApiError(400, "phases: must be 1, 2 or 3")
-            plant.plug(max_current, phases)
+            plant.plug(max_current, phases, connector)
         elif action == "unplug":
-            plant.unplug()
+            plant.unplug(connector)
         elif action == "ev":
-            plant.suspend(_field(data, "suspend", bool))
+            plant.suspend(_field(data, "suspend", bool), connector)
         elif action == "sim":
             return self._sim_devices(plant, data)
         elif action == "fault":
             code = _field(data, "error_code", str)
             if code not in ERROR_CODES or code == "NoError":
                 raise ApiError(400, f"error_code: must be an OCPP error code such as {', '.join(ERROR_CODES[:4])}")
-            plant.fault(code, _field(data, "active", bool), str(data.get("info", ""))[:50])
+            # without "connector": a fault of the whole EVSE (all its connectors), else of that connector
+            plant.fault(code, _field(data, "active", bool), str(data.get("info", ""))[:50],
+                        connector if "connector" in data else 0)
         return {"ok": True}
 
 
@@ -487,21 +493,29 @@ def status_of(rt: Any) -> dict:
     if st is None:
         return out
     for evse_id, evse in st.evses.items():
-        conn = evse.connector
-        state, fault = st.status_of(evse_id)
-        status, error = state.label, error_code(fault)
-        reading = st.meter_cache.get(evse_id)
+        # the connector the EVSE's one power path serves: the one with a transaction, else the first
+        conn = next((c for c in evse.connectors if c.transaction is not None), evse.connectors[0])
+        cids = [c.connector_id for c in evse.connectors]
+        reading = st.meter_cache.get(conn.connector_id) or next(
+            (r for c in cids if (r := st.meter_cache.get(c)) is not None), None)
         hw = rt.hw[evse_id]
         plant = hw.plant
         power = plant.power_w() if plant is not None and hw.meter is plant.meter else (reading.power_w if reading else None)
         tx = conn.transaction
+        connectors = []
+        for n, c in enumerate(evse.connectors, 1):
+            # status words: the local API's own (a stable contract, whatever OCPP version is spoken)
+            state, fault = st.status_of(c.connector_id)
+            connectors.append({"id": c.connector_id, "connector": n, "status": state.label,
+                               "error_code": error_code(fault)})
         out["evses"].append(
             {
                 "id": evse_id,
-                "connectors": [{"id": conn.connector_id, "status": str(status), "error_code": error}],
+                "connectors": connectors,
                 "transaction": None
                 if tx is None
                 else {
+                    "connector_id": tx.connector_id,
                     "id": tx.transaction_id,
                     "local_id": tx.local_id,
                     "id_token": tx.id_tag,
@@ -509,7 +523,7 @@ def status_of(rt: Any) -> dict:
                     "start": iso(tx.started_at),
                 },
                 "power_w": power,
-                "offered_a": hw.pilot.offered_a,
+                "offered_a": hw.connector(cids.index(conn.connector_id) + 1).pilot.offered_a,
             }
         )
     return out
