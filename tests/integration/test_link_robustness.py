@@ -114,7 +114,8 @@ async def test_deeply_nested_frame_does_not_end_the_link(csms, booted):
 async def test_hostile_frames_get_the_right_answer_or_none(csms, booted, frame, expect):
     await booted()
     if expect is None:
-        await csms.send_text(json.dumps(frame))
+        with pytest.raises(TimeoutError):  # no answer at all, not even a CallResult echoing the id
+            await send_text_for_answer(csms, frame[1], json.dumps(frame), timeout=2)
     else:
         err = await csms.send_call_raw(frame, timeout=5)
         assert err[:3] == [4, frame[1], expect] and len(err[3]) <= 255
@@ -721,3 +722,179 @@ def test_status_shows_link_state_and_last_error():
                          adapter=SimpleNamespace(link=link, registration=None), store=SimpleNamespace(outbox_len=lambda: 0))
     status = status_of(rt)
     assert status["link"] == "waiting" and status["last_error"] == link.last_error and status["connected"] is False
+
+
+# -- issue 8: answers, bounds, URLs, logs ---------------------------------------------------------
+def test_schema_invalid_answer_to_our_call_raises_a_call_error():
+    """The CSMS's CallResult is validated: transactionId "abc", null or 2^63, an idTagInfo that is
+    no object, an interval "abc" or a currentTime "yesterday" raise InvalidAnswer (a
+    CallErrorReceived naming the violation), so the caller keeps its message; a valid answer
+    afterwards is returned as before."""
+    start = {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "2030-01-01T00:00:00Z"}
+    bad = [
+        ("StartTransaction", start, {"transactionId": "abc", "idTagInfo": {"status": "Accepted"}}),
+        ("StartTransaction", start, {"transactionId": None, "idTagInfo": {"status": "Accepted"}}),
+        ("StartTransaction", start, {"transactionId": 2**63, "idTagInfo": {"status": "Accepted"}}),
+        ("StartTransaction", start, {"transactionId": 5, "idTagInfo": "Accepted"}),
+        ("BootNotification", BOOT, {"status": "Accepted", "currentTime": "2030-01-01T00:00:00Z", "interval": "abc"}),
+        ("Heartbeat", {}, {"currentTime": "yesterday"}),
+        ("Authorize", {"idTag": "T"}, {"idTagInfo": {"status": "Accepted", "expiryDate": "soon"}}),
+    ]
+
+    async def main() -> tuple[list, dict]:
+        csms = ScriptedCsms()
+        url = await csms.start()
+        peer = Peer(url).start()
+        await csms.expect("BootNotification")
+        got = []
+        for action, payload, answer in bad:
+            csms.responders[action] = lambda p, a=answer: a
+            try:
+                await peer.link.call(action, payload)
+                got.append(None)
+            except link_module.CallErrorReceived as e:
+                got.append((type(e).__name__, e.code, e.description))
+        csms.responders.clear()
+        good = await peer.link.call("StartTransaction", start)
+        await peer.stop()
+        await csms.close()
+        return got, good
+
+    got, good = run_virtual(main)
+    for (action, _, _), outcome in zip(bad, got, strict=True):
+        assert outcome is not None, f"{action}: a schema-invalid answer was accepted"
+        assert outcome[0] == "InvalidAnswer" and outcome[1] in ("TypeConstraintViolation", "PropertyConstraintViolation")
+        assert f"CSMS's {action} response breaks the schema" in outcome[2]
+    assert isinstance(good["transactionId"], int)
+
+
+def test_csms_calls_handled_at_once_are_bounded_and_all_answered_in_order():
+    """A CSMS floods 200 calls: every call used to become its own task at once (42 -> 417 MB when
+    the answers are not read). Now at most MAX_CSMS_CALLS are handled at once; the link reads the
+    rest only as answers go out, and every call is answered."""
+
+    async def main() -> tuple[int, list[list], str]:
+        csms = ScriptedCsms()
+        url = await csms.start()
+        peer = Peer(url).start()
+        await csms.expect("BootNotification")
+        release = asyncio.Event()
+        busy = peak = 0
+
+        async def slow(payload: dict) -> dict:
+            nonlocal busy, peak
+            busy += 1
+            peak = max(peak, busy)
+            await release.wait()
+            busy -= 1
+            return {"status": "Accepted", "data": payload["messageId"]}
+
+        peer.answers["DataTransfer"] = slow
+        calls = [asyncio.ensure_future(csms.send_call_raw([2, f"f{i}", "DataTransfer", {"vendorId": "x", "messageId": str(i)}],
+                                                          timeout=60)) for i in range(200)]
+        await asyncio.sleep(5)
+        peak_before = peak
+        release.set()
+        answers = await asyncio.gather(*calls)
+        await peer.stop()
+        await csms.close()
+        return peak_before, answers, "\n".join(r.getMessage() for r in caplog_records)
+
+    caplog_records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = caplog_records.append  # type: ignore[method-assign]
+    logging.getLogger("test.link").addHandler(handler)
+    try:
+        peak, answers, log = run_virtual(main)
+    finally:
+        logging.getLogger("test.link").removeHandler(handler)
+    assert peak == link_module.MAX_CSMS_CALLS
+    assert [a[2]["data"] for a in answers] == [str(i) for i in range(200)]
+    assert "reading paused" in log
+
+
+def test_after_tasks_are_bounded(caplog):
+    """40 TriggerMessages whose triggered message cannot go out (our call waits): at most
+    MAX_AFTER_TASKS wait, the rest are not sent again, said in the log; all 40 are answered."""
+    caplog.set_level(logging.INFO, "test.link")
+
+    async def main() -> tuple[int, list]:
+        csms = ScriptedCsms()
+        url = await csms.start()
+        peer = Peer(url).start()
+        await csms.expect("BootNotification")
+        started = 0
+        never = asyncio.Event()
+
+        async def trigger(payload: dict):  # noqa: ANN202
+            async def after() -> None:
+                nonlocal started
+                started += 1
+                await never.wait()
+
+            return {"status": "Accepted"}, after
+
+        peer.answers["TriggerMessage"] = trigger
+        answers = [await csms.call("TriggerMessage", {"requestedMessage": "Heartbeat"}) for _ in range(40)]
+        await peer.stop()
+        await csms.close()
+        return started, answers
+
+    started, answers = run_virtual(main)
+    assert started == link_module.MAX_AFTER_TASKS
+    assert answers == [{"status": "Accepted"}] * 40
+    assert "triggered messages are waiting" in caplog.text
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:99999/x", "ws://[::1/x", "http://127.0.0.1:1/x", "ws://:80/x"])
+def test_invalid_url_is_a_clear_error_and_the_link_task_lives_on(url, caplog):
+    """``ws://host:99999`` made the link log a traceback per attempt (in the field: a dead link);
+    now each attempt logs one ERROR line naming the URL (no traceback), last_error says it, the
+    attempts follow the back-off and the task never ends."""
+    caplog.set_level(logging.INFO, "test.link")
+
+    async def main() -> tuple[bool, str, str]:
+        link = Link(url=url, version="1.6", handler=None, on_open=None, on_close=lambda: None,  # type: ignore[arg-type]
+                    log=logging.getLogger("test.link"))
+        task = asyncio.ensure_future(link.run())
+        await asyncio.sleep(100)
+        alive = not task.done()
+        await link.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return alive, link.last_error, link.state
+
+    alive, last_error, _ = run_virtual(main)
+    assert alive
+    assert last_error.startswith("invalid CSMS URL") and url in last_error
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert 3 <= len(errors) <= 10 and all(r.exc_info is None for r in errors)
+    assert all("invalid CSMS URL" in r.getMessage() for r in errors)
+
+
+async def test_authorization_key_is_masked_in_the_frame_log(csms, booted):
+    """Every frame carrying a new AuthorizationKey was logged in full at DEBUG: now its value is ***."""
+    sp = await booted()
+    key = "f00dfeedcafe0123beef"
+    assert (await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": key}))["status"] == "Accepted"
+    await csms.call("ChangeConfiguration", {"key": "authorizationkey", "value": key + "2"})
+    await still_works_after_reconnect(csms)
+    log = sp.log()
+    assert key not in log
+    assert '"value":"***"' in log or '"value": "***"' in log
+
+
+async def test_csms_text_cannot_forge_log_lines(csms, booted):
+    """Newlines in what the CSMS sends (JSON whitespace, an action name, a CallError description,
+    a close reason) are escaped in the log: every log line is one line of the station's own."""
+    sp = await booted()
+    await csms.send_text('[2,\n"f1",\n"Reset\\nFORGED INFO station: a",\n{}]')
+    await csms.send_text('[3, "nobody\\nFORGED INFO station: b", {}]')
+    await csms.send_text('[9,\r\n"FORGED INFO station: c"]')
+    csms.responders["Heartbeat"] = lambda p: CallErrorReply("GenericError", "bad\nFORGED INFO station: d")
+    await csms.call("TriggerMessage", {"requestedMessage": "Heartbeat"})
+    await csms.expect("Heartbeat")
+    await still_works(csms)
+    lines = sp.log().splitlines()
+    assert not [line for line in lines if line.startswith("FORGED") or line.startswith('"FORGED')], lines[-20:]
+    assert sum("FORGED" in line for line in lines) >= 4

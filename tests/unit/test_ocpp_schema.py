@@ -7,6 +7,12 @@ import copy
 import json
 
 import pytest
+from ocpp.exceptions import (
+    FormationViolationError,
+    NotImplementedError,
+    PropertyConstraintViolationError,
+    TypeConstraintViolationError,
+)
 
 from station import ocpp_schema
 
@@ -126,3 +132,91 @@ def test_fast_path_is_used_for_the_hot_answers():
         pytest.skip("fastjsonschema is not installed")
     assert ocpp_schema._fast_validator("1.6", "GetConfigurationResponse") is not None
     assert ocpp_schema._fast_validator("1.6", "SetChargingProfile") is None  # multipleOf: jsonschema only
+
+
+# -- issue 8: names, formats, ranges ----------------------------------------------------------------
+def test_known_actions_come_from_the_schemas():
+    v16 = ocpp_schema.KNOWN_ACTIONS["1.6"]
+    assert {"Reset", "BootNotification", "ChangeConfiguration", "StartTransaction"} <= v16
+    assert "ResetRequest" not in v16 and "Reset" in ocpp_schema.KNOWN_ACTIONS["2.0.1"]
+    assert "TransactionEvent" not in v16 and "TransactionEvent" in ocpp_schema.KNOWN_ACTIONS["2.0.1"]
+
+
+@pytest.mark.parametrize("value,ok", [
+    ("2030-01-01T00:00:00Z", True), ("2030-01-01T00:00:00.5Z", True), ("2030-01-01T00:00:00.123456789+05:30", True),
+    ("2030-01-01T00:00:00-01:00", True), ("9999-12-31T23:59:59Z", True),
+    ("yesterday", False), ("", False), ("2030-01-01", False), ("2030-01-01T00:00:00", False),  # no offset
+    ("2030-02-30T00:00:00Z", False), ("2030-01-01T24:00:00Z", False), ("2030-01-01 00:00:00Z", False),
+    ("9999-12-31T23:59:59-01:00", False),  # beyond year 9999 in UTC
+    ("٢٠٣٠-01-01T00:00:00Z", False), ("2030-01-01T00:00:00Z\n", False), ("0000-01-01T00:00:00Z", False),
+])
+def test_date_time_format(value, ok):
+    assert ocpp_schema.is_date_time(value) is ok
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_date_time_checked_on_both_paths(fast, monkeypatch):
+    """The fast path used to refuse 'yesterday' and hand it to jsonschema, which did not check formats."""
+    if not fast:
+        monkeypatch.setattr(ocpp_schema, "fastjsonschema", None)
+    ocpp_schema._fast_validator.cache_clear()
+    try:
+        with pytest.raises(TypeConstraintViolationError, match="date-time"):
+            ocpp_schema.validate("1.6", "Heartbeat", {"currentTime": "yesterday"}, result=True)
+        ocpp_schema.validate("1.6", "Heartbeat", {"currentTime": "2030-01-01T00:00:00Z"}, result=True)
+    finally:
+        ocpp_schema._fast_validator.cache_clear()
+
+
+@pytest.mark.parametrize("value,error", [
+    (2**31 - 1, None), (-(2**31), None), (2**31, TypeConstraintViolationError), (2**63, TypeConstraintViolationError),
+    (-(2**31) - 1, TypeConstraintViolationError),
+])
+def test_integers_are_32_bit(value, error):
+    payload = {"connectorId": value, "type": "Inoperative"}
+    if error is None:
+        ocpp_schema.validate("1.6", "ChangeAvailability", payload)
+    else:
+        with pytest.raises(error, match="32 bits"):
+            ocpp_schema.validate("1.6", "ChangeAvailability", payload)
+
+
+def charging_profile(limit: object = 6, min_rate: object = None) -> dict:
+    schedule = {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}
+    if min_rate is not None:
+        schedule["minChargingRate"] = min_rate
+    return {"connectorId": 1, "csChargingProfiles": {"chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose":
+            "TxDefaultProfile", "chargingProfileKind": "Absolute", "chargingSchedule": schedule}}
+
+
+@pytest.mark.parametrize("payload,error", [
+    (charging_profile(min_rate=1e308), PropertyConstraintViolationError),
+    (charging_profile(limit=1e20), PropertyConstraintViolationError),
+    (charging_profile(limit=float("inf")), TypeConstraintViolationError),
+    (charging_profile(limit=float("nan")), TypeConstraintViolationError),
+    (charging_profile(limit=6.05), PropertyConstraintViolationError),  # multipleOf 0.1
+    (charging_profile(limit=16.1, min_rate=6.2), None),
+])
+def test_decimals_are_finite_and_sane(payload, error):
+    """minChargingRate 1e308 passed (or gave InternalError from the decimal multipleOf check)."""
+    if error is None:
+        ocpp_schema.validate("1.6", "SetChargingProfile", payload)
+    else:
+        with pytest.raises(error):
+            ocpp_schema.validate("1.6", "SetChargingProfile", payload)
+
+
+def test_deep_payload_is_a_formation_violation_without_recursion():
+    deep: object = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(FormationViolationError, match="nested deeper"):
+        ocpp_schema.validate("1.6", "DataTransfer", {"vendorId": "x", "data": deep})
+
+
+def test_unknown_action_is_not_implemented_and_not_cached():
+    before = ocpp_schema._validator.cache_info().currsize
+    for name in ("../../v201/schemas/ResetRequest", "X" * 1000, "Nope"):
+        with pytest.raises(NotImplementedError):
+            ocpp_schema.validate("1.6", name, {})
+    assert ocpp_schema._validator.cache_info().currsize == before

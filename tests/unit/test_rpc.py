@@ -275,12 +275,23 @@ def test_action_names_are_checked_before_any_file_access(action, monkeypatch):
     name (InternalError before) or a wrong case is NotImplemented, and no file is opened."""
     from pathlib import Path
 
-    def no_files(*a, **kw):  # noqa: ANN002, ANN003, ANN202
-        raise AssertionError("a file was touched for an unknown action")
+    touched: list[str] = []
+    real_exists, real_read = Path.exists, Path.read_text
 
-    monkeypatch.setattr(Path, "exists", no_files)
-    monkeypatch.setattr(Path, "read_text", no_files)
-    ev = RpcConnection("1.6").receive(json.dumps([2, "a1", action, {"type": "Immediate"}]))
+    def exists(self: Path, *a, **kw) -> bool:  # noqa: ANN002, ANN003
+        touched.append(str(self))
+        return real_exists(self, *a, **kw)
+
+    def read_text(self: Path, *a, **kw) -> str:  # noqa: ANN002, ANN003
+        touched.append(str(self))
+        return real_read(self, *a, **kw)
+
+    c = RpcConnection("1.6")
+    with monkeypatch.context() as m:
+        m.setattr(Path, "exists", exists)
+        m.setattr(Path, "read_text", read_text)
+        ev = c.receive(json.dumps([2, "a1", action, {"type": "Immediate"}]))
+    assert not touched, f"files touched for action {action[:50]!r}: {touched}"
     assert isinstance(ev, rpc.FrameRejected)
     err = frame(ev.reply)
     assert err[:3] == [4, "a1", "NotImplemented"] and len(err[3]) <= 255
