@@ -242,7 +242,7 @@ async def test_closed_transactions_are_pruned_once_the_csms_has_them(csms, boote
 
     monkeypatch.setattr(store_mod, "TX_KEEP_CLOSED", 2)
     sp = await booted()
-    for n in range(5):
+    for _ in range(5):
         await start_session(csms, sp)
         await sp.swipe("TAG1")
         await csms.expect("StopTransaction")
@@ -266,3 +266,68 @@ async def test_the_authorization_cache_stays_within_its_bound(csms, booted, monk
         await asyncio.sleep(0.1)
     assert set(sp.rt.station.cache) == {"CARD2", "CARD3", "CARD4"}
     assert set(sp.rt.store.auth_all("cache")) == {"CARD2", "CARD3", "CARD4"}
+
+
+# -- power cuts (kill -9): the station as a process, real time ----------------------------------------
+def energy(mv: dict) -> float:
+    for v in mv["meterValue"][0]["sampledValue"]:
+        if v.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register":
+            return float(v["value"])
+    raise AssertionError(f"no energy register in {mv}")
+
+
+@pytest.mark.process  # power cut: kill -9
+async def test_a_start_transaction_unanswered_at_a_power_cut_is_resent_with_the_same_unique_id(csms, booted):
+    """The CSMS got the StartTransaction but the station lost power before it had the answer: after
+    the restart the message goes again with the SAME unique id (stored with the queued message
+    before it was first sent), so the CSMS can see it is a repeat, not a second transaction."""
+    sp = await booted()
+    csms.silent.add("StartTransaction")
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms.expect("StartTransaction", timeout=10)
+    first = [r for r in csms.received if r.action == "StartTransaction"][-1]
+    sp.kill()
+    await asyncio.wait_for(csms.disconnected.wait(), 5)
+    csms.silent.discard("StartTransaction")
+    csms.mark()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    await csms.expect("StartTransaction", timeout=15)
+    again = [r for r in csms.received if r.action == "StartTransaction"][-1]
+    assert again.unique_id == first.unique_id and again.payload == first.payload
+    stop = await csms.expect("StopTransaction", timeout=15)  # the cut transaction ends (PowerLoss)
+    assert stop["reason"] == "PowerLoss" and stop["transactionId"] == 1
+    assert len(csms.calls("StartTransaction")) == 2
+
+
+@pytest.mark.process  # power cut: kill -9
+@pytest.mark.parametrize("cut", ["after the stop", "during the transaction"])
+async def test_the_simulated_meter_never_runs_backwards_across_a_power_cut(csms, booted, cut):
+    """kill -9 right after a reading reached the CSMS: after the restart the simulated meter starts
+    at least where the last reported reading was (it ran up to 17 Wh backwards: its energy was
+    saved every 2 s, and only an open transaction's last reading was taken into account)."""
+    sp = await booted(ocpp_config={"MeterValueSampleInterval": "1"})
+    start = await start_session(csms, sp)
+    await csms.expect("MeterValues", timeout=5)
+    await asyncio.sleep(1.5)
+    if cut == "after the stop":
+        await sp.swipe("TAG1")
+        stop = await csms.expect("StopTransaction", timeout=5)
+        sp.kill()  # at once: within ms of the reading
+        reported = stop["meterStop"]
+    else:
+        await csms.expect("MeterValues", timeout=5)
+        sp.kill()
+        reported = int(max([energy(m) for m in csms.calls("MeterValues")] + [start["meterStart"]]))
+    await asyncio.wait_for(csms.disconnected.wait(), 5)
+    csms.mark()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    if cut == "during the transaction":
+        stop = await csms.expect("StopTransaction", timeout=15)
+        assert stop["meterStop"] >= reported
+    await sp.wait_api()  # a new process: the simulated EV is not plugged in any more
+    again = await start_session(csms, sp, "TAG2")
+    assert again["meterStart"] >= reported, (again["meterStart"], reported)
+    sp.kill()
