@@ -288,3 +288,45 @@ def test_a_state_file_the_user_may_not_write_is_one_line_and_exit_2(as_other_use
     line = one_line(r)
     assert line.startswith(f"station: state file {state / 'station.sqlite'}: "), line
     assert "readonly" in line or "read-only" in line or "unable to open" in line, line
+
+
+# -- issue 8: start-up input that used to give a traceback, a silent default or no start at all ------
+
+@pytest.mark.parametrize("args,problem", [
+    (["--id", ""], "--id: empty; leave the flag out to use the default"),  # ran as CP-001
+    (["--csms-url", ""], "--csms-url: empty; leave the flag out to use the default"),  # ran against :9000
+    (["--csms-url", "ws://[::1/ocpp"], "--csms-url / station.csms_url: not a valid URL (Invalid IPv6 URL)"),
+    (["--config", "{latin1}"], "{latin1}: not valid UTF-8 (byte 0xe9 in line 2)"),  # a UnicodeDecodeError
+])
+def test_start_up_input_that_cannot_work_is_one_problem_and_exit_2(tmp_path, args, problem):
+    latin1 = tmp_path / "station.toml"
+    latin1.write_bytes('[station]\nvendor = "Soci\xe9t\xe9"\n'.encode("latin-1"))
+    args = [a.format(latin1=latin1) for a in args]
+    r = run_cli("run", "--sim", "--state-dir", str(tmp_path / "s"), *args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == "station: the configuration has problems:" and len(lines) == 2, r.stderr
+    assert lines[1].startswith(f"  - {problem.format(latin1=latin1)}"), r.stderr
+
+
+def test_config_check_refuses_a_csms_port_out_of_range(tmp_path):
+    """ws://host:99999 passed `config check` and then failed at every connect."""
+    path = tmp_path / "station.toml"
+    path.write_text('[station]\ncsms_url = "ws://csms.example:99999/ocpp"\n')
+    r = run_cli("config", "check", str(path))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines() == [f"{path}: 1 problem(s):", "  - station.csms_url: the port must be a number from "
+                                     "1 to 65535, got 99999 in 'ws://csms.example:99999/ocpp'"]
+
+
+async def test_a_damaged_state_file_is_moved_aside_and_the_process_starts(csms, booted, tmp_path):
+    """It used to be `station: state file ...: file is not a database`, exit 2, at every start."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "station.sqlite").write_bytes(b"\0garbage" * 1000)
+    sp = await booted()
+    assert (await sp.status())["registration"] == "Accepted"
+    [aside] = [p.name for p in state.iterdir() if p.name.startswith("station.sqlite.corrupt-")]
+    assert (state / aside).read_bytes() == b"\0garbage" * 1000
+    errors = [ln for ln in sp.log().splitlines() if " ERROR " in ln]
+    assert len(errors) == 1 and f"is damaged (file is not a database): moved aside to {state / aside}" in errors[0]

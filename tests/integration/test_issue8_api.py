@@ -234,3 +234,48 @@ async def test_a_body_that_never_comes_gets_408(csms, booted):
     assert 10 <= _now() - t0 < 11
     writer.close()
     assert (await sp.status())["connected"] is True  # nothing was done
+
+
+# -- [::1]: the IPv6 loopback works for the CSMS and for the API ---------------------------------------
+
+async def test_a_csms_and_an_api_on_ipv6_loopback(make_station, caplog):
+    import json
+    from datetime import UTC, datetime
+
+    from websockets.asyncio.server import serve
+
+    from station.cli import has_ipv6
+
+    if not has_ipv6():
+        pytest.skip("this machine has no IPv6 (the station says so in one line: test_config.py)")
+    actions: list[str] = []
+
+    async def session(ws) -> None:
+        async for frame in ws:
+            _, unique_id, action, _ = json.loads(frame)
+            actions.append(action)
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            answer = {"status": "Accepted", "currentTime": now, "interval": 300} if action == "BootNotification" else (
+                {"currentTime": now} if action == "Heartbeat" else {})
+            await ws.send(json.dumps([3, unique_id, answer]))
+
+    async with serve(session, "::1", 0, subprotocols=["ocpp1.6"]) as server:  # type: ignore[list-item]
+        port = server.sockets[0].getsockname()[1]
+        sp = make_station(url=f"ws://[::1]:{port}/ocpp")
+        sp.start()
+        await sp.wait_api()
+        await _wait(lambda: sp.rt.adapter is not None and sp.rt.adapter.registration == "Accepted")
+        assert actions[0] == "BootNotification"
+        api = Api(lambda: sp.rt, logging.getLogger("station.CS001"))
+        api_port = await api.start("::1", 0)
+        try:
+            reader, writer = await asyncio.open_connection("::1", api_port)
+            writer.write(b"GET /api/status HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+        finally:
+            await api.close()
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        status = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+        assert status["connected"] is True and status["registration"] == "Accepted"
+        await sp.stop()
