@@ -158,9 +158,11 @@ class Runtime:
         self.shared_hw: dict = {}  # what EVSEs share: the pin factory, an RS-485 bus, an I2C bus
         # a simulated meter must never run backwards across a power cut: start from the highest
         # energy we know of (saved periodically, or the last reading of a transaction that was cut)
-        last_tx_wh: dict[int, float] = {}
+        last_tx_wh: dict[int, float] = {}  # EVSE -> the highest reading of a cut transaction on it
+        evse_of = {cid: evse for (evse, _), cid in connector_numbers(cfg.evses).items()}
         for _, cid, _, data, _ in self.store.tx_open():
-            last_tx_wh[cid] = max(last_tx_wh.get(cid, 0.0), float(data.get("meter_last_wh") or 0))
+            evse = evse_of.get(cid, cid)
+            last_tx_wh[evse] = max(last_tx_wh.get(evse, 0.0), float(data.get("meter_last_wh") or 0))
         for e in cfg.evses:
             devices = {} if cfg.simulated else e.devices
             start_wh = max(float(self.store.get("sim_energy_wh", str(e.id), 0.0)), last_tx_wh.get(e.id, 0.0))

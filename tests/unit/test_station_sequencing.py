@@ -850,6 +850,25 @@ async def test_runtime_builds_and_numbers_several_connectors(tmp_path):
         rt.store.close()
 
 
+async def test_a_simulated_meter_resumes_from_a_cut_transaction_of_its_own_evse(tmp_path):
+    """The simulated meter never runs backwards across a power cut: it starts from the last reading
+    of a transaction that was cut. That transaction's connector (2, of EVSE 1) is not an EVSE id:
+    EVSE 1's meter resumes from it, EVSE 2's (connector 3) does not take it over."""
+    from station.config import parse
+    from station.runtime import Runtime
+
+    cfg = parse({"station": {"state_dir": str(tmp_path / "state")},
+                 "evse": [{"id": 1, "connector": [{}, {}]}, {"id": 2}]})
+    rt = Runtime(cfg)
+    rt.store.tx_save(1, 2, "A", {"meter_start_wh": 100, "started_at": iso(FakeClock().now()), "meter_last_wh": 5000})
+    await rt.close()
+    rt = Runtime(cfg)
+    try:
+        assert rt.hw[1].plant.energy_wh == 5000 and rt.hw[2].plant.energy_wh == 0
+    finally:
+        await rt.close()
+
+
 async def test_a_late_open_does_not_undo_a_newer_close(tmp_path):
     """The urgent lane opens the contactor slowly while the normal lane already closed it again for a
     newer limit: what the session wants now is what the hardware ends with."""
