@@ -33,8 +33,10 @@ runs. It then compares with what the CSMS recorded and prints:
 - misattributed: a MeterValues or Stop carrying another session's transaction id;
 - transactions started / stopped at the CSMS (every started one must be stopped).
 
-Exit status 1 if anything is lost, duplicated, reordered, misattributed or left unstopped; 2 if
-the campaign could not run (the station did not come up or never emptied its outbox).
+Last, one clean session (charge 2.5 s, stop by card) shows the station still charges and reports.
+Exit status 1 if anything is lost, duplicated, reordered, misattributed or left unstopped, or the
+clean session fails; 2 if the campaign could not run (the station did not come up or never
+emptied its outbox).
 """
 
 from __future__ import annotations
@@ -231,6 +233,7 @@ class Campaign:
                                     ocpp_config=OCPP_CONFIG, log_level=self.args.station_log_level)
         self.observer = Observer(self.station.state_dir / "station.sqlite")
         self.up = asyncio.Event()
+        self.final = False  # the clean session after the chaos (waits patiently)
         self.generation = 0
         self.chaos_over = asyncio.Event()
         self.mode_lock = asyncio.Lock()
@@ -262,7 +265,7 @@ class Campaign:
 
     async def _wait_tx(self, pred: Any, timeout: float, gen: int) -> dict | None:
         end = time.monotonic() + timeout
-        while time.monotonic() < end and gen == self.generation:
+        while time.monotonic() < end and gen == self.generation and not (self.chaos_over.is_set() and not self.final):
             status = await self.api("GET", "/api/status")
             tx = self._tx(status)
             if tx is not None and tx.get("id_token"):
@@ -282,25 +285,28 @@ class Campaign:
             self.counts.sessions += 1
             await self.session(tag, gen)
 
-    async def session(self, tag: str, gen: int) -> None:
+    async def session(self, tag: str, gen: int, hold: float | None = None) -> bool:
+        """One charging session; True if the station ran a transaction for it. ``hold``: charge that
+        long and stop by card (the final check), else a random time and way."""
         rng = self.rng
         if await self.api("POST", "/api/evses/1/plug", {}) is None:
-            return
-        await asyncio.sleep(rng.uniform(0, 0.3))
+            return False
+        await asyncio.sleep(rng.uniform(0, 0.3) if hold is None else 0)
         await self.api("POST", "/api/evses/1/swipe", {"id_token": tag})
         got = await self._wait_tx(lambda tx: tx is not None and tx.get("id_token") == tag, 12, gen)
         if got is not None:
-            end = time.monotonic() + rng.uniform(0.3, 6)
-            while time.monotonic() < end and gen == self.generation and not self.chaos_over.is_set():
+            end = time.monotonic() + (rng.uniform(0.3, 6) if hold is None else hold)
+            while time.monotonic() < end and gen == self.generation and (hold or not self.chaos_over.is_set()):
                 await asyncio.sleep(0.1)
             if gen != self.generation:
-                return
-            if rng.random() < 0.75:
+                return True
+            if hold is not None or rng.random() < 0.75:
                 await self.api("POST", "/api/evses/1/swipe", {"id_token": tag})
                 await self._wait_tx(lambda tx: tx is None, 12, gen)
         await self.api("POST", "/api/evses/1/unplug", {})
         await self._wait_tx(lambda tx: tx is None, 12, gen)
-        await asyncio.sleep(rng.uniform(0, 0.5))
+        await asyncio.sleep(rng.uniform(0, 0.5) if hold is None else 0)
+        return got is not None
 
     # -- chaos ----------------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:
@@ -351,7 +357,7 @@ class Campaign:
         want = self.rng.choice([("StartTransaction",), ("StopTransaction",), TX_ACTIONS])
         while not self.csms.answers.empty():
             self.csms.answers.get_nowait()
-        end = time.monotonic() + 8
+        end = time.monotonic() + min(8.0, 2 * self.args.max_gap)
         while (left := end - time.monotonic()) > 0:
             try:
                 action, _ = await asyncio.wait_for(self.csms.answers.get(), left)
@@ -384,9 +390,9 @@ class Campaign:
             if r < a.aimed:
                 aimed = await self._aimed_instant()
             elif r < a.aimed + (1 - a.aimed) * 0.6:
-                await asyncio.sleep(rng.uniform(0.05, 1.5))
+                await asyncio.sleep(rng.uniform(0.05, min(1.5, a.max_gap)))
             else:
-                await asyncio.sleep(rng.uniform(1.5, 6))
+                await asyncio.sleep(rng.uniform(min(1.5, a.max_gap), a.max_gap))
             self.up.clear()
             self.station.kill()
             self.observer.snapshot()  # exactly what the power cut left
@@ -425,7 +431,7 @@ class Campaign:
                 await self.api("POST", "/api/evses/1/unplug", {})
             if st is not None and st.get("outbox") == 0 and tx is None and st.get("registration") == "Accepted":
                 quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since > 1.0:
+                if time.monotonic() - quiet_since > 0.5:
                     return True
             else:
                 quiet_since = None
@@ -448,7 +454,13 @@ class Campaign:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(driver, 40)
             driver.cancel()
+            self.say("chaos over; waiting for the outbox to empty")
             settled = await self.settle()
+            self.say(f"settled: {settled}; one clean session")
+            # the station still charges and reports after all that: one clean session
+            self.final = True
+            final_ok = settled and await self.session(f"S{self.args.seed % 1000:03d}-final", self.generation, hold=2.5)
+            settled = settled and await self.settle()
             self.observer.snapshot()
             observer.cancel()
             final = await self.api("GET", "/api/status")
@@ -457,6 +469,7 @@ class Campaign:
             await self.csms.close()
         report = analyse(self.csms.records(), self.observer, self.status_tags)
         report["settled"] = settled
+        report["final_session"] = final_ok
         report["final_outbox"] = final.get("outbox") if final else None
         report["chaos"] = self.counts.__dict__
         report["seconds"] = round(time.monotonic() - t0, 1)
@@ -615,7 +628,7 @@ def analyse(records: list[dict], obs: Observer, status_tags: dict[str, int]) -> 
 def failed(report: dict) -> bool:
     t = report["transactions"]
     return bool(sum(report["lost"].values()) or sum(report["duplicated"].values()) or sum(report["reordered"].values())
-                or report["misattributed"] or t["unstopped"])
+                or report["misattributed"] or t["unstopped"] or report.get("final_session") is False)
 
 
 def print_report(report: dict, args: argparse.Namespace) -> None:
@@ -636,6 +649,7 @@ def print_report(report: dict, args: argparse.Namespace) -> None:
     print(f"transactions: {t['sessions_with_transaction']} sessions became transactions; CSMS saw "
           f"{t['started_at_csms']} started, {t['stopped_at_csms']} stopped; unstopped {len(t['unstopped'])} "
           f"{t['unstopped'][:20]} (orphans {t['orphans'][:20]})")
+    print(f"a clean session after the chaos: {'charged and reported' if report['final_session'] else 'FAILED'}")
     print(f"outbox at the end: {report['final_outbox']} (settled: {report['settled']}); outbox entries observed: "
           f"{report['outbox_entries_seen']} in {report['snapshots']} snapshots")
     sl = report["station_log"]
@@ -662,6 +676,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--silent", type=int, default=5, help="silent-CSMS episodes (default 5)")
     ap.add_argument("--silent-max", type=float, default=40.0, help="longest silence, s (default 40)")
     ap.add_argument("--aimed", type=float, default=0.3, help="share of kills aimed just after a CSMS answer (0.3)")
+    ap.add_argument("--max-gap", type=float, default=6.0,
+                    help="longest time from a restart to the next kill, s (default 6; 40%% of gaps are over 1.5 s)")
     ap.add_argument("--duration", type=float, default=3600.0, help="cap on the chaos phase, s (default 3600)")
     ap.add_argument("--settle", type=float, default=180.0, help="how long the end may take to empty the outbox, s")
     ap.add_argument("--station-log-level", default="info", choices=["debug", "info", "warning", "error"])
