@@ -3,7 +3,12 @@
 Holds OCPP configuration values, the transaction outbox, transactions, the authorization cache
 and local list, and small key/value facts (availability, boot counters). Every write is committed
 at once with ``synchronous=FULL`` (each commit reaches the disk before it returns), so a power
-cut loses nothing that was acknowledged: a queued StopTransaction is never lost.
+cut loses nothing that was acknowledged: a queued StopTransaction is never lost. Writes that
+belong together (a transaction closed and its StopTransaction queued; the CSMS's transactionId
+and the StartTransaction's removal from the queue) go in one :meth:`Store.atomic` block: all of
+them reach the disk or none. A queued message keeps the OCPP-J unique id it was first sent with.
+Bounded: closed transactions beyond ``TX_KEEP_CLOSED`` are pruned, the authorization cache keeps
+``AUTH_CACHE_MAX`` entries.
 
 - :func:`open_state_dir` opens a station's directory: it takes the directory's lock first
   (``station.lock``, ``fcntl.flock``: a second process on the same directory is refused with
