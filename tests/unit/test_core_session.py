@@ -305,3 +305,24 @@ def test_the_core_imports_no_asyncio_and_no_io():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
+                # no OCPP version's vocabulary either: the adapters map the neutral terms
+                assert not name.startswith(("station.ocpp16", "station.ocpp201")), f"{path.name} imports {name}"
+
+
+def test_the_core_names_no_16_status_or_error_code():
+    """ChargePointStatus, the 1.6 Reason words and the 1.6-only error codes live in
+    station/ocpp16/vocabulary.py: no string of the core's code (docstrings aside) is one of them
+    (member names may be the same words; their values are the core's own)."""
+    core = Path(__file__).resolve().parents[2] / "station" / "core"
+    used: set[str] = set()
+    for path in core.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                used.add(node.value)
+            elif isinstance(node, ast.ClassDef):
+                used.add(node.name)
+    for word in ("ChargePointStatus", "NoError", "LocalListConflict", "WeakSignal", "ResetFailure",
+                 "Available", "SuspendedEVSE", "EVDisconnected", "PowerLoss", "Local"):
+        assert word not in used, word
