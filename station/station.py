@@ -599,7 +599,9 @@ class Station:
             return self.connectors[c].available_for_new_session and self._session(c).may_start(c)
 
         if cid is None:
-            cid = next((c for c in self.connectors if free(c)), None)
+            # no connector named: a free one with a cable in first (the EV is there), else the first free
+            cid = next((c for c in self.connectors if free(c) and self.connectors[c].plugged),
+                       next((c for c in self.connectors if free(c)), None))
             if cid is None:
                 return False
         if cid not in self.connectors or not free(cid) or not self.operative:

@@ -797,6 +797,18 @@ async def test_the_other_connector_is_reported_unavailable_while_the_power_path_
     assert ad.status_list(2)[-1] == "Available"
 
 
+async def test_remote_start_without_a_connector_picks_the_one_with_the_cable(tmp_path):
+    """RemoteStartTransaction without connectorId: the EV is at connector 2, so the transaction
+    starts there (not on connector 1, waiting for a cable that is not coming)."""
+    st, ad, hw = await make_two_connectors(tmp_path)
+    hw.plant.plug(32, 3, connector=2)
+    await settle()
+    assert await st.remote_start(None, "R") is True
+    await settle()
+    assert ad.started and ad.started[0].connector_id == 2 and st.connectors[2].state().label == "Charging"
+    assert st.connectors[1].pending is None
+
+
 async def test_a_fault_of_one_connector_or_of_the_whole_evse(tmp_path):
     st, ad, hw = await make_two_connectors(tmp_path)
     hw.plant.plug(32, 3, connector=2)
