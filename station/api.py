@@ -14,6 +14,12 @@ Security (a web page open in the engineer's browser must not drive the charger):
   no ``Origin`` (curl, scripts) is fine;
 - with a token (required by the CLI on any address but loopback) every request needs
   ``Authorization: Bearer <token>`` (401 otherwise).
+
+Bounds (the constants below; docs/reliability.md "Bounds"): a limited number of connections (one
+more is refused with 503 at once), a time limit for each request's head and body and for an idle
+keep-alive connection, and limits on line, header and body sizes. What a client gets wrong is
+answered (4xx) or the connection closed, never logged as a traceback; ``HEAD`` is ``GET`` without
+the body.
 """
 
 from __future__ import annotations
@@ -300,7 +306,7 @@ class Api:
         except ApiError as e:
             return e.status, {"error": e.message}, e.allow, e.headers
         except Exception as e:  # never a traceback to the caller; ours in the log, rate-limited
-            unsaid = self._say_now(f"500 {method} {path[:100]}")
+            unsaid = self._say_now("500")  # one key: the rate limiter's own memory stays bounded
             if unsaid is not None:
                 self.log.error("API %s %s failed: %s%s", method, path[:200], e,
                                f" ({unsaid} more since the last report)" if unsaid else "", exc_info=True)
