@@ -125,7 +125,7 @@ def _type(validator: Draft4Validator, types: object, instance: object, schema: d
 def _multiple_of(validator: Draft4Validator, dB: object, instance: object, schema: dict):  # noqa: ANN202, N803
     try:
         yield from Draft4Validator.VALIDATORS["multipleOf"](validator, dB, instance, schema)
-    except (ArithmeticError, ValueError):  # Decimal('1E+308') % Decimal('0.1'): beyond the decimal precision
+    except (ArithmeticError, ValueError, TypeError):  # Decimal('1E+308') % Decimal('0.1'): beyond the precision
         yield SchemaValidationError(f"{_show(instance)} is not a multiple of {dB}")
 
 

@@ -1,0 +1,1 @@
+"""Fuzz tests: generated hostile and schema-mutated frames (tests/fuzz/frames.py) against rpc and the station."""
