@@ -126,8 +126,9 @@ class Runtime:
             return MemoryStore()
         state = self.cfg.state_path()
         # the first release kept every station in ./state: the default directory takes that file over
+        legacy = None if self.cfg.state_dir else Path(DEFAULT_STATE_ROOT)
         try:
-            store = open_state_dir(state, adopt_from=None if self.cfg.state_dir else DEFAULT_STATE_ROOT)
+            store = open_state_dir(state, adopt_from=legacy)
             damage = _damage(store.db)
             if damage is not None:
                 store.close()
@@ -135,7 +136,14 @@ class Runtime:
             raise
         except StoreError:
             damage = _probe_damage(state)
-            if damage is None:
+            legacy_damage = _probe_damage(legacy) if damage is None and legacy is not None else None
+            if legacy_damage is not None and legacy is not None:
+                # the first release's shared file, to be adopted, is the damaged one
+                aside = _move_aside(legacy, legacy_damage)
+                self.log.error("state file %s of the first release is damaged (%s): moved aside to %s for a "
+                               "technician, not taken over", legacy / DB_NAME, legacy_damage, aside)
+                store = open_state_dir(state, adopt_from=legacy)
+            elif damage is None:
                 raise  # not a damaged file (permissions, a newer release's schema): say so, exit 2
         if damage is not None:
             # a damaged file would keep the station from ever starting: keep it for a technician

@@ -84,6 +84,26 @@ async def test_a_file_with_malformed_pages_is_moved_aside(tmp_path, caplog):
     assert "is damaged (" in caplog.records[0].getMessage() and str(aside) in caplog.records[0].getMessage()
 
 
+async def test_a_damaged_first_release_file_is_moved_aside_not_taken_over(tmp_path, monkeypatch, caplog):
+    """Default state directory: the first release's ./state/station.sqlite is taken over; damaged,
+    it used to stop every start ("cannot move it")."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / DB_NAME).write_bytes(b"not a database" * 100)
+    caplog.set_level(logging.ERROR, logger="test.damage")
+    rt = Runtime(StationConfig(id="CS-OLD", csms_url="ws://127.0.0.1:9/ocpp", simulated=True),
+                 log=logging.getLogger("test.damage"))
+    try:
+        assert rt.store.path == str(Path("state") / "CS-OLD" / DB_NAME) and rt.store.adopted_from is None
+    finally:
+        await rt.close()
+    [aside] = _aside(tmp_path / "state")
+    assert aside.read_bytes() == b"not a database" * 100
+    [record] = caplog.records
+    assert f"of the first release is damaged (file is not a database): moved aside to {Path('state') / aside.name}" \
+        in record.getMessage()
+
+
 async def test_a_sound_file_of_a_newer_release_is_still_refused_and_not_moved(tmp_path):
     cfg = _cfg(tmp_path)
     path = Path(cfg.state_dir) / DB_NAME
