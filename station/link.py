@@ -28,7 +28,8 @@ are in :mod:`station.rpc`; this module does the I/O around them:
 - whatever a frame holds, the reader goes on: rpc refuses hostile frames (depth, binary, ids),
   and an unexpected error in handling one frame is logged and the next frame is read
 - frames are logged at DEBUG with secrets masked and control characters escaped
-  (:mod:`station.logsafe`); CSMS-supplied text in other log lines is escaped too
+  (:mod:`station.logsafe`); CSMS-supplied text in other log lines is escaped too; bad frames
+  make at most :data:`BAD_FRAME_LOG_BURST` WARNING lines a minute (the rest at DEBUG, counted)
 - an invalid CSMS URL (``ws://host:99999``) is a clear ERROR in the log and ``last_error``, each
   attempt, with back-off; the link task never ends on it
 - a handler may return ``(payload, after)``: ``after()`` runs once the CallResult is on the wire
@@ -59,6 +60,7 @@ Handler = Callable[[str, dict], Awaitable[Any]]
 
 MAX_CSMS_CALLS = 16  # CSMS calls being handled at once; beyond, the socket is not read (back-pressure)
 MAX_AFTER_TASKS = 16  # after() tasks (a triggered message) waiting or running at once
+BAD_FRAME_LOG_BURST = 20  # WARNING lines about bad frames per minute; the rest at DEBUG, counted
 
 # URL -> (loop, loop time) of the last close of a link to it in this process: a new link to the
 # same URL (the station rebuilt after a Reset) waits the randomized first delay before connecting
@@ -152,6 +154,7 @@ class Link:
         self._call_slots = asyncio.Semaphore(MAX_CSMS_CALLS)
         self._after: set[asyncio.Task] = set()
         self._throttled = False  # the bound of CSMS calls was reached on this connection (logged once)
+        self._bad_frames = logsafe.Throttle(BAD_FRAME_LOG_BURST, 60.0)
         self._tasks: set[asyncio.Task] = set()
         self._attempt = 0  # reconnect waits since the CSMS last served us
         self._first_delay = 0.0
@@ -215,6 +218,8 @@ class Link:
             finally:
                 self._pending = None
                 self.rpc.forget_call()
+                if fut.done() and not fut.cancelled():
+                    fut.exception()  # closed while our frame was being sent: NotConnected is raised, not logged as lost
 
     async def run(self) -> None:
         """Keep a connection up until cancelled or closed. Never ends on an error: each failed
@@ -426,14 +431,23 @@ class Link:
             else:
                 fut.set_exception(CallErrorReceived(event.code, event.description, event.details))
         elif isinstance(event, rpc.ResponseIgnored):
-            self.log.warning("dropped a response to no call of ours (id %s: %s)", logsafe.text(event.unique_id),
-                             event.reason)
+            self._warn_bad("dropped a response to no call of ours (id %s: %s)", logsafe.text(event.unique_id, 40),
+                           event.reason)
         else:
             shown = logsafe.frame(raw, 200) if isinstance(raw, str) else f"<{len(raw)} bytes>"
-            self.log.warning("bad frame from the CSMS (%s): %s%s", logsafe.text(event.reason, 300), shown,
-                             "; answered with a CallError" if event.reply is not None else "; ignored")
+            self._warn_bad("bad frame from the CSMS (%s): %s%s", logsafe.text(event.reason, 300), shown,
+                           "; answered with a CallError" if event.reply is not None else "; ignored")
             if event.reply is not None:
                 await self._send_quietly(ws, event.reply)
+
+    def _warn_bad(self, msg: str, *args: object) -> None:
+        """A WARNING about a bad frame, at most BAD_FRAME_LOG_BURST a minute (the rest at DEBUG, counted)."""
+        allowed, held = self._bad_frames.allow(asyncio.get_running_loop().time())
+        if allowed:
+            suffix = f" ({held} more bad frames were logged at DEBUG only)" if held else ""
+            self.log.warning(msg + suffix, *args)
+        else:
+            self.log.debug(msg, *args)
 
     async def _call_slot(self) -> None:
         """A slot for one more CSMS call being handled; while all are taken the socket is not read."""
@@ -503,5 +517,5 @@ def _describe(e: BaseException, link: Link) -> str:
     return f"{type(e).__name__}: {logsafe.text(e, 300)}" if str(e) else type(e).__name__
 
 
-__all__ = ["MAX_AFTER_TASKS", "MAX_CSMS_CALLS", "CallErrorReceived", "InvalidAnswer", "InvalidUrl", "Link", "NotConnected",
+__all__ = ["BAD_FRAME_LOG_BURST", "MAX_AFTER_TASKS", "MAX_CSMS_CALLS", "CallErrorReceived", "InvalidAnswer", "InvalidUrl", "Link", "NotConnected",
            "NotImplementedError", "check_url"]

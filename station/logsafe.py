@@ -9,6 +9,7 @@ OCPP-J frame and also masks the values of the secrets a frame may carry: 1.6 Cha
 password).
 
 Use them wherever the log shows CSMS-supplied text: ``log.warning("... %s", logsafe.text(x))``.
+:class:`Throttle` bounds how many lines of one kind a peer can make us write.
 """
 
 from __future__ import annotations
@@ -77,4 +78,27 @@ def frame(raw: str | bytes, limit: int = FRAME_LIMIT) -> str:
     return text(raw, limit)
 
 
-__all__ = ["MASK", "SECRET_KEYS", "frame", "text"]
+class Throttle:
+    """At most ``burst`` log lines of one kind per ``every`` seconds (a CSMS sending garbage must not
+    fill the disk); the lines held back are counted and the next line that is let through says how
+    many. ``allow(now)`` -> (log it?, lines held back since the last one logged)."""
+
+    def __init__(self, burst: int = 10, every: float = 60.0) -> None:
+        self.burst = burst
+        self.every = every
+        self._window_start: float | None = None
+        self._in_window = 0
+        self.held_back = 0
+
+    def allow(self, now: float) -> tuple[bool, int]:
+        if self._window_start is None or now - self._window_start >= self.every:
+            self._window_start, self._in_window = now, 0
+        if self._in_window < self.burst:
+            self._in_window += 1
+            held, self.held_back = self.held_back, 0
+            return True, held
+        self.held_back += 1
+        return False, 0
+
+
+__all__ = ["MASK", "SECRET_KEYS", "Throttle", "frame", "text"]

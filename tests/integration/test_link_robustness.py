@@ -898,3 +898,19 @@ async def test_csms_text_cannot_forge_log_lines(csms, booted):
     lines = sp.log().splitlines()
     assert not [line for line in lines if line.startswith("FORGED") or line.startswith('"FORGED')], lines[-20:]
     assert sum("FORGED" in line for line in lines) >= 4
+
+
+async def test_a_stream_of_bad_frames_makes_a_bounded_number_of_warnings(csms, booted):
+    """500 bad frames in a few seconds made 500 WARNING lines (a CSMS could fill the disk): now at
+    most BAD_FRAME_LOG_BURST a minute; the next minute's first line counts the ones held back."""
+    sp = await booted()
+    for i in range(500):
+        await csms.send_text("not json" if i % 2 else json.dumps([3, f"nobody-{i}", {}]))
+    await still_works(csms)
+    warned = [line for line in sp.log().splitlines() if " WARNING " in line and ("bad frame" in line or "no call of ours" in line)]
+    assert 1 <= len(warned) <= link_module.BAD_FRAME_LOG_BURST, len(warned)
+    await asyncio.sleep(61)
+    await csms.send_text("not json")
+    await still_works(csms)
+    last = [line for line in sp.log().splitlines() if " WARNING " in line and "bad frame" in line][-1]
+    assert "more bad frames were logged at DEBUG only" in last

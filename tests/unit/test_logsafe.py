@@ -41,3 +41,11 @@ def test_unparsable_frame_naming_a_secret_is_not_shown():
 def test_other_frames_unchanged_but_escaped():
     assert logsafe.frame('[3,\n"x", {}]') == '[3,\\n"x", {}]'
     assert logsafe.frame(b"\x00\x01") == "<binary message of 2 bytes>"
+
+
+def test_throttle_lets_a_burst_through_then_counts():
+    t = logsafe.Throttle(burst=3, every=60)
+    assert [t.allow(0)[0] for _ in range(5)] == [True, True, True, False, False]
+    assert t.allow(59.9) == (False, 0)
+    assert t.allow(60.0) == (True, 3)  # a new minute: the line says 3 were held back
+    assert t.allow(61) == (True, 0)
