@@ -98,6 +98,8 @@ class CsmsProcess:
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> None:
+        if self.running:
+            return
         for attempt in range(50):
             with open(self.log_path, "a") as log:
                 self.proc = await asyncio.create_subprocess_exec(
@@ -129,7 +131,8 @@ class CsmsProcess:
     async def kill(self) -> None:
         if self.running:
             assert self.proc is not None
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
             await self.proc.wait()
             self.kills += 1
 
@@ -237,6 +240,7 @@ class Campaign:
         self.generation = 0
         self.chaos_over = asyncio.Event()
         self.mode_lock = asyncio.Lock()
+        self.csms_lock = asyncio.Lock()
         self.background: set[asyncio.Task] = set()
         self.deadline = time.monotonic() + self.args.duration
 
@@ -321,12 +325,13 @@ class Campaign:
 
     async def _csms_kill(self) -> None:
         await self._pause(self.rng.uniform(0, 2))
-        if self.chaos_over.is_set():
-            return
-        await self.csms.kill()
-        self.counts.csms_kills += 1
-        await self._pause(self.rng.uniform(0.1, 3))
-        await self.csms.start()
+        async with self.csms_lock:  # one CSMS at a time: a second kill waits for the restart
+            if self.chaos_over.is_set():
+                return
+            await self.csms.kill()
+            self.counts.csms_kills += 1
+            await self._pause(self.rng.uniform(0.1, 3))
+            await self.csms.start()
 
     async def _link_drop(self) -> None:
         await self._pause(self.rng.uniform(0, 2))
