@@ -175,7 +175,7 @@ async def phase_flood(args: argparse.Namespace, tmp: Path) -> bool:
     print(f"flood: the CSMS sent {stats['sent']} of {args.flood} GetConfiguration calls without reading an answer, "
           f"{loop.time() - v0:.0f} s virtual, {time.perf_counter() - t0:.1f} s real")
     print(f"  tasks in the process: {tasks0} before, at most {stats['max_tasks']} during "
-          f"(MAX_CSMS_CALLS = {link_module.MAX_CSMS_CALLS})")
+          f"(MAX_CSMS_CALLS = {getattr(link_module, 'MAX_CSMS_CALLS', 'none')})")
     print(f"  VmRSS {rss0:.0f} -> {rss1:.0f} MB; station link: {stats.get('ended', 'socket still open')}; "
           f"connections {stats['connections']}")
     warn = [line for line in sp.tail if "reading paused" in line or "ping" in line.lower()]
