@@ -130,20 +130,22 @@ def _multiple_of(validator: Draft4Validator, dB: object, instance: object, schem
 
 
 _Validator = validators.extend(Draft4Validator, {"type": _type, "multipleOf": _multiple_of})
+_NoRangeValidator = validators.extend(Draft4Validator, {"multipleOf": _multiple_of})  # our own payloads
 
 
 def _schema_path(version: str, name: str) -> Path:
     return SCHEMA_ROOT / ("v" + version.replace(".", "")) / "schemas" / f"{name}.json"
 
 
-@cache  # keyed by known actions only (see validate): bounded by the number of schema files
-def _validator(version: str, name: str) -> tuple[Draft4Validator, bool] | None:
+@cache  # keyed by known actions only (see validate): bounded by twice the number of schema files
+def _validator(version: str, name: str, ranges: bool = True) -> tuple[Draft4Validator, bool] | None:
     path = _schema_path(version, name)
     if not path.exists():
         return None
     text = path.read_text(encoding="utf-8-sig")
     schema = json.loads(text, parse_float=decimal.Decimal)
-    return _Validator(schema, format_checker=_FORMATS), "multipleOf" in text
+    kind = _Validator if ranges else _NoRangeValidator
+    return kind(schema, format_checker=_FORMATS), "multipleOf" in text
 
 
 @cache  # keyed by known actions only
@@ -194,17 +196,21 @@ def shape_problem(payload: object, max_depth: int = MAX_DEPTH) -> tuple[str, boo
     return found
 
 
-def validate(version: str, action: str, payload: object, result: bool = False) -> None:
+def validate(version: str, action: str, payload: object, result: bool = False, ranges: bool = True) -> None:
     """Raise an OCPPError whose ``code`` is the right CallError code when ``payload`` is invalid.
-    An action ``version`` does not define is NotImplemented before any file or cache is touched."""
+    An action ``version`` does not define is NotImplemented before any file or cache is touched.
+    ``ranges`` False: numbers are not held to OCPP's ranges (our own payloads: a meter past
+    2^31 Wh must still be reported, never make the station refuse to send its StartTransaction)."""
     if not is_known_action(version, action):
         shown = action[:40] + "..." if isinstance(action, str) and len(action) > 40 else action
         raise NotImplementedError(description=f"action {shown!r} is not implemented")
     name = schema_name(version, action, result)
-    found = _validator(version, name)
+    found = _validator(version, name, ranges)
     if found is None:
         raise NotImplementedError(description=f"action {action} is not implemented")
     shape = shape_problem(payload)
+    if shape is not None and shape[1] and not ranges:
+        shape = None
     if shape is not None and not shape[1]:
         formation = FormationViolationError if version == "1.6" else FormatViolationError
         raise formation(description=f"payload: {shape[0]}")

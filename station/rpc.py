@@ -207,7 +207,7 @@ class RpcConnection:
         if self.pending is not None:
             raise CallInFlight(f"{action} while {self.pending.action} (id {self.pending.unique_id}) waits")
         if self.validate:
-            ocpp_schema.validate(self.version, action, payload)
+            ocpp_schema.validate(self.version, action, payload, ranges=False)  # ours: sent as it is
         if unique_id is None:
             self._next_id += 1
             unique_id = str(self._next_id)
@@ -237,7 +237,7 @@ class RpcConnection:
             raise KeyError(f"no call {unique_id!r} of the CSMS waits for an answer")
         if self.validate:
             try:
-                ocpp_schema.validate(self.version, action, payload, result=True)
+                ocpp_schema.validate(self.version, action, payload, result=True, ranges=False)
             except OCPPError as e:
                 raise InvalidResult(f"{action} response: {e.description}") from None
         del self._to_answer[unique_id]

@@ -394,3 +394,16 @@ def test_dialect_spells_codes_of_its_version(version, given, said):
 def test_unknown_version_is_refused():
     with pytest.raises(ValueError):
         RpcConnection("1.5")
+
+
+def test_our_own_numbers_are_not_held_to_the_32_bit_range():
+    """A DC charger passes 2^31 Wh (2.1 GWh) within its life: its StartTransaction meterStart must
+    still go out (OCPP 1.6 says 32-bit; refusing to send would stop charging for good). Ranges
+    apply to what the CSMS sends."""
+    c = RpcConnection("1.6", first_id=0)
+    _, text = c.call("StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 2**33,
+                                          "timestamp": "2030-01-01T00:00:00Z"})
+    assert frame(text)[3]["meterStart"] == 2**33
+    c.forget_call()
+    with pytest.raises(OCPPError):  # the schema itself still holds for our payloads
+        c.call("StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": "many", "timestamp": "x"})
