@@ -6,9 +6,10 @@ are in :mod:`station.rpc`; this module does the I/O around them:
 - security profile 0 (plain ws) and 1 (ws + HTTP Basic auth); for wss:// (profiles 2 and 3) the
   given ``ssl`` context, or a default one that verifies the CSMS certificate against the
   system's CAs or ``ca_file``
-- reconnect with exponential back-off: the first wait after a lost connection (or after another
-  link to the same URL closed in this process, as on a Reset) is randomized, ``backoff_min`` to
-  3 x ``backoff_min`` (1-3 s), each further one twice the previous, up to ``backoff_max``. The
+- reconnect with exponential back-off: the first wait after a lost connection (or, with
+  ``reconnecting``, before the first connection of a link that replaces one, as after a Reset)
+  is randomized, ``backoff_min`` to 3 x ``backoff_min`` (1-3 s), each further one twice the
+  previous, up to ``backoff_max``. The
   back-off restarts only when the CSMS really serves the station: :meth:`Link.registered`
   (BootNotification Accepted) or, once registered, a CallResult on a later connection; a CSMS
   that accepts the socket and closes it sees growing waits.
@@ -61,10 +62,6 @@ Handler = Callable[[str, dict], Awaitable[Any]]
 MAX_CSMS_CALLS = 16  # CSMS calls being handled at once; beyond, the socket is not read (back-pressure)
 MAX_AFTER_TASKS = 16  # after() tasks (a triggered message) waiting or running at once
 BAD_FRAME_LOG_BURST = 20  # WARNING lines about bad frames per minute; the rest at DEBUG, counted
-
-# URL -> (loop, loop time) of the last close of a link to it in this process: a new link to the
-# same URL (the station rebuilt after a Reset) waits the randomized first delay before connecting
-_LAST_CLOSE: dict[str, tuple[asyncio.AbstractEventLoop, float]] = {}
 
 
 class CallErrorReceived(Exception):
@@ -126,6 +123,7 @@ class Link:
         backoff_max: float = 60.0,
         drain_timeout: float = 2.0,
         open_timeout: float = 15.0,
+        reconnecting: bool = False,
     ) -> None:
         self.url = url
         self.version = version
@@ -143,6 +141,7 @@ class Link:
         self.backoff_max = backoff_max
         self.drain_timeout = drain_timeout
         self.open_timeout = open_timeout
+        self.reconnecting = reconnecting  # replaces a link that just closed (Reset): wait before connecting
         self.rpc = rpc.RpcConnection(version)
         self.ws: ClientConnection | None = None
         self.enabled = asyncio.Event()
@@ -276,10 +275,6 @@ class Link:
             if t is not asyncio.current_task():  # close() awaited by an after() of ours
                 t.cancel()
         self.state = "closed"
-        try:
-            _LAST_CLOSE[self.url] = (asyncio.get_running_loop(), asyncio.get_running_loop().time())
-        except RuntimeError:  # pragma: no cover - no running loop
-            pass
 
     # -- the connection ----------------------------------------------------------------------
     async def _connection(self) -> None:
@@ -377,12 +372,9 @@ class Link:
 
     # -- back-off ----------------------------------------------------------------------------
     def _startup_delay(self) -> float:
-        """0, unless a link to this URL closed moments ago in this process (a Reset): then the first delay."""
-        last = _LAST_CLOSE.get(self.url)
-        loop = asyncio.get_running_loop()
-        if last is None or last[0] is not loop or loop.time() - last[1] > self.backoff_max:
-            return 0.0
-        return self._next_delay()
+        """0, unless this link replaces one that just closed (the station restarts after a Reset):
+        then the randomized first delay, as after a lost connection."""
+        return self._next_delay() if self.reconnecting else 0.0
 
     def _next_delay(self) -> float:
         self._attempt += 1

@@ -313,7 +313,7 @@ class Runtime:
         adapter = Ocpp16Adapter(station, self.store, self.cfg, self.clock, self.log)
         self._apply_initial_ocpp_config(adapter)
         station.attach(adapter)
-        link = adapter.make_link()
+        link = adapter.make_link(reconnecting=self.generation > 1)  # after a Reset: not at once
         self.station, self.adapter = station, adapter
         await station.start()
         await adapter.start()

@@ -193,7 +193,7 @@ class Ocpp16Adapter:
             return None
         return (self.cfg.id, password)
 
-    def make_link(self, ssl: Any = None) -> Link:
+    def make_link(self, ssl: Any = None, reconnecting: bool = False) -> Link:
         self.link = Link(
             url=self.cfg.url_for_station(),
             version="1.6",
@@ -205,6 +205,7 @@ class Ocpp16Adapter:
             ssl=ssl,
             ca_file=self.cfg.ca_file,
             ping_interval=float(self.keys.int("WebSocketPingInterval")) or None,
+            reconnecting=reconnecting,
         )
         return self.link
 
