@@ -215,9 +215,10 @@ async def _run(cfg: StationConfig) -> int:
     if wd:
 
         async def pet() -> None:
-            while True:
+            while (problem := rt.health_problem()) is None:
                 notify("WATCHDOG=1")
                 await asyncio.sleep(wd)
+            log.error("%s: no longer telling systemd the station is alive, so that it restarts it", problem)
 
         wd_task = asyncio.ensure_future(pet())
     try:

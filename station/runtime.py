@@ -118,6 +118,7 @@ class Runtime:
         self._stopping = asyncio.Event()
         self._stop_now = asyncio.Event()
         self._closed = False
+        self._link_task: asyncio.Future | None = None  # the current generation's link.run()
 
     def _open_store(self) -> Store:
         """Lock and open the station's own state directory (raises station.store.StoreError)."""
@@ -318,6 +319,7 @@ class Runtime:
         await station.start()
         await adapter.start()
         link_task = asyncio.ensure_future(link.run())
+        self._link_task = link_task
         stop_task = asyncio.ensure_future(self._stopping.wait())
         assert station.restart_request is not None
         try:
@@ -330,6 +332,7 @@ class Runtime:
             return kind
         finally:
             stop_task.cancel()
+            self._link_task = None  # ended on purpose from here on
             await adapter.stop()
             await station.stop()
             link_task.cancel()
@@ -373,6 +376,16 @@ class Runtime:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    def health_problem(self) -> str | None:
+        """Why the station cannot do its job any more (the systemd watchdog stops being petted, so
+        systemd restarts it), or None. The link is supervised and never ends by itself: if its task
+        ended anyway, the station would stay off line for ever without this."""
+        task = self._link_task
+        if task is None or not task.done() or self._stopping.is_set() or self._closed:
+            return None
+        exc = None if task.cancelled() else task.exception()
+        return f"the CSMS link task ended ({type(exc).__name__}: {exc})" if exc else "the CSMS link task ended"
 
     def stop(self) -> None:
         """A clean stop; called again while stopping, it no longer waits for the CSMS."""

@@ -918,3 +918,16 @@ async def test_a_stream_of_bad_frames_makes_a_bounded_number_of_warnings(csms, b
     await still_works(csms)
     last = [line for line in sp.log().splitlines() if " WARNING " in line and "bad frame" in line][-1]
     assert "more bad frames were logged at DEBUG only" in last
+
+
+async def test_watchdog_notices_a_link_task_that_ended(csms, booted):
+    """The link is supervised and never ends by itself; if its task ends anyway (a bug), the
+    runtime says so and `station run` stops petting the systemd watchdog, so systemd restarts the
+    station instead of leaving it off line for ever (issue 8)."""
+    sp = await booted()
+    rt = sp.rt
+    assert rt.health_problem() is None
+    task = rt._link_task
+    task.cancel()
+    await asyncio.wait([task], timeout=10)
+    assert rt.health_problem() == "the CSMS link task ended"
