@@ -399,6 +399,7 @@ class Campaign:
             else:
                 await asyncio.sleep(rng.uniform(min(1.5, a.max_gap), a.max_gap))
             self.up.clear()
+            self.generation += 1  # a session in flight stops at once (its card must not reach the next process)
             self.station.kill()
             self.observer.snapshot()  # exactly what the power cut left
             self.counts.station_kills += 1
