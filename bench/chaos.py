@@ -616,6 +616,15 @@ def analyse(records: list[dict], obs: Observer, status_tags: dict[str, int]) -> 
     meter_back = [t for t, p in starts.items() if t in stops_at and
                   any(r["payload"].get("meterStop", 0) < p["meterStart"] for _, r in calls
                       if r["action"] == "StopTransaction" and r["payload"].get("transactionId") == t)]
+    # the meter register between transactions, in the order they started: never below the last meterStop
+    stop_meter = {r["payload"].get("transactionId"): r["payload"].get("meterStop", 0) for _, r in calls
+                  if r["action"] == "StopTransaction"}
+    backwards: list[int] = []
+    last = None
+    for t, p in sorted(starts.items(), key=lambda kv: kv[1]["timestamp"]):
+        if last is not None and p["meterStart"] < last:
+            backwards.append(last - p["meterStart"])
+        last = stop_meter.get(t, p["meterStart"])
     schema = [f'{r["action"]}: {r["schema"]}' for r in records if r.get("ev") == "call" and r.get("schema")]
     return {
         "expected": dict(exp_count), "delivered": dict(delivered), "lost": dict(lost),
@@ -623,7 +632,8 @@ def analyse(records: list[dict], obs: Observer, status_tags: dict[str, int]) -> 
         "misattributed": misattributed,
         "transactions": {"sessions_with_transaction": len(tags), "started_at_csms": len(starts),
                          "stopped_at_csms": len(set(stops_at) & set(starts)), "unstopped": unstopped,
-                         "orphans": orphans, "stop_meter_below_start": meter_back},
+                         "orphans": orphans, "stop_meter_below_start": meter_back,
+                         "meter_backwards_between": {"count": len(backwards), "max_wh": max(backwards, default=0)}},
         "unique_ids_reused_for_other_messages": uid_reused,
         "schema_problems": schema[:10],
         "outbox_entries_seen": len(obs.outbox), "snapshots": obs.snapshots, "snapshot_failures": obs.failures,
@@ -662,6 +672,10 @@ def print_report(report: dict, args: argparse.Namespace) -> None:
     print(f"station log: {sl['tracebacks']} tracebacks, {sl['dropped']} transaction messages logged as dropped")
     if t["stop_meter_below_start"]:
         print(f"note: meterStop below meterStart in transactions {t['stop_meter_below_start'][:20]}")
+    if t["meter_backwards_between"]["count"]:
+        mb = t["meter_backwards_between"]
+        print(f"note: a transaction's meterStart was below the previous meterStop {mb['count']} times "
+              f"(up to {mb['max_wh']} Wh): the meter ran backwards across a restart")
     if report["unique_ids_reused_for_other_messages"]:
         print(f"note: {report['unique_ids_reused_for_other_messages']} unique ids were used again for another message")
     if report["schema_problems"]:
