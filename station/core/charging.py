@@ -1,0 +1,460 @@
+"""Smart charging, pure: charging profiles, their validity, stacking and the composite schedule.
+
+Version independent (OCPP 1.6 section 3.13; the 2.0.1 adapter reuses it): a profile is parsed
+from its 1.6 ``csChargingProfiles`` object, checked (``problems``), installed in a ``ProfileSet``
+and evaluated at any time. No asyncio, no I/O: time is passed in.
+
+Rules, per connector at time t:
+
+- a profile applies while it is valid (validFrom <= t < validTo) and its schedule runs: Absolute
+  from startSchedule, Recurring from startSchedule repeated every day or week (across midnight and
+  week boundaries), Relative from the transaction start (from the requested start when there is
+  no transaction); a schedule ends after its duration (a recurring one at the latest when it
+  starts again);
+- within a purpose the active profile with the highest stackLevel wins (when it ends, the next
+  one down applies); a TxDefaultProfile of the connector itself overrules one of connector 0
+  (which applies to every connector);
+- TxProfile (only with a running transaction) overrules TxDefaultProfile; the ChargePointMaxProfile
+  (connector 0) is the whole station's limit, shared equally by the connectors that charge; the
+  connector's limit is the minimum of the two;
+- limits in W become amperes with the EVSE's voltage (230 V) and phases (numberPhases, default 3,
+  at most the EVSE's); a limit below the schedule's minChargingRate offers nothing (the EV cannot
+  charge that slowly efficiently).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from station.core.clock import iso, parse_iso
+
+MAX_PROFILE = "ChargePointMaxProfile"
+TX_DEFAULT = "TxDefaultProfile"
+TX_PROFILE = "TxProfile"
+PURPOSES = (MAX_PROFILE, TX_DEFAULT, TX_PROFILE)
+VOLTAGE_V = 230.0
+DEFAULT_PHASES = 3  # numberPhases absent: three (1.6 ChargingSchedulePeriod)
+CYCLE_S = {"Daily": 86_400.0, "Weekly": 604_800.0}
+UNITS = {"A": "Current", "W": "Power"}  # chargingRateUnit -> its ChargingScheduleAllowedChargingRateUnit word
+
+
+class ProfileError(ValueError):
+    """A charging profile that cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class SchedulePeriod:
+    start_s: int
+    limit: float
+    number_phases: int | None = None
+
+
+@dataclass(frozen=True)
+class ChargingProfile:
+    id: int
+    connector_id: int
+    stack_level: int
+    purpose: str
+    kind: str  # Absolute | Recurring | Relative
+    unit: str  # A | W
+    periods: tuple[SchedulePeriod, ...]
+    installed_at: datetime
+    recurrency: str | None = None  # Daily | Weekly
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    transaction_id: int | None = None
+    duration_s: int | None = None
+    start_schedule: datetime | None = None
+    min_rate: float | None = None
+    raw: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def from_ocpp(cls, connector_id: int, cp: dict, installed_at: datetime) -> ChargingProfile:
+        """From a 1.6 csChargingProfiles object (already schema-checked). Raises ProfileError."""
+        try:
+            sched = cp["chargingSchedule"]
+            periods = tuple(
+                SchedulePeriod(int(p["startPeriod"]), float(p["limit"]), p.get("numberPhases"))
+                for p in sched["chargingSchedulePeriod"]
+            )
+
+            def when(v: str | None) -> datetime | None:
+                return None if v is None else parse_iso(v)
+
+            return cls(
+                id=int(cp["chargingProfileId"]),
+                connector_id=int(connector_id),
+                stack_level=int(cp["stackLevel"]),
+                purpose=cp["chargingProfilePurpose"],
+                kind=cp["chargingProfileKind"],
+                unit=sched["chargingRateUnit"],
+                periods=periods,
+                installed_at=installed_at,
+                recurrency=cp.get("recurrencyKind"),
+                valid_from=when(cp.get("validFrom")),
+                valid_to=when(cp.get("validTo")),
+                transaction_id=cp.get("transactionId"),
+                duration_s=sched.get("duration"),
+                start_schedule=when(sched.get("startSchedule")),
+                min_rate=sched.get("minChargingRate"),
+                raw=dict(cp),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ProfileError(f"unusable charging profile: {e}") from None
+
+    def record(self) -> dict:
+        """What is stored to install the same profile again after a restart."""
+        return {"connectorId": self.connector_id, "installedAt": iso(self.installed_at), "profile": self.raw}
+
+    @classmethod
+    def from_record(cls, rec: dict) -> ChargingProfile:
+        return cls.from_ocpp(rec["connectorId"], rec["profile"], parse_iso(rec["installedAt"]))
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the station accepts (1.6: ChargeProfileMaxStackLevel, ChargingScheduleAllowedChargingRateUnit,
+    ChargingScheduleMaxPeriods, MaxChargingProfilesInstalled)."""
+
+    max_stack_level: int = 10
+    allowed_units: frozenset[str] = frozenset({"A", "W"})
+    max_periods: int = 48
+    max_installed: int = 20
+
+
+def problems(p: ChargingProfile, *, connector_ids: Iterable[int], caps: Capabilities,
+             running: Mapping[int, int | None], installed: ProfileSet | None = None,
+             remote_start: bool = False) -> str | None:
+    """Why SetChargingProfile (or RemoteStartTransaction's chargingProfile, ``remote_start``) must
+    be Rejected; None when it can be installed. ``running``: connector -> its transaction's id
+    (None while the CSMS has not numbered it) for the connectors with a running transaction."""
+    cids = set(connector_ids)
+    if p.connector_id != 0 and p.connector_id not in cids:
+        return f"connector {p.connector_id} does not exist"
+    if p.purpose not in PURPOSES:
+        return f"unknown purpose {p.purpose}"
+    if p.purpose == MAX_PROFILE and p.connector_id != 0:
+        return "a ChargePointMaxProfile is set on connector 0 only"
+    if p.purpose == TX_PROFILE and not remote_start:
+        if p.connector_id == 0:
+            return "a TxProfile is set on a connector, not on 0"
+        if p.connector_id not in running:
+            return f"no transaction on connector {p.connector_id} for a TxProfile"
+        tx_id = running[p.connector_id]
+        if p.transaction_id is not None and p.transaction_id != tx_id:
+            return f"transactionId {p.transaction_id} is not the transaction on connector {p.connector_id}"
+    if remote_start and p.transaction_id is not None:
+        return "a chargingProfile of RemoteStartTransaction has no transactionId"
+    if p.stack_level < 0 or p.stack_level > caps.max_stack_level:
+        return f"stackLevel {p.stack_level} is above ChargeProfileMaxStackLevel {caps.max_stack_level}"
+    if p.unit not in caps.allowed_units:
+        return f"chargingRateUnit {p.unit} is not allowed"
+    if not p.periods:
+        return "no chargingSchedulePeriod"
+    if len(p.periods) > caps.max_periods:
+        return f"{len(p.periods)} periods, ChargingScheduleMaxPeriods is {caps.max_periods}"
+    if p.periods[0].start_s != 0:
+        return "the first period must start at 0"
+    if any(b.start_s <= a.start_s for a, b in zip(p.periods, p.periods[1:], strict=False)):
+        return "periods must start in increasing order"
+    if any(x.limit < 0 or (x.number_phases is not None and x.number_phases not in (1, 2, 3)) for x in p.periods):
+        return "a period has a negative limit or numberPhases other than 1-3"
+    if p.kind == "Recurring" and p.recurrency not in CYCLE_S:
+        return "a Recurring profile needs recurrencyKind Daily or Weekly"
+    if p.kind not in ("Absolute", "Recurring", "Relative"):
+        return f"unknown chargingProfileKind {p.kind}"
+    if p.duration_s is not None and p.duration_s < 0:
+        return "negative duration"
+    if p.valid_from is not None and p.valid_to is not None and p.valid_to <= p.valid_from:
+        return "validTo is not after validFrom"
+    if installed is not None and installed.count_after(p) > caps.max_installed:
+        return f"MaxChargingProfilesInstalled ({caps.max_installed}) reached"
+    return None
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What the evaluation needs to know of one connector."""
+
+    connector_id: int
+    phases: int = 3
+    max_a: float = 32.0
+    tx_start: datetime | None = None  # its running transaction's start; None: no transaction
+
+
+@dataclass(frozen=True)
+class Limit:
+    amps: float | None  # None: no profile limits this connector
+    phases: int
+    min_rate_a: float | None = None
+
+
+@dataclass(frozen=True)
+class CompositePeriod:
+    start_s: int
+    amps: float
+    phases: int
+
+
+@dataclass(frozen=True)
+class Composite:
+    connector_id: int
+    start: datetime
+    duration_s: int
+    periods: tuple[CompositePeriod, ...]
+    min_rate_a: float | None = None
+
+    def to_ocpp(self, unit: str) -> dict:
+        """The 1.6 chargingSchedule of GetCompositeSchedule.conf in ``unit`` (A or W)."""
+        out = []
+        for p in self.periods:
+            value = p.amps if unit == "A" else p.amps * VOLTAGE_V * p.phases
+            period: dict = {"startPeriod": p.start_s, "limit": round(value, 1)}
+            if self.connector_id != 0:
+                period["numberPhases"] = p.phases
+            out.append(period)
+        sched: dict = {"duration": self.duration_s, "startSchedule": iso(self.start), "chargingRateUnit": unit,
+                       "chargingSchedulePeriod": out}
+        if self.min_rate_a is not None:
+            phases = self.periods[0].phases if self.periods else DEFAULT_PHASES
+            sched["minChargingRate"] = round(self.min_rate_a if unit == "A" else self.min_rate_a * VOLTAGE_V * phases, 1)
+        return sched
+
+
+def _ts(dt: datetime) -> float:
+    return dt.timestamp()
+
+
+class _Compiled:
+    """One profile prepared for fast evaluation: times in epoch seconds, limits in amperes of one connector."""
+
+    __slots__ = ("p", "starts", "amps", "phases", "vf", "vt", "dur", "cycle", "min_a")
+
+    def __init__(self, p: ChargingProfile, ctx_phases: int) -> None:
+        self.p = p
+        self.starts = [float(x.start_s) for x in p.periods]
+        self.phases = [min(x.number_phases or DEFAULT_PHASES, ctx_phases) for x in p.periods]
+        if p.unit == "W":
+            self.amps = [x.limit / (VOLTAGE_V * n) for x, n in zip(p.periods, self.phases, strict=True)]
+            self.min_a = None if p.min_rate is None else p.min_rate / (VOLTAGE_V * self.phases[0])
+        else:
+            self.amps = [x.limit for x in p.periods]
+            self.min_a = p.min_rate
+        self.vf = _ts(p.valid_from) if p.valid_from else float("-inf")
+        self.vt = _ts(p.valid_to) if p.valid_to else float("inf")
+        self.cycle = CYCLE_S.get(p.recurrency or "") if p.kind == "Recurring" else None
+        dur = float(p.duration_s) if p.duration_s is not None else float("inf")
+        self.dur = min(dur, self.cycle) if self.cycle else dur
+
+    def base(self, tx_start: float | None, fallback: float) -> float:
+        p = self.p
+        if p.kind == "Relative":
+            return tx_start if tx_start is not None else fallback
+        if p.start_schedule is not None:
+            return _ts(p.start_schedule)
+        return tx_start if tx_start is not None else _ts(p.installed_at)
+
+    def at(self, t: float, base: float) -> int | None:
+        """The index of the period in force at t, None when the profile does not apply."""
+        if t < self.vf or t >= self.vt or t < base:
+            return None
+        off = t - base
+        if self.cycle:
+            off %= self.cycle
+        if off >= self.dur:
+            return None
+        return bisect.bisect_right(self.starts, off) - 1
+
+    def changes(self, lo: float, hi: float, base: float, out: set[float]) -> None:
+        """Every time in (lo, hi) at which this profile's value may change."""
+        for v in (self.vf, self.vt, base):
+            if lo < v < hi:
+                out.add(v)
+        edges = self.starts + ([self.dur] if self.dur != float("inf") else [])
+        if self.cycle:
+            k = max(0, int((lo - base) // self.cycle))
+            while True:
+                inst = base + k * self.cycle
+                if inst >= hi:
+                    break
+                for e in edges:
+                    v = inst + e
+                    if lo < v < hi:
+                        out.add(v)
+                k += 1
+        else:
+            for e in edges:
+                v = base + e
+                if lo < v < hi:
+                    out.add(v)
+
+
+class ProfileSet:
+    """The installed charging profiles of one station, by id."""
+
+    def __init__(self, profiles: Iterable[ChargingProfile] = ()) -> None:
+        self.profiles: dict[int, ChargingProfile] = {}
+        for p in profiles:
+            self.install(p)
+
+    def __len__(self) -> int:
+        return len(self.profiles)
+
+    def _replaced_by(self, p: ChargingProfile) -> list[int]:
+        return [q.id for q in self.profiles.values()
+                if q.id == p.id or (q.purpose == p.purpose and q.stack_level == p.stack_level
+                                    and q.connector_id == p.connector_id)]
+
+    def count_after(self, p: ChargingProfile) -> int:
+        return len(self.profiles) - len(self._replaced_by(p)) + 1
+
+    def install(self, p: ChargingProfile) -> list[ChargingProfile]:
+        """Install ``p``; the same id, or the same purpose, stackLevel and connector, is replaced.
+        Returns the replaced profiles."""
+        gone = [self.profiles.pop(i) for i in self._replaced_by(p)]
+        self.profiles[p.id] = p
+        return gone
+
+    def clear(self, profile_id: int | None = None, connector_id: int | None = None, purpose: str | None = None,
+              stack_level: int | None = None) -> list[ChargingProfile]:
+        """ClearChargingProfile: by id, else every profile matching the criteria given (none: all)."""
+        if profile_id is not None:
+            hit = [p for p in self.profiles.values() if p.id == profile_id]
+        else:
+            hit = [p for p in self.profiles.values()
+                   if (connector_id is None or p.connector_id == connector_id)
+                   and (purpose is None or p.purpose == purpose)
+                   and (stack_level is None or p.stack_level == stack_level)]
+        for p in hit:
+            del self.profiles[p.id]
+        return hit
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _relevant(self, ctx: ConnectorContext) -> dict[str, list[_Compiled]]:
+        """The connector's candidates per purpose, in precedence order (first wins)."""
+        def key(p: ChargingProfile) -> tuple[int, int]:
+            return (-p.stack_level, 0 if p.connector_id == ctx.connector_id else 1)
+
+        out: dict[str, list[_Compiled]] = {MAX_PROFILE: [], TX_DEFAULT: [], TX_PROFILE: []}
+        for p in sorted(self.profiles.values(), key=key):
+            if p.purpose == MAX_PROFILE:
+                out[MAX_PROFILE].append(_Compiled(p, ctx.phases))
+            elif p.connector_id in (0, ctx.connector_id):
+                if p.purpose == TX_PROFILE and (ctx.tx_start is None or p.connector_id != ctx.connector_id):
+                    continue
+                out[p.purpose].append(_Compiled(p, ctx.phases))
+        # a TxDefaultProfile of the connector itself overrules connector 0's whatever their stack levels
+        out[TX_DEFAULT].sort(key=lambda c: 0 if c.p.connector_id == ctx.connector_id else 1)
+        return out
+
+    @staticmethod
+    def _first(cands: list[tuple[_Compiled, float]], t: float) -> tuple[float, int, float | None] | None:
+        for c, base in cands:
+            i = c.at(t, base)
+            if i is not None:
+                return c.amps[i], c.phases[i], c.min_a
+        return None
+
+    def _evaluator(self, ctx: ConnectorContext, fallback: float, sharers: int):
+        rel = self._relevant(ctx)
+        tx = None if ctx.tx_start is None else _ts(ctx.tx_start)
+        bases = {k: [(c, c.base(tx, fallback)) for c in v] for k, v in rel.items()}
+        maxes = bases[MAX_PROFILE]
+        share = max(1, sharers)
+
+        def evaluate(t: float) -> Limit:
+            got = self._first(bases[TX_PROFILE], t) if bases[TX_PROFILE] else None
+            if got is None:
+                got = self._first(bases[TX_DEFAULT], t)
+            top = self._first(maxes, t) if maxes else None
+            amps: float | None = None
+            phases = ctx.phases
+            min_a = None
+            if got is not None:
+                amps, phases, min_a = got
+            if top is not None:
+                shared = top[0] / share
+                amps = shared if amps is None else min(amps, shared)
+            if amps is not None and min_a is not None and amps < min_a:
+                amps = 0.0
+            return Limit(amps, phases, min_a)
+
+        return evaluate, bases[TX_PROFILE] + bases[TX_DEFAULT] + maxes
+
+    def limit_at(self, ctx: ConnectorContext, t: datetime, sharers: int = 1) -> Limit:
+        """The connector's limit at ``t``; ``sharers``: connectors sharing the ChargePointMaxProfile."""
+        evaluate, _ = self._evaluator(ctx, _ts(t), sharers)
+        return evaluate(_ts(t))
+
+    def next_change(self, ctx: ConnectorContext, after: datetime, horizon_s: float = 8 * 86_400.0,
+                    sharers: int = 1) -> datetime | None:
+        """The first time after ``after`` at which the connector's limit may change (a period
+        boundary, a validity edge, a schedule end), within the horizon."""
+        lo = _ts(after)
+        _, cands = self._evaluator(ctx, lo, sharers)
+        edges: set[float] = set()
+        for c, base in cands:
+            if c.p.kind == "Relative" and ctx.tx_start is None:
+                continue  # starts with a transaction: nothing to wait for until then
+            c.changes(lo, lo + horizon_s, base, edges)
+        return datetime.fromtimestamp(min(edges), UTC) if edges else None
+
+    def composite(self, ctx: ConnectorContext, start: datetime, duration_s: int, sharers: int = 1) -> Composite:
+        """GetCompositeSchedule of one connector: its limits from ``start`` for ``duration_s``
+        (the EVSE's own maximum where no profile limits it)."""
+        lo = _ts(start)
+        hi = lo + duration_s
+        evaluate, cands = self._evaluator(ctx, lo, sharers)
+        edges: set[float] = {lo}
+        for c, base in cands:
+            c.changes(lo, hi, base, edges)
+        periods: list[CompositePeriod] = []
+        min_rate = None
+        for t in sorted(edges):
+            lim = evaluate(t)
+            amps = ctx.max_a if lim.amps is None else min(lim.amps, ctx.max_a)
+            if min_rate is None:
+                min_rate = lim.min_rate_a
+            period = CompositePeriod(int(round(t - lo)), round(amps, 3), lim.phases)
+            if periods and (periods[-1].amps, periods[-1].phases) == (period.amps, period.phases):
+                continue
+            if periods and periods[-1].start_s == period.start_s:
+                periods[-1] = period
+                continue
+            periods.append(period)
+        return Composite(ctx.connector_id, start, duration_s, tuple(periods), min_rate)
+
+    def composite_station(self, contexts: Iterable[ConnectorContext], start: datetime, duration_s: int) -> Composite:
+        """GetCompositeSchedule of connector 0: what the whole station may draw, the sum of its
+        connectors' schedules within the ChargePointMaxProfile."""
+        ctxs = list(contexts)
+        phases = max((c.phases for c in ctxs), default=DEFAULT_PHASES)
+        lo = _ts(start)
+        hi = lo + duration_s
+        per = [(c, self._evaluator(c, lo, 1)) for c in ctxs]
+        station = ConnectorContext(0, phases, sum(c.max_a for c in ctxs))
+        maxes = [(c, c.base(None, lo)) for c in self._relevant(station)[MAX_PROFILE]]
+        edges: set[float] = {lo}
+        for _, (_, cands) in per:
+            for c, base in cands:
+                c.changes(lo, hi, base, edges)
+        periods: list[CompositePeriod] = []
+        for t in sorted(edges):
+            total = 0.0
+            for ctx, (evaluate, _) in per:
+                own = evaluate(t).amps
+                total += ctx.max_a if own is None else min(own, ctx.max_a)
+            top = self._first(maxes, t) if maxes else None
+            if top is not None:
+                total = min(total, top[0])
+            period = CompositePeriod(int(round(t - lo)), round(total, 3), phases)
+            if periods and periods[-1].amps == period.amps:
+                continue
+            if periods and periods[-1].start_s == period.start_s:
+                periods[-1] = period
+                continue
+            periods.append(period)
+        return Composite(0, start, duration_s, tuple(periods))
