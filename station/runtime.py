@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from station.config import DEFAULT_STATE_ROOT, StationConfig, connector_numbers
 from station.core.clock import Clock
 from station.core.evse import Connector, Evse
 from station.core.transaction import StopReason
+from station.firmware import installed_version
 from station.ocpp16.adapter import Ocpp16Adapter
 from station.ocpp16.config_keys import NS
 from station.scheduler import LoopScheduler
@@ -311,7 +313,9 @@ class Runtime:
             station_id=self.cfg.id, evses=evses, hardware=self.hw, store=self.store, clock=self.clock, log=self.log
         )
         station.on_event = self._event
-        adapter = Ocpp16Adapter(station, self.store, self.cfg, self.clock, self.log)
+        # the firmware version BootNotification reports: an installed package's (station/firmware.py)
+        cfg = dataclasses.replace(self.cfg, firmware_version=installed_version(self.store, self.cfg.firmware_version))
+        adapter = Ocpp16Adapter(station, self.store, cfg, self.clock, self.log)
         self._apply_initial_ocpp_config(adapter)
         station.attach(adapter)
         link = adapter.make_link(reconnecting=self.generation > 1)  # after a Reset: not at once

@@ -1,0 +1,329 @@
+"""Firmware update and diagnostics upload (version independent; the 1.6 wire side is in
+station/ocpp16/handlers/firmware.py).
+
+Firmware: ``update_firmware`` keeps the job in the store (namespace ``firmware``) and arms a one-shot
+timer for its retrieve date (a job survives a restart). Then: Downloading, the download with
+``retries`` more attempts ``retry_interval`` apart (DownloadFailed after the last), Downloaded,
+Installing, the package checked (``verify_package``: InstallationFailed when it is not a valid
+package), the new version stored with an "Installed" report pending, and the station restarted
+into it (open transactions end with reason Reboot). After the restart the station boots with the
+installed version (``installed_version``) and, once the CSMS has accepted it, reports Installed.
+
+A package is a JSON object (``make_package``): ``format`` ``station-firmware/1``, ``version`` (1-50
+characters), ``payload`` (base64) and its ``sha256``. On a real station the payload would be the
+image to flash; the simulated station only records the version.
+
+Diagnostics: ``get_diagnostics`` names a file at once (the answer carries it), bundles the recent
+log lines between start and stop time (``DiagnosticsLog``, a bounded ring) and a state summary as a
+tar.gz, and uploads it with retries: Uploading, then Uploaded or UploadFailed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import logging
+import ssl
+import tarfile
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from station.scheduler import Scheduler, Timer
+from station.store import Store
+from station.transfer import MAX_DOWNLOAD_BYTES, TransferError, download, parse_location, upload
+
+NS = "firmware"
+PACKAGE_FORMAT = "station-firmware/1"
+MAX_RETRIES = 10  # more attempts than this are not made, whatever the CSMS asks
+MAX_RETRY_INTERVAL_S = 24 * 3600
+LOG_LINES = 2000
+
+Notify = Callable[[str], Awaitable[bool]]
+
+
+class PackageError(Exception):
+    """The downloaded file is not an installable firmware package."""
+
+
+def make_package(version: str, payload: bytes = b"") -> bytes:
+    """A firmware package of this station (tests, tools)."""
+    return json.dumps({"format": PACKAGE_FORMAT, "version": version, "sha256": hashlib.sha256(payload).hexdigest(),
+                       "payload": base64.b64encode(payload).decode()}).encode()
+
+
+def verify_package(data: bytes) -> str:
+    """The version of a valid package; raises PackageError."""
+    try:
+        pkg = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise PackageError("not a firmware package (not JSON)") from None
+    if not isinstance(pkg, dict) or pkg.get("format") != PACKAGE_FORMAT:
+        raise PackageError(f"not a firmware package (format is not {PACKAGE_FORMAT})")
+    version = pkg.get("version")
+    if not isinstance(version, str) or not 1 <= len(version) <= 50 or not version.isprintable():
+        raise PackageError("package version missing or not 1-50 printable characters")
+    try:
+        payload = base64.b64decode(str(pkg.get("payload", "")), validate=True)
+    except ValueError:
+        raise PackageError("package payload is not base64") from None
+    if hashlib.sha256(payload).hexdigest() != pkg.get("sha256"):
+        raise PackageError("package payload does not match its sha256 (corrupt)")
+    return version
+
+
+def installed_version(store: Store, default: str) -> str:
+    """The firmware version to report in BootNotification: the last installed package's, else ``default``."""
+    v = store.get(NS, "version")
+    return v if isinstance(v, str) and v else default
+
+
+class DiagnosticsLog(logging.Handler):
+    """The last ``LOG_LINES`` lines of a logger with their (scheduler) time, for diagnostics files.
+    One per logger: ``attach`` finds the one already there (it outlives a station restart: the
+    store, which the runtime keeps across restarts, marks whose lines they are)."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        super().__init__(logging.DEBUG)
+        self.now = now
+        self.lines: deque[tuple[datetime, str]] = deque(maxlen=LOG_LINES)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    owner: object = None
+
+    @classmethod
+    def attach(cls, logger: logging.Logger, now: Callable[[], datetime], owner: object) -> DiagnosticsLog:
+        for h in logger.handlers:
+            if isinstance(h, cls):
+                if h.owner is not owner:  # another station run with this logger: not its lines
+                    h.lines.clear()
+                h.now, h.owner = now, owner
+                return h
+        h = cls(now)
+        h.owner = owner
+        logger.addHandler(h)
+        return h
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append((self.now(), self.format(record)))
+        except Exception:  # pragma: no cover - a log line must never break the station
+            self.handleError(record)
+
+    def between(self, start: datetime | None, stop: datetime | None) -> list[str]:
+        return [f"{t.isoformat()} {line}" for t, line in list(self.lines)
+                if (start is None or t >= start) and (stop is None or t <= stop)]
+
+
+class FirmwareService:
+    """UpdateFirmware and GetDiagnostics jobs of one station generation (see the module docstring)."""
+
+    def __init__(self, *, scheduler: Scheduler, store: Store, log: logging.Logger,
+                 spawn: Callable[[Awaitable[Any]], Any], notify_firmware: Notify, notify_diagnostics: Notify,
+                 restart: Callable[[], Awaitable[None]], summary: Callable[[], dict], station_id: str,
+                 ssl_context: Callable[[], ssl.SSLContext | None] = lambda: None,
+                 files_dir: Path | None = None, max_bytes: int = MAX_DOWNLOAD_BYTES,
+                 transfer_timeout: float = 300.0) -> None:
+        self.scheduler = scheduler
+        self.store = store
+        self.log = log
+        self.spawn = spawn
+        self.notify_firmware = notify_firmware
+        self.notify_diagnostics = notify_diagnostics
+        self.restart = restart
+        self.summary = summary
+        self.station_id = station_id
+        self.ssl_context = ssl_context
+        self.files_dir = files_dir
+        self.max_bytes = max_bytes
+        self.transfer_timeout = transfer_timeout
+        self.firmware_status = "Idle"  # Downloading / Downloaded / Installing while a job runs
+        self.diagnostics_status = "Idle"  # Uploading while an upload runs
+        self.diag_log = DiagnosticsLog.attach(log, scheduler.now, store)
+        self._timer: Timer | None = None
+        self._job: asyncio.Future | None = None
+        self._upload: asyncio.Future | None = None
+        self._stopped = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Re-arm a firmware job kept from before a restart."""
+        job = self.store.get(NS, "job")
+        if isinstance(job, dict):
+            self.log.info("firmware update from %s still to do (kept across a restart)", _shown(job.get("location")))
+            self._arm(job)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in (self._job, self._upload):
+            if task is not None and not task.done():
+                task.cancel()
+
+    def registered(self) -> None:
+        """The CSMS accepted the station: report an installation done before the restart."""
+        if self.store.get(NS, "report") == "Installed":
+            self.spawn(self._report_installed())
+
+    async def _report_installed(self) -> None:
+        if await self.notify_firmware("Installed"):
+            self.store.delete(NS, "report")
+
+    # -- firmware ------------------------------------------------------------------------------
+    def update_firmware(self, location: str, retrieve_at: datetime, retries: int = 0, retry_interval: float = 0) -> None:
+        """A new firmware job (replaces one not yet done)."""
+        parse_location(location)  # raises TransferError: checked before the answer
+        if self._job is not None and not self._job.done():
+            self.log.warning("UpdateFirmware while an update runs: the running one is abandoned")
+            self._job.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        job = {"location": location, "retrieve_at": retrieve_at.isoformat(),
+               "retries": max(0, min(int(retries), MAX_RETRIES)),
+               "retry_interval": max(0.0, min(float(retry_interval), MAX_RETRY_INTERVAL_S))}
+        self.store.put(NS, "job", job)
+        self._arm(job)
+
+    def _arm(self, job: dict) -> None:
+        try:
+            at = datetime.fromisoformat(job["retrieve_at"])
+        except (KeyError, TypeError, ValueError):
+            self.store.delete(NS, "job")
+            return
+        delay = (at - self.scheduler.now()).total_seconds()
+        if delay > 0:
+            self.log.info("firmware download from %s at %s (in %.0f s)", _shown(job["location"]), job["retrieve_at"], delay)
+        self._timer = self.scheduler.call_later(max(0.0, delay), self._begin, job)
+
+    def _begin(self, job: dict) -> None:
+        self._timer = None
+        if not self._stopped:
+            self._job = self.spawn(self._run(job))
+
+    async def _run(self, job: dict) -> None:
+        location = job["location"]
+        data: bytes | None = None
+        await self._set_firmware("Downloading")
+        for attempt in range(1 + int(job["retries"])):
+            if attempt:
+                await self._sleep(float(job["retry_interval"]))
+            try:
+                data = await download(location, timeout=self.transfer_timeout, max_bytes=self.max_bytes,
+                                      ssl_context=self.ssl_context())
+                break
+            except TransferError as e:
+                self.log.warning("firmware download attempt %d of %d failed: %s", attempt + 1, 1 + job["retries"], e)
+        if data is None:
+            self.store.delete(NS, "job")
+            await self._set_firmware("DownloadFailed", idle=True)
+            return
+        self.log.info("firmware downloaded from %s (%d bytes)", _shown(location), len(data))
+        self._keep_file(data)
+        await self._set_firmware("Downloaded")
+        await self._set_firmware("Installing")
+        try:
+            version = verify_package(data)
+        except PackageError as e:
+            self.log.error("firmware from %s not installed: %s", _shown(location), e)
+            self.store.delete(NS, "job")
+            await self._set_firmware("InstallationFailed", idle=True)
+            return
+        with self.store.atomic():
+            self.store.put(NS, "version", version)
+            self.store.put(NS, "report", "Installed")
+            self.store.delete(NS, "job")
+        self.log.warning("firmware %s installed: restarting the station into it", version)
+        await self.restart()
+
+    async def _set_firmware(self, status: str, idle: bool = False) -> None:
+        self.firmware_status = "Idle" if idle else status
+        await self.notify_firmware(status)
+
+    def _keep_file(self, data: bytes) -> None:
+        if self.files_dir is None:
+            return
+        try:
+            self.files_dir.mkdir(parents=True, exist_ok=True)
+            (self.files_dir / "firmware.pkg").write_bytes(data)
+        except OSError as e:
+            self.log.warning("cannot keep the firmware file in %s: %s", self.files_dir, e)
+
+    # -- diagnostics ---------------------------------------------------------------------------
+    def diagnostics_file_name(self) -> str:
+        """The name of the next diagnostics file (the GetDiagnostics answer carries it)."""
+        return f"diagnostics-{_file_safe(self.station_id)}-{self.scheduler.now():%Y%m%dT%H%M%SZ}.tar.gz"
+
+    def get_diagnostics(self, location: str, file_name: str, retries: int = 0, retry_interval: float = 0,
+                        start: datetime | None = None, stop: datetime | None = None) -> None:
+        """Bundle the diagnostics file and upload it to ``location`` as ``file_name`` (in the background)."""
+        parse_location(location)  # raises TransferError
+        if self._upload is not None and not self._upload.done():
+            self.log.warning("GetDiagnostics while an upload runs: the running one is abandoned")
+            self._upload.cancel()
+        data = self.bundle(start, stop)
+        self._upload = self.spawn(self._send_diagnostics(location, file_name, data, max(0, min(int(retries), MAX_RETRIES)),
+                                                         max(0.0, min(float(retry_interval), MAX_RETRY_INTERVAL_S))))
+
+    def bundle(self, start: datetime | None, stop: datetime | None) -> bytes:
+        """log.txt (the log lines between start and stop) and state.json, as a tar.gz."""
+        lines = self.diag_log.between(start, stop)
+        state = dict(self.summary())
+        state["generated_at"] = self.scheduler.now().isoformat()
+        state["log_window"] = {"start": start.isoformat() if start else None, "stop": stop.isoformat() if stop else None,
+                               "lines": len(lines)}
+        files = {"log.txt": ("\n".join(lines) + "\n").encode(),
+                 "state.json": json.dumps(state, indent=2, default=str).encode()}
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for fname, content in files.items():
+                info = tarfile.TarInfo(fname)
+                info.size = len(content)
+                info.mtime = int(self.scheduler.now().timestamp())
+                tar.addfile(info, io.BytesIO(content))
+        return buf.getvalue()
+
+    async def _send_diagnostics(self, location: str, name: str, data: bytes, retries: int, interval: float) -> None:
+        self.diagnostics_status = "Uploading"
+        await self.notify_diagnostics("Uploading")
+        ok = False
+        for attempt in range(1 + retries):
+            if attempt:
+                await self._sleep(interval)
+            try:
+                await upload(location, name, data, timeout=self.transfer_timeout, ssl_context=self.ssl_context())
+                ok = True
+                break
+            except TransferError as e:
+                self.log.warning("diagnostics upload attempt %d of %d failed: %s", attempt + 1, 1 + retries, e)
+        self.diagnostics_status = "Idle"
+        if ok:
+            self.log.info("diagnostics %s uploaded to %s (%d bytes)", name, _shown(location), len(data))
+        await self.notify_diagnostics("Uploaded" if ok else "UploadFailed")
+
+    # -- helpers -------------------------------------------------------------------------------
+    async def _sleep(self, seconds: float) -> None:
+        """Wait on the scheduler's timer (virtual time in tests)."""
+        fut = asyncio.get_running_loop().create_future()
+        timer = self.scheduler.call_later(seconds, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            timer.cancel()
+
+
+def _shown(url: object) -> str:
+    try:
+        return parse_location(str(url)).shown()
+    except TransferError:
+        return "(bad URL)"
+
+
+def _file_safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:40]
