@@ -89,8 +89,8 @@ class Connector:
             return S.Unavailable
         if self.finishing and self.plugged:
             return S.Finishing
-        if self.reservation is not None:
-            return S.Reserved
+        if self.reservation is not None and self.pending is None and self.starting is None:
+            return S.Reserved  # (the reserved driver identified: Preparing, as any start)
         if self.plugged or self.pending is not None or self.starting is not None:
             return S.Preparing
         return S.Available

@@ -81,6 +81,7 @@ from station.core.model import (
     UnlockRequested,
     UnlockResult,
 )
+from station.core.reservation import may_use
 from station.core.settings import Settings
 from station.core.transaction import Transaction
 
@@ -376,6 +377,8 @@ class Session:
             return [Note(f"connector {cid} is not available; card ignored"), Reply(ev.request_id, "unavailable")]
         if info.status != "Accepted":
             return [Note(f"card {tag} rejected ({info.status})"), Reply(ev.request_id, "rejected")]
+        if not self._may_use_reservation(conn, tag, info.parent_id_tag):
+            return [Note(f"card {tag}: connector {cid} is reserved for another idTag"), Reply(ev.request_id, "reserved")]
         if conn.pending is not None and conn.pending.id_tag == tag:
             conn.pending = None  # presented twice while asking: the second presentation cancels
             return [CancelTimer(CABLE_TIMER, cid), ReportStatus(cid), Reply(ev.request_id, "cancelled")]
@@ -401,6 +404,9 @@ class Session:
         if not self._available(conn):
             return [Note(f"remote start for {tag}: connector {req.connector_id} is not available any more"),
                     Reply(rid, "unavailable")]
+        if info is not None and not self._may_use_reservation(conn, tag, info.parent_id_tag):
+            return [Note(f"remote start for {tag}: connector {req.connector_id} is reserved for another idTag"),
+                    Reply(rid, "reserved")]
         parent = info.parent_id_tag if info is not None else None
         out: list[Effect] = []
         if info is not None:
@@ -409,6 +415,12 @@ class Session:
                                        id_token_type=req.token.type)
         out += self._begin_or_wait(conn, pending)
         return out + [ReportStatus(req.connector_id), Reply(rid, "accepted")]
+
+    @staticmethod
+    def _may_use_reservation(conn: Connector, id_tag: str, parent_id_tag: str | None) -> bool:
+        """A connector showing Reserved serves only the reserved idTag or one of its parentIdTag (5.13)."""
+        r = conn.reservation
+        return r is None or may_use(r.id_tag, r.parent_id_tag, id_tag, parent_id_tag)
 
     def _begin_or_wait(self, conn: Connector, pending: PendingAuthorization) -> list[Effect]:
         if conn.plugged:
@@ -450,6 +462,9 @@ class Session:
             meter_last_wh=ev.meter_wh,
             id_token_type=pending.id_token_type,
         )
+        r = conn.reservation
+        if r is not None and may_use(r.id_tag, r.parent_id_tag, pending.id_tag, pending.parent_id_tag):
+            tx.reservation_id = r.reservation_id  # the reservation ends with this start (StartTransaction names it)
         conn.transaction = tx
         conn.reservation = None
         return [BeginTransaction(cid, tx)] + self._energize(conn) + [ReportStatus(cid)]
