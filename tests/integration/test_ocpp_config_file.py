@@ -102,9 +102,9 @@ async def test_a_file_edited_after_the_csms_change_wins(csms, make_station, prof
 
 
 async def test_keys_the_station_does_not_have_are_named_in_the_log(csms, make_station, profile1, ocpp_file):
-    ocpp_file({"LocalAuthListEnabled": "true", "NumberOfConnectors": "4", "HeartbeatInterval": "abc"})
+    ocpp_file({"NoSuchKeyEnabled": "true", "NumberOfConnectors": "4", "HeartbeatInterval": "abc"})
     sp = await boot(csms, make_station, profile1, ocpp_file)
     log = sp.log()
-    assert "--ocpp-config: LocalAuthListEnabled: not a configuration key of this station" in log
+    assert "--ocpp-config: NoSuchKeyEnabled: not a configuration key of this station" in log
     assert "--ocpp-config: NumberOfConnectors: read-only" in log
     assert "--ocpp-config: HeartbeatInterval: must be a whole number" in log

@@ -79,16 +79,3 @@ async def test_minimum_status_duration(csms, booted):
     assert not [p for p in csms.calls("StatusNotification") if p["status"] == "Preparing"]
     await sp.plug()
     await csms.expect_status(1, "Preparing", timeout=5)
-
-
-# -- Local Auth List Management not implemented: the answers 1.6 asks for ----------------------
-async def test_TC_042_1_get_local_list_version_not_supported(csms, booted):
-    await booted()
-    assert (await csms.call("GetLocalListVersion", {}))["listVersion"] == -1
-
-
-async def test_TC_043_1_send_local_list_not_supported(csms, booted):
-    await booted()
-    r = await csms.call("SendLocalList", {"listVersion": 1, "updateType": "Full",
-                                          "localAuthorizationList": [{"idTag": "A", "idTagInfo": {"status": "Accepted"}}]})
-    assert r["status"] == "NotSupported"

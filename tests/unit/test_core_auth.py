@@ -33,6 +33,10 @@ KNOWLEDGE = {
     **{f"list {s}": ({"A": info}, {}) for s, info in NOT_ACCEPTED.items()},
     "list Blocked, cache valid": ({"A": IdTagInfo("Blocked")}, {"A": VALID}),
     "list valid, cache Blocked": ({"A": VALID}, {"A": IdTagInfo("Blocked")}),
+    # the list takes precedence over the cache even when its entry is no good and the cache's is
+    "list expired by time, cache valid": ({"A": EXPIRED_BY_TIME}, {"A": VALID}),
+    "list Expired, cache valid": ({"A": IdTagInfo("Expired")}, {"A": VALID}),
+    "list valid with future expiry, cache expired by time": ({"A": VALID_UNTIL_TOMORROW}, {"A": EXPIRED_BY_TIME}),
 }
 
 
@@ -136,6 +140,20 @@ def test_local_list_wins_over_cache():
     assert d.verdict is Verdict.REJECT and d.source == "local_list"
     d = decide("A", False, AuthRules(local_auth_list_enabled=False), {"A": IdTagInfo("Blocked")}, {"A": VALID}, NOW)
     assert d.verdict is Verdict.ACCEPT and d.source == "cache"
+
+
+def test_online_pre_authorize_asks_the_csms_when_the_list_entry_is_no_good_even_if_the_cache_is():
+    """LocalPreAuthorize starts at once on a valid *list* entry; a list entry that is not valid is
+    not overruled by the cache: the CSMS is asked (3.5: the list has priority over the cache)."""
+    rules = AuthRules(local_pre_authorize=True)
+    assert decide("A", True, rules, {"A": EXPIRED_BY_TIME}, {"A": VALID}, NOW).verdict is Verdict.ASK_CSMS
+    d = decide("A", True, rules, {"A": VALID}, {"A": IdTagInfo("Blocked")}, NOW)
+    assert d.verdict is Verdict.ACCEPT and d.source == "local_list"
+
+
+def test_a_disabled_list_is_not_used_online_either():
+    rules = AuthRules(local_pre_authorize=True, local_auth_list_enabled=False)
+    assert decide("A", True, rules, {"A": VALID}, {}, NOW).verdict is Verdict.ASK_CSMS
 
 
 def test_entry_expires_as_the_fake_clock_moves():
