@@ -25,7 +25,7 @@ Rules, per connector at time t:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -352,42 +352,52 @@ class ProfileSet:
 
     @staticmethod
     def _first(cands: list[tuple[_Compiled, float]], t: float) -> tuple[float, int, float | None] | None:
+        """The value of the first candidate that applies at t."""
         for c, base in cands:
             i = c.at(t, base)
             if i is not None:
                 return c.amps[i], c.phases[i], c.min_a
         return None
 
-    def _evaluator(self, ctx: ConnectorContext, fallback: float, sharers: int):
+    def _evaluator(self, ctx: ConnectorContext, fallback: float,
+                   sharers: int) -> tuple[Callable[[float], tuple[float | None, int, float | None]], list]:
+        """A function of time -> (amperes or None, phases, minChargingRate in A) for the connector,
+        and the candidate profiles (with their schedule starts) whose edges matter."""
         rel = self._relevant(ctx)
         tx = None if ctx.tx_start is None else _ts(ctx.tx_start)
-        bases = {k: [(c, c.base(tx, fallback)) for c in v] for k, v in rel.items()}
-        maxes = bases[MAX_PROFILE]
+        txp = [(c, c.base(tx, fallback)) for c in rel[TX_PROFILE]]
+        txd = [(c, c.base(tx, fallback)) for c in rel[TX_DEFAULT]]
+        maxes = [(c, c.base(tx, fallback)) for c in rel[MAX_PROFILE]]
         share = max(1, sharers)
+        own = txp + txd  # a TxProfile first; when none runs, the default
+        default_phases = ctx.phases
 
-        def evaluate(t: float) -> Limit:
-            got = self._first(bases[TX_PROFILE], t) if bases[TX_PROFILE] else None
-            if got is None:
-                got = self._first(bases[TX_DEFAULT], t)
-            top = self._first(maxes, t) if maxes else None
+        def evaluate(t: float) -> tuple[float | None, int, float | None]:
             amps: float | None = None
-            phases = ctx.phases
+            phases = default_phases
             min_a = None
-            if got is not None:
-                amps, phases, min_a = got
-            if top is not None:
-                shared = top[0] / share
-                amps = shared if amps is None else min(amps, shared)
+            for c, base in own:
+                i = c.at(t, base)
+                if i is not None:
+                    amps, phases, min_a = c.amps[i], c.phases[i], c.min_a
+                    break
+            for c, base in maxes:
+                i = c.at(t, base)
+                if i is not None:
+                    shared = c.amps[i] / share
+                    if amps is None or shared < amps:
+                        amps = shared
+                    break
             if amps is not None and min_a is not None and amps < min_a:
                 amps = 0.0
-            return Limit(amps, phases, min_a)
+            return amps, phases, min_a
 
-        return evaluate, bases[TX_PROFILE] + bases[TX_DEFAULT] + maxes
+        return evaluate, own + maxes
 
     def limit_at(self, ctx: ConnectorContext, t: datetime, sharers: int = 1) -> Limit:
         """The connector's limit at ``t``; ``sharers``: connectors sharing the ChargePointMaxProfile."""
         evaluate, _ = self._evaluator(ctx, _ts(t), sharers)
-        return evaluate(_ts(t))
+        return Limit(*evaluate(_ts(t)))
 
     def next_change(self, ctx: ConnectorContext, after: datetime, horizon_s: float = 8 * 86_400.0,
                     sharers: int = 1) -> datetime | None:
@@ -413,14 +423,17 @@ class ProfileSet:
             c.changes(lo, hi, base, edges)
         periods: list[CompositePeriod] = []
         min_rate = None
+        top = ctx.max_a
+        last: tuple[float, int] | None = None
         for t in sorted(edges):
-            lim = evaluate(t)
-            amps = ctx.max_a if lim.amps is None else min(lim.amps, ctx.max_a)
+            amps, phases, min_a = evaluate(t)
+            amps = round(top if amps is None or amps > top else amps, 3)
             if min_rate is None:
-                min_rate = lim.min_rate_a
-            period = CompositePeriod(int(round(t - lo)), round(amps, 3), lim.phases)
-            if periods and (periods[-1].amps, periods[-1].phases) == (period.amps, period.phases):
+                min_rate = min_a
+            if last == (amps, phases):
                 continue
+            last = (amps, phases)
+            period = CompositePeriod(int(round(t - lo)), amps, phases)
             if periods and periods[-1].start_s == period.start_s:
                 periods[-1] = period
                 continue
@@ -445,7 +458,7 @@ class ProfileSet:
         for t in sorted(edges):
             total = 0.0
             for ctx, (evaluate, _) in per:
-                own = evaluate(t).amps
+                own = evaluate(t)[0]
                 total += ctx.max_a if own is None else min(own, ctx.max_a)
             top = self._first(maxes, t) if maxes else None
             if top is not None:
