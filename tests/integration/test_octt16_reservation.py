@@ -244,3 +244,19 @@ async def test_reservation_expired_while_the_station_was_off(csms, booted):
     await csms.expect("BootNotification", timeout=15)
     await csms.expect_status(1, "Available")
     assert (await csms.call("CancelReservation", {"reservationId": 62}))["status"] == "Rejected"
+
+
+async def test_remote_start_without_connector_takes_the_one_reserved_for_the_idtag(csms, booted):
+    sp = await booted(evses=2)
+    assert await reserve(csms, 2, "TAG1", rid=71) == "Accepted"
+    await csms.expect_status(2, "Reserved")
+    r = await csms.call("RemoteStartTransaction", {"idTag": "TAG1"})
+    assert r["status"] == "Accepted"
+    await csms.expect_status(2, "Preparing")
+    await sp.plug(evse=2)
+    start = await csms.expect("StartTransaction")
+    assert start["connectorId"] == 2 and start["reservationId"] == 71
+    # another idTag without a connector gets the free one, never the reserved one
+    assert await reserve(csms, 1, "TAG9", rid=72) == "Accepted"
+    r = await csms.call("RemoteStartTransaction", {"idTag": "OTHER"})
+    assert r["status"] == "Rejected"

@@ -188,3 +188,50 @@ def test_remote_start_for_another_idtag_is_refused_at_a_reserved_connector():
     ask = next(e for e in out if isinstance(e, m.AskAuthorization))
     out = r.feed(m.AuthorizationResult(ask.request_id, IdTagInfo("Accepted")))
     assert m.Reply(1, "reserved") in out and r.conn.pending is None
+
+
+# -- the driver: expiry timer on wall-clock time, persistence ----------------------------------------
+def make_station(tmp_path, sched):
+    import logging
+
+    from hal.board import build_evse
+    from station.station import Station
+    from station.store import Store
+
+    store = Store(tmp_path / "s.sqlite")
+    st = Station(station_id="T", evses=[Evse(1, [Connector(1)])], hardware={1: build_evse(1, {}, clock=sched.monotonic)},
+                 store=store, clock=sched, log=logging.getLogger("test.reservation"))
+    return st, store
+
+
+def test_expiry_timer_checks_the_wall_clock_again_and_the_book_survives_a_restart(tmp_path):
+    from station.scheduler import ManualScheduler
+
+    sched = ManualScheduler(T0)
+    st, store = make_station(tmp_path, sched)
+    assert st.reserve_now(1, "A", T0 + timedelta(seconds=60), 5) == "Accepted"
+    assert st.status_of(1)[0] is State.Reserved
+    assert store.items("reservation") == {"5": res(5, 1, minutes=1).to_store()}
+    sched._wall0 -= timedelta(seconds=30)  # the wall clock is set back 30 s (NTP) meanwhile
+    sched.advance(60)  # the timer fires: 30 s still to go on the wall clock, so it is kept and re-armed
+    assert st.status_of(1)[0] is State.Reserved
+    st2, store2 = make_station(tmp_path, sched)  # as after a restart: the book comes back from the store
+    assert list(st2.reservations.by_id) == [5] and st2.connectors[1].reservation is None  # shown once started
+    store2.close()
+    sched.advance(30)  # now expired on the wall clock
+    assert st.status_of(1)[0] is State.Available and st.reservations.by_id == {}
+    assert store.items("reservation") == {}
+    store.close()
+
+
+def test_unreadable_stored_reservation_is_dropped(tmp_path):
+    from station.scheduler import ManualScheduler
+
+    sched = ManualScheduler(T0)
+    st, store = make_station(tmp_path, sched)
+    store.put("reservation", "x", {"connector_id": 1})
+    store.put("reservation", "8", {"connector_id": 9, "id_tag": "A", "expiry": "2026-01-01T01:00:00Z"})
+    store.close()
+    st, store = make_station(tmp_path, sched)
+    assert st.reservations.by_id == {} and store.items("reservation") == {}
+    store.close()
