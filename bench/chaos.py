@@ -71,6 +71,7 @@ OCPP_CONFIG = {
     "MeterValueSampleInterval": "2",
     "TransactionMessageRetryInterval": "1",
     "AllowOfflineTxForUnknownId": "true",
+    "ConnectionTimeOut": "5",  # a card accepted after its EV left waits at most 5 s for a cable
 }
 
 
@@ -421,7 +422,8 @@ class Campaign:
 
     # -- the end --------------------------------------------------------------------------------
     async def settle(self) -> bool:
-        """Chaos off: a healthy CSMS, the link on; wait until the outbox is empty and no transaction runs."""
+        """Chaos off: a healthy CSMS, the link on; wait until the outbox is empty, no transaction runs and
+        the connector is Available (not Preparing: a card of the last session may still wait for a cable)."""
         self.csms.set_mode("normal")
         if not self.csms.running:
             await self.csms.start()
@@ -435,7 +437,8 @@ class Campaign:
             tx = self._tx(st)
             if st is not None and tx is not None:  # a session left running (its driver was killed with it)
                 await self.api("POST", "/api/evses/1/unplug", {})
-            if st is not None and st.get("outbox") == 0 and tx is None and st.get("registration") == "Accepted":
+            idle = st is not None and all(c.get("status") == "Available" for c in st["evses"][0].get("connectors", []))
+            if st is not None and st.get("outbox") == 0 and tx is None and idle and st.get("registration") == "Accepted":
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since > 0.5:
                     return True
