@@ -223,3 +223,42 @@ def test_a_failure_writing_the_version_also_keeps_the_old_entries(path, monkeypa
     monkeypatch.undo()
     assert ll.entries == {"A": OK} and ll.store.auth_all(KIND) == {"A": asdict(OK)} and ll.version() == 1
     ll.store.close()
+
+
+KILLED_MID_UPDATE = """
+import logging, os, sys
+from station.core.auth import IdTagInfo
+from station.core.local_list import ListEntry, ListLimits, UpdateType
+from station.local_list import KIND, LocalList
+from station.store import Store
+
+store = Store(sys.argv[1])
+ll = LocalList(store, {k: IdTagInfo(**v) for k, v in store.auth_all(KIND).items()}, logging.getLogger("child"))
+real_put, n = Store.auth_put, [0]
+
+def put(self, *a, **kw):
+    n[0] += 1
+    if n[0] == 3:
+        os._exit(9)  # the power goes: no rollback, no close, rows of the update already written
+    return real_put(self, *a, **kw)
+
+Store.auth_put = put
+ll.update(UpdateType.FULL, 2, [ListEntry(f"NEW{i}", IdTagInfo("Accepted")) for i in range(5)], ListLimits(10, 10))
+sys.exit(0)  # not reached
+"""
+
+
+def test_a_process_killed_in_the_middle_of_an_update_leaves_the_old_list_and_version(path):
+    """A real process dies (os._exit) after two rows of a full update are written, inside the
+    store transaction: the file, opened again, has the old list and version."""
+    import subprocess
+    import sys
+
+    ll = opened(path)
+    ll.update(FULL, 1, [e("A"), e("B")], LIMITS)
+    ll.store.close()
+    child = subprocess.run([sys.executable, "-c", KILLED_MID_UPDATE, str(path)], capture_output=True, text=True, timeout=30)
+    assert child.returncode == 9, child.stderr
+    again = opened(path)
+    assert again.version() == 1 and again.entries == {"A": OK, "B": OK}
+    again.store.close()
