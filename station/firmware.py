@@ -42,7 +42,8 @@ NS = "firmware"
 PACKAGE_FORMAT = "station-firmware/1"
 MAX_RETRIES = 10  # more attempts than this are not made, whatever the CSMS asks
 MAX_RETRY_INTERVAL_S = 24 * 3600
-LOG_LINES = 2000
+LOG_LINES = 1000  # INFO and above, each cut at LOG_LINE_CHARS: ~0.3 MB at most per station
+LOG_LINE_CHARS = 300
 
 Notify = Callable[[str], Awaitable[bool]]
 
@@ -84,12 +85,13 @@ def installed_version(store: Store, default: str) -> str:
 
 
 class DiagnosticsLog(logging.Handler):
-    """The last ``LOG_LINES`` lines of a logger with their (scheduler) time, for diagnostics files.
+    """The last ``LOG_LINES`` lines (INFO and above) of a logger with their (scheduler) time, for
+    diagnostics files.
     One per logger: ``attach`` finds the one already there (it outlives a station restart: the
     store, which the runtime keeps across restarts, marks whose lines they are)."""
 
     def __init__(self, now: Callable[[], datetime]) -> None:
-        super().__init__(logging.DEBUG)
+        super().__init__(logging.INFO)
         self.now = now
         self.lines: deque[tuple[datetime, str]] = deque(maxlen=LOG_LINES)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -111,7 +113,7 @@ class DiagnosticsLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.lines.append((self.now(), self.format(record)))
+            self.lines.append((self.now(), self.format(record)[:LOG_LINE_CHARS]))
         except Exception:  # pragma: no cover - a log line must never break the station
             self.handleError(record)
 
@@ -220,6 +222,8 @@ class FirmwareService:
                 break
             except TransferError as e:
                 self.log.warning("firmware download attempt %d of %d failed: %s", attempt + 1, 1 + job["retries"], e)
+            except Exception as e:  # a client bug must still end in DownloadFailed, not a dead job
+                self.log.error("firmware download attempt %d failed unexpectedly: %s: %s", attempt + 1, type(e).__name__, e)
         if data is None:
             self.store.delete(NS, "job")
             await self._set_firmware("DownloadFailed", idle=True)
@@ -302,6 +306,8 @@ class FirmwareService:
                 break
             except TransferError as e:
                 self.log.warning("diagnostics upload attempt %d of %d failed: %s", attempt + 1, 1 + retries, e)
+            except Exception as e:  # a client bug must still end in UploadFailed
+                self.log.error("diagnostics upload attempt %d failed unexpectedly: %s: %s", attempt + 1, type(e).__name__, e)
         self.diagnostics_status = "Idle"
         if ok:
             self.log.info("diagnostics %s uploaded to %s (%d bytes)", name, _shown(location), len(data))

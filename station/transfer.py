@@ -97,7 +97,8 @@ async def download(url: str, *, timeout: float = 300.0, max_bytes: int = MAX_DOW
             raise TransferError(f"GET {url}: more than {MAX_REDIRECTS} redirects")
     except TimeoutError:
         raise TransferError(f"download from {loc.shown()} timed out after {timeout:g} s") from None
-    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError, UnicodeError) as e:
+    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+            UnicodeError) as e:
         raise TransferError(f"download from {loc.shown()}: {type(e).__name__}: {e}") from None
 
 
@@ -125,7 +126,8 @@ async def upload(url: str, file_name: str, data: bytes, *, timeout: float = 300.
                 raise TransferError(f"upload to {loc.shown()}: HTTP {status}")
     except TimeoutError:
         raise TransferError(f"upload to {loc.shown()} timed out after {timeout:g} s") from None
-    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError, UnicodeError) as e:
+    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+            UnicodeError) as e:
         raise TransferError(f"upload to {loc.shown()}: {type(e).__name__}: {e}") from None
 
 

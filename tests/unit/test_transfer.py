@@ -126,3 +126,53 @@ def test_firmware_package():
     corrupt = make_package("2.0.0", b"image").replace(b"aW1hZ2U=", b"aW1hZ2F=")
     with pytest.raises(PackageError, match="sha256"):
         verify_package(corrupt)
+
+
+async def raw_server(answer: bytes) -> tuple[asyncio.Server, int]:
+    """A server that reads the request head and sends ``answer`` as it is, then closes."""
+
+    async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        w.write(answer)
+        await w.drain()
+        w.close()
+
+    server = await asyncio.start_server(client, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_http_chunked_to_the_end_and_redirect():
+    chunked, p1 = await raw_server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n")
+    to_end, p2 = await raw_server(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+    moved, p3 = await raw_server(f"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{p1}/x\r\nContent-Length: 0\r\n\r\n".encode())
+    loop, p4 = await raw_server(b"HTTP/1.1 301 Moved\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n")
+    try:
+        assert await download(f"http://127.0.0.1:{p1}/fw") == b"hello world"
+        assert await download(f"http://127.0.0.1:{p2}/fw") == b"until the end"
+        assert await download(f"http://127.0.0.1:{p3}/fw") == b"hello world"
+        with pytest.raises(TransferError, match="redirects"):
+            await download(f"http://127.0.0.1:{p4}/fw")
+        with pytest.raises(TransferError, match="larger than"):
+            await download(f"http://127.0.0.1:{p1}/fw", max_bytes=8)
+    finally:
+        for s in (chunked, to_end, moved, loop):
+            s.close()
+
+
+async def test_hostile_answers_end_in_a_transfer_error():
+    for answer in (b"SSH-2.0-OpenSSH\r\n\r\n", b"HTTP/1.1 200 OK\r\nX: " + b"a" * 100_000 + b"\r\n\r\n",
+                   b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"):
+        server, port = await raw_server(answer)
+        with pytest.raises(TransferError):
+            await download(f"http://127.0.0.1:{port}/fw")
+        server.close()
+
+    async def endless_ftp(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"220 " + b"x" * 100_000 + b"\r\n")
+        await w.drain()
+        w.close()
+
+    server = await asyncio.start_server(endless_ftp, "127.0.0.1", 0)
+    with pytest.raises(TransferError):
+        await download(f"ftp://127.0.0.1:{server.sockets[0].getsockname()[1]}/fw")
+    server.close()
