@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from station.core.charging import (
     TX_PROFILE,
@@ -160,8 +160,9 @@ class ChargingService:
         if not self._running:
             return
         now = self.scheduler.now()
-        if at is not None and at > now:
+        if at is not None and now < at <= now + timedelta(seconds=1):
             now = at  # a timer a hair early: evaluate at the boundary it was armed for
+        # (far early: the wall clock was set back; evaluated now, the timer is armed for the boundary again)
         nexts: list[datetime] = []
         for evse in self.station.evses.values():
             # the connector the EVSE's power path serves: the one with a transaction, else the first

@@ -275,3 +275,24 @@ async def test_composite_schedule_of_a_huge_duration_is_bounded(csms, booted):
     assert comp["status"] == "Accepted" and sched["duration"] == 31 * 86_400
     assert len(sched["chargingSchedulePeriod"]) == 3 * 31
     assert [p["limit"] for p in sched["chargingSchedulePeriod"][:4]] == [10.0, 16.0, MAX_A, 10.0]
+
+
+async def test_profiles_survive_a_station_restart_and_tx_profiles_end_with_their_transaction(csms, booted):
+    """A clean stop and a new start (a new process's object graph, the SQLite store reopened): the
+    TxDefaultProfile is still installed and applied; the TxProfile of the transaction the stop ended is not."""
+    sp = await booted()
+    assert await set_profile(csms, 0, profile(pid=1, periods=[(0, 9.0)])) == "Accepted"
+    await start_session(csms, sp)
+    tx_id = (await evse(sp))["transaction"]["id"]
+    assert await set_profile(csms, 1, profile(pid=2, purpose="TxProfile", periods=[(0, 7.0)], transactionId=tx_id)) == "Accepted"
+    await settle()
+    assert (await evse(sp))["offered_a"] == 7.0
+    await sp.stop()
+    csms.mark()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    await sp.wait_api()
+    comp = await csms.call("GetCompositeSchedule", {"connectorId": 1, "duration": 60})
+    assert comp["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 9.0
+    assert (await csms.call("ClearChargingProfile", {"id": 2}))["status"] == "Unknown"
+    assert (await csms.call("ClearChargingProfile", {"id": 1}))["status"] == "Accepted"
