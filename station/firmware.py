@@ -154,11 +154,7 @@ class FirmwareService:
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Re-arm a firmware job kept from before a restart."""
-        job = self.store.get(NS, "job")
-        if isinstance(job, dict):
-            self.log.info("firmware update from %s still to do (kept across a restart)", _shown(job.get("location")))
-            self._arm(job)
+        """Nothing until the CSMS has accepted the station (``registered``): no status goes out before."""
 
     def stop(self) -> None:
         self._stopped = True
@@ -170,9 +166,15 @@ class FirmwareService:
                 task.cancel()
 
     def registered(self) -> None:
-        """The CSMS accepted the station: report an installation done before the restart."""
+        """The CSMS accepted the station: report an installation done before the restart, and take
+        up a firmware job kept from before it."""
         if self.store.get(NS, "report") == "Installed":
             self.spawn(self._report_installed())
+        job = self.store.get(NS, "job")
+        idle = self._timer is None and (self._job is None or self._job.done())
+        if isinstance(job, dict) and idle and not self._stopped:
+            self.log.info("firmware update from %s still to do (kept across a restart)", _shown(job.get("location")))
+            self._arm(job)
 
     async def _report_installed(self) -> None:
         if await self.notify_firmware("Installed"):

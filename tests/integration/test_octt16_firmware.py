@@ -171,6 +171,25 @@ async def test_trigger_firmware_status_reports_downloading(csms, booted, http):
     await expect_firmware(csms, "Downloaded", "Installing", "Installed", timeout=200)
 
 
+async def test_download_cut_by_a_reset_starts_again_once_the_station_is_accepted(csms, booted, http):
+    """A Reset during a slow download: the job is kept; after the reboot it starts over, and its
+    Downloading goes out after the BootNotification was accepted, not before (nor lost)."""
+    http.files["/fw.pkg"] = make_package("4.0.0")
+    http.delay = 120
+    await booted()
+    await csms.call("UpdateFirmware", {"location": http.url("/fw.pkg"), "retrieveDate": iso_in(0)})
+    await expect_firmware(csms, "Downloading")
+    assert (await csms.call("Reset", {"type": "Hard"}))["status"] == "Accepted"
+    boot_at = len(csms.received)
+    await csms.expect("BootNotification", timeout=30)
+    http.delay = 0
+    await expect_firmware(csms, "Downloading", "Downloaded", "Installing", timeout=200)
+    assert (await csms.expect("BootNotification", timeout=30))["firmwareVersion"] == "4.0.0"
+    await expect_firmware(csms, "Installed")
+    after_reset = [r.action for r in csms.received[boot_at:]]
+    assert after_reset.index("BootNotification") < after_reset.index("FirmwareStatusNotification")
+
+
 # -- 2.19 Diagnostics ---------------------------------------------------------------------------
 def unpack(data: bytes) -> dict[str, str]:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
