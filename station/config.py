@@ -179,11 +179,8 @@ def validate_station(s: StationConfig, problems: list[str]) -> None:
         problems.append(f"station.security_profile: profile {s.security_profile} needs a wss:// csms_url")
     elif s.security_profile in (0, 1) and url.scheme == "wss":
         problems.append(f"station.security_profile: profile {s.security_profile} uses ws://, but csms_url is wss://")
-    elif s.security_profile == 3:
-        problems.append(
-            "station.security_profile: profile 3 (TLS with a client certificate) is not implemented yet: "
-            "this release cannot be given a client certificate; use profile 2"
-        )
+    # profile 3: the client certificate is the one in the state's certificate store (SignCertificate,
+    # or provisioned with station.security.CertificateStore.provision); see ocpp16/handlers/security.py
     if (not s.id or len(s.id) > 48 or any(c in s.id for c in "/?#: \\") or s.id in (".", "..")
             or any(c.isspace() or not c.isprintable() for c in s.id)):
         problems.append(f"station.id: must be 1-48 characters without / ? # : \\ or spaces, got {s.id!r}")

@@ -124,6 +124,7 @@ class Link:
         drain_timeout: float = 2.0,
         open_timeout: float = 15.0,
         reconnecting: bool = False,
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.url = url
         self.version = version
@@ -142,6 +143,7 @@ class Link:
         self.drain_timeout = drain_timeout
         self.open_timeout = open_timeout
         self.reconnecting = reconnecting  # replaces a link that just closed (Reset): wait before connecting
+        self.on_failure = on_failure  # told of every failed connection attempt (security events, profile fall-back)
         self.rpc = rpc.RpcConnection(version)
         self.ws: ClientConnection | None = None
         self.enabled = asyncio.Event()
@@ -255,9 +257,11 @@ class Link:
                 self.last_error = str(e)
                 self.log.error("CSMS connection impossible: %s (fix the configuration; trying again after the back-off)",
                                self.last_error)
+                self._failed(e)
             except (OSError, websockets.WebSocketException, LinkError, TimeoutError) as e:
                 self.last_error = _describe(e, self)
                 self.log.warning("CSMS connection failed: %s", self.last_error)
+                self._failed(e)
             except Exception as e:  # a bug of ours or of a library: say so, and keep the link alive
                 self.last_error = f"link failed unexpectedly: {type(e).__name__}: {logsafe.text(e, 300)}"
                 self.log.error("%s; the link goes on after the back-off", self.last_error, exc_info=True)
@@ -275,6 +279,13 @@ class Link:
             if t is not asyncio.current_task():  # close() awaited by an after() of ours
                 t.cancel()
         self.state = "closed"
+
+    def _failed(self, e: BaseException) -> None:
+        if self.on_failure is not None and self.state != "connected":  # a connection that closed later is no failed attempt
+            try:
+                self.on_failure(e)
+            except Exception as err:
+                self.log.error("on_failure failed: %s", err, exc_info=True)
 
     # -- the connection ----------------------------------------------------------------------
     async def _connection(self) -> None:

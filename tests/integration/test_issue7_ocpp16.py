@@ -97,7 +97,8 @@ async def test_connection_timeout_set_under_another_case_applies(csms, booted):
 async def test_security_profile_from_ocpp_config_does_not_contradict_the_link(csms, booted):
     sp = await booted(ocpp_config={"SecurityProfile": "1", "AuthorizationKey": KEY1})
     got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
-    assert got["configurationKey"] == [{"key": "SecurityProfile", "readonly": True, "value": "0"}]
+    # writable (security whitepaper: ChangeConfiguration may raise it, test_octt16_security.py)
+    assert got["configurationKey"] == [{"key": "SecurityProfile", "readonly": False, "value": "0"}]
     assert csms.auth_headers == [None]  # profile 0, as reported
     assert "station.security_profile" in sp.log()  # the ignored --ocpp-config value is named
 

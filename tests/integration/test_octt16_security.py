@@ -1,0 +1,378 @@
+"""OCTT 1.6 section 2.24 (security whitepaper edition 3), in process over real websockets and real
+TLS on 127.0.0.1, with certificates made by the test (tests/tls.py): certificate installation and
+deletion, the station's CSR signed by a test CA and used as its TLS client certificate, security
+events, GetLog, and SecurityProfile upgrades with their fall-back.
+(TC_073 and TC_086 are in test_issue7_ocpp16.py and test_link_tls.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import ssl
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from station.security import CertificateStore, hash_data
+from tests.integration.harness import ScriptedCsms
+from tests.integration.test_link_tls import KEY, tls_config
+from tests.tls import Pki, make_ca, make_pki, pem, server_context, sign_csr
+
+
+def client_cert_der(csms: ScriptedCsms) -> bytes | None:
+    """The client certificate the station presented on the CSMS's current connection."""
+    assert csms.ws is not None
+    sslobj = csms.ws.transport.get_extra_info("ssl_object")
+    return sslobj.getpeercert(binary_form=True)
+
+
+async def restart_tls(csms: ScriptedCsms, ctx) -> str:  # noqa: ANN001 - an SSLContext
+    await csms.close()
+    if csms.ws is not None:
+        await csms.ws.close()
+    return await csms.start(port=csms.port, ssl=ctx)
+
+
+async def tls_station(csms: ScriptedCsms, make_station, tmp_path: Path, pki: Pki, profile: int = 2,  # noqa: ANN001
+                      ctx=None, ca: bool = True, boot: bool = True):  # noqa: ANN001, ANN201
+    await csms.close()
+    url = await csms.start(ssl=ctx or server_context(pki))
+    sp = make_station(config=tls_config(tmp_path, pki if ca else None, profile), url=url,
+                      ocpp_config={"AuthorizationKey": KEY})
+    sp.start()
+    if boot:
+        await csms.expect("BootNotification", timeout=20)
+        await csms.expect("StatusNotification", lambda p: p["connectorId"] == 1, timeout=10, since=0)
+        await sp.wait_api()
+        csms.mark()
+    return sp
+
+
+async def get_client_certificate(csms: ScriptedCsms, ca: x509.Certificate, ca_key) -> str:  # noqa: ANN001
+    """ExtendedTriggerMessage SignChargePointCertificate -> SignCertificate -> CertificateSigned."""
+    csms.responders["SignCertificate"] = lambda p: {"status": "Accepted"}
+    r = await csms.call("ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"})
+    assert r == {"status": "Accepted"}
+    req = await csms.expect("SignCertificate", timeout=10)
+    chain = sign_csr(req["csr"], ca, ca_key)
+    assert (await csms.call("CertificateSigned", {"certificateChain": chain}))["status"] == "Accepted"
+    return chain
+
+
+def security_events(csms: ScriptedCsms, kind: str) -> list[dict]:
+    return [p for p in csms.calls("SecurityEventNotification") if p["type"] == kind]
+
+
+# -- certificates -----------------------------------------------------------------------------
+async def test_TC_074_update_charge_point_certificate_by_request_of_central_system(csms, make_station, tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    sp = await tls_station(csms, make_station, tmp_path, pki)
+    await csms.call("ChangeConfiguration", {"key": "CpoName", "value": "Test CPO"})
+    ca, ca_key = make_ca("CPO Sub CA")
+    chain = await get_client_certificate(csms, ca, ca_key)
+    csr = x509.load_pem_x509_csr(csms.calls("SignCertificate")[0]["csr"].encode())
+    assert csr.is_signature_valid
+    assert csr.subject.rfc4514_string() == "CN=CS001,O=Test CPO"
+    store = CertificateStore(sp.state_dir / "security")
+    assert store.client_certificate() == x509.load_pem_x509_certificate(chain.encode())
+    mode = stat.S_IMODE(os.stat(store.key_file).st_mode)
+    assert mode == 0o600, oct(mode)
+    key_text = store.key_file.read_text()
+    body = "".join(line for line in key_text.splitlines() if "-----" not in line)
+    assert body[:40] not in sp.log()  # never logged
+    assert not store.pending_key_file.exists()
+
+
+async def test_TC_075_1_install_manufacturer_root_certificate(csms, booted, tmp_path):
+    await booted()
+    ca, _ = make_ca("Manufacturer Root")
+    r = await csms.call("InstallCertificate", {"certificateType": "ManufacturerRootCertificate", "certificate": pem(ca)})
+    assert r == {"status": "Accepted"}
+    got = await csms.call("GetInstalledCertificateIds", {"certificateType": "ManufacturerRootCertificate"})
+    assert got == {"status": "Accepted", "certificateHashData": [hash_data(ca).as_ocpp()]}
+    none = await csms.call("GetInstalledCertificateIds", {"certificateType": "CentralSystemRootCertificate"})
+    assert none == {"status": "NotFound"}
+    bad = await csms.call("InstallCertificate", {"certificateType": "ManufacturerRootCertificate", "certificate": "junk"})
+    assert bad == {"status": "Rejected"}
+
+
+async def test_TC_075_2_install_central_system_root_certificate_used_for_the_next_connection(csms, make_station, tmp_path):
+    """The installed CentralSystemRootCertificate is trusted at once: the CSMS's next certificate
+    is from that new root, and the station reconnects to it."""
+    pki = make_pki(tmp_path / "pki")
+    new = make_pki(tmp_path / "new", ca_name="New CSMS Root")
+    await tls_station(csms, make_station, tmp_path, pki)
+    r = await csms.call("InstallCertificate", {"certificateType": "CentralSystemRootCertificate",
+                                               "certificate": new.ca_file.read_text()})
+    assert r == {"status": "Accepted"}
+    got = await csms.call("GetInstalledCertificateIds", {"certificateType": "CentralSystemRootCertificate"})
+    assert got["certificateHashData"] == [hash_data(x509.load_pem_x509_certificate(new.ca_file.read_bytes())).as_ocpp()]
+    connections = csms.connections
+    await restart_tls(csms, server_context(new))
+    await asyncio.wait_for(csms.connected.wait(), 30)
+    assert csms.connections == connections + 1
+    assert (await csms.call("GetConfiguration", {"key": ["SecurityProfile"]}))["configurationKey"][0]["value"] == "2"
+
+
+async def test_TC_076_delete_a_specific_certificate(csms, booted, tmp_path):
+    await booted()
+    one, _ = make_ca("Root One")
+    two, _ = make_ca("Root Two")
+    for c in (one, two):
+        r = await csms.call("InstallCertificate", {"certificateType": "CentralSystemRootCertificate", "certificate": pem(c)})
+        assert r["status"] == "Accepted"
+    got = await csms.call("GetInstalledCertificateIds", {"certificateType": "CentralSystemRootCertificate"})
+    assert sorted(h["serialNumber"] for h in got["certificateHashData"]) == sorted(format(c.serial_number, "x") for c in (one, two))
+    target = hash_data(one).as_ocpp()
+    assert (await csms.call("DeleteCertificate", {"certificateHashData": target}))["status"] == "Accepted"
+    got = await csms.call("GetInstalledCertificateIds", {"certificateType": "CentralSystemRootCertificate"})
+    assert got["certificateHashData"] == [hash_data(two).as_ocpp()]
+    assert (await csms.call("DeleteCertificate", {"certificateHashData": target}))["status"] == "NotFound"
+
+
+async def test_the_only_central_system_root_in_use_is_not_deleted(csms, make_station, tmp_path):
+    """Profile 2 without station.ca_file: deleting the one root the link trusts would lock the
+    station out: Failed."""
+    pki = make_pki(tmp_path / "pki")
+    sp = await tls_station(csms, make_station, tmp_path, pki, ca=False, boot=False)
+    CertificateStore(sp.state_dir / "security").install_root(
+        "CentralSystemRootCertificate", pki.ca_file.read_text(), datetime.now(UTC), 20)
+    await csms.expect("BootNotification", timeout=60)  # installed before the start, as a factory would
+    root = x509.load_pem_x509_certificate(pki.ca_file.read_bytes())
+    r = await csms.call("DeleteCertificate", {"certificateHashData": hash_data(root).as_ocpp()})
+    assert r == {"status": "Failed"}
+
+
+# -- security events ---------------------------------------------------------------------------
+async def test_TC_077_invalid_charge_point_certificate_security_event(csms, booted, tmp_path):
+    await booted()
+    csms.responders["SignCertificate"] = lambda p: {"status": "Accepted"}
+    assert (await csms.call("ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"}))["status"] == "Accepted"
+    await csms.expect("SignCertificate")
+    ca, ca_key = make_ca("CPO Sub CA")
+    other = CertificateStore(tmp_path / "other")
+    wrong_key_chain = sign_csr(other.new_csr("CS001", ""), ca, ca_key)  # signed, but for another key
+    r = await csms.call("CertificateSigned", {"certificateChain": wrong_key_chain})
+    assert r == {"status": "Rejected"}
+    ev = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidChargePointCertificate")
+    assert "public key" in ev.get("techInfo", "")
+    assert (await csms.call("CertificateSigned", {"certificateChain": "not a certificate"}))["status"] == "Rejected"
+
+
+async def test_TC_078_invalid_central_system_certificate_security_event(csms, make_station, tmp_path):
+    """The CSMS first shows a certificate of another root: no connection; once it shows a trusted
+    one the station boots and reports InvalidCentralSystemCertificate (queued while offline, once)."""
+    pki = make_pki(tmp_path / "pki")
+    wrong = make_pki(tmp_path / "wrong", ca_name="Wrong Root")
+    sp = await tls_station(csms, make_station, tmp_path, pki, ctx=server_context(wrong), boot=False)
+    await sp.wait_api()
+    for _ in range(200):
+        if "not trusted" in ((await sp.status())["last_error"] or ""):
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(20)  # several failed attempts
+    assert csms.connections == 0
+    await restart_tls(csms, server_context(pki))
+    await csms.expect("BootNotification", timeout=90, since=0)
+    ev = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidCentralSystemCertificate",
+                           timeout=20, since=0)
+    assert "certificate verify failed" in ev["techInfo"]
+    await asyncio.sleep(2)
+    assert len(security_events(csms, "InvalidCentralSystemCertificate")) == 1
+
+
+async def test_startup_of_the_device_security_event(csms, booted):
+    await booted()
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice", since=0)
+
+
+# -- GetLog ------------------------------------------------------------------------------------------
+class UploadServer:
+    """An HTTP server on 127.0.0.1 that takes PUTs (asyncio streams: fine on virtual time)."""
+
+    def __init__(self, status: int = 201) -> None:
+        self.status = status
+        self.uploads: list[tuple[str, bytes]] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/logs/"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readline()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        body = await reader.readexactly(length)
+        method, path = request.split()[:2]
+        if method == b"PUT":
+            self.uploads.append((path.decode(), body))
+        writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_TC_079_get_security_log(csms, booted):
+    await booted()
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice", since=0)
+    server = UploadServer()
+    url = await server.start()
+    try:
+        r = await csms.call("GetLog", {"logType": "SecurityLog", "requestId": 7, "log": {"remoteLocation": url}})
+        assert r["status"] == "Accepted" and r["filename"].startswith("CS001-SecurityLog-")
+        assert (await csms.expect("LogStatusNotification")) == {"status": "Uploading", "requestId": 7}
+        assert (await csms.expect("LogStatusNotification")) == {"status": "Uploaded", "requestId": 7}
+        [(path, body)] = server.uploads
+        assert path == "/logs/" + r["filename"]
+        assert b'"StartupOfTheDevice"' in body
+        r = await csms.call("GetLog", {"logType": "DiagnosticsLog", "requestId": 8, "log": {"remoteLocation": url}})
+        assert (await csms.expect("LogStatusNotification", lambda p: p["status"] == "Uploaded")) == {"status": "Uploaded", "requestId": 8}
+        assert b'"HeartbeatInterval"' in server.uploads[1][1] and KEY.encode() not in server.uploads[1][1]
+    finally:
+        await server.close()
+
+
+async def test_get_log_upload_refused_reports_upload_failure_after_the_retries(csms, booted):
+    await booted()
+    server = UploadServer(status=500)
+    url = await server.start()
+    try:
+        r = await csms.call("GetLog", {"logType": "SecurityLog", "requestId": 3, "retries": 2, "retryInterval": 5,
+                                       "log": {"remoteLocation": url}})
+        assert r["status"] == "Accepted"
+        await csms.expect("LogStatusNotification", lambda p: p["status"] == "Uploading")
+        assert (await csms.expect("LogStatusNotification", timeout=30)) == {"status": "UploadFailure", "requestId": 3}
+        assert len(server.uploads) == 3
+    finally:
+        await server.close()
+    r = await csms.call("GetLog", {"logType": "SecurityLog", "requestId": 4, "log": {"remoteLocation": "ftp://127.0.0.1/x"}})
+    assert r == {"status": "Rejected"}
+
+
+async def test_extended_trigger_message(csms, booted):
+    await booted()
+    assert (await csms.call("ExtendedTriggerMessage", {"requestedMessage": "Heartbeat"}))["status"] == "Accepted"
+    await csms.expect("Heartbeat")
+    assert (await csms.call("ExtendedTriggerMessage", {"requestedMessage": "LogStatusNotification"}))["status"] == "Accepted"
+    assert (await csms.expect("LogStatusNotification")) == {"status": "Idle"}
+    r = await csms.call("ExtendedTriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 9})
+    assert r["status"] == "Rejected"
+
+
+# -- security profiles -------------------------------------------------------------------------------
+def profile3_context(pki: Pki, client_ca: x509.Certificate, required: bool = False):  # noqa: ANN201
+    """A CSMS that takes profile 2 and profile 3 stations (a client certificate, if shown, must be
+    of ``client_ca``); ``required``: profile 3 only."""
+    ctx = server_context(pki, client_ca=pem(client_ca))
+    if not required:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+async def test_TC_083_upgrade_security_profile_2_to_3(csms, make_station, tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    ca, ca_key = make_ca("CPO Sub CA")
+    sp = await tls_station(csms, make_station, tmp_path, pki, ctx=profile3_context(pki, ca))
+    assert client_cert_der(csms) is None
+    chain = await get_client_certificate(csms, ca, ca_key)
+    r = await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "3"})
+    assert r == {"status": "Accepted"}
+    await asyncio.wait_for(csms.disconnected.wait(), 10)
+    await asyncio.wait_for(csms.connected.wait(), 10)
+    leaf = x509.load_pem_x509_certificate(chain.encode())
+    assert client_cert_der(csms) == leaf.public_bytes(Encoding.DER)
+    assert csms.auth_headers[-1] is None  # profile 3: no Basic auth
+    got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
+    assert got["configurationKey"] == [{"key": "SecurityProfile", "readonly": False, "value": "3"}]
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "ReconfigurationOfSecurityParameters")
+    # persisted: a restart connects with profile 3 again
+    await sp.stop()
+    sp.start()
+    await asyncio.wait_for(csms.connected.wait(), 20)
+    await csms.expect("BootNotification", timeout=20)
+    assert client_cert_der(csms) is not None
+
+
+async def test_TC_083_new_profile_that_fails_to_connect_falls_back_to_the_previous(csms, make_station, tmp_path):
+    """Profile 3 with a client certificate the CSMS does not trust: three failed attempts, then
+    the station connects with profile 2 again and the key says 2."""
+    pki = make_pki(tmp_path / "pki")
+    trusted, _ = make_ca("Trusted client CA")
+    untrusted, untrusted_key = make_ca("Another client CA")
+    sp = await tls_station(csms, make_station, tmp_path, pki, ctx=profile3_context(pki, trusted))
+    await get_client_certificate(csms, untrusted, untrusted_key)
+    assert (await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "3"}))["status"] == "Accepted"
+    await asyncio.wait_for(csms.disconnected.wait(), 10)
+    connections = csms.connections
+    await asyncio.wait_for(csms.connected.wait(), 120)
+    assert csms.connections == connections + 1 and client_cert_der(csms) is None
+    assert csms.auth_headers[-1] == "Basic " + base64.b64encode(f"CS001:{KEY}".encode()).decode()
+    got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
+    assert got["configurationKey"][0]["value"] == "2"
+    assert "back to profile 2" in sp.log()
+
+
+async def test_TC_083_upgrade_1_to_2_needs_a_root_and_falls_back_when_tls_fails(csms, booted, tmp_path):
+    """1 -> 2 without a CentralSystemRootCertificate: Rejected. With one, Accepted: the station tries
+    wss:// on the CSMS's address (which here speaks plain ws), fails, and is back on profile 1."""
+    from tests.integration.test_issue7_ocpp16 import toml
+
+    sp = await booted(config=toml(tmp_path, "sp1.toml", "security_profile = 1"), ocpp_config={"AuthorizationKey": KEY})
+    assert (await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "2"}))["status"] == "Rejected"
+    root, _ = make_ca("CSMS Root")
+    r = await csms.call("InstallCertificate", {"certificateType": "CentralSystemRootCertificate", "certificate": pem(root)})
+    assert r["status"] == "Accepted"
+    assert (await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "2"}))["status"] == "Accepted"
+    await asyncio.wait_for(csms.disconnected.wait(), 10)
+    await asyncio.wait_for(csms.connected.wait(), 120)
+    assert (await csms.call("GetConfiguration", {"key": ["SecurityProfile"]}))["configurationKey"][0]["value"] == "1"
+    assert "back to profile 1" in sp.log()
+
+
+async def test_TC_084_downgrade_security_profile_rejected(csms, make_station, tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    await tls_station(csms, make_station, tmp_path, pki)
+    for lower in ("0", "1", "2"):
+        assert (await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": lower}))["status"] == "Rejected"
+    assert (await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "3"}))["status"] == "Rejected"  # no client cert
+    await asyncio.sleep(3)
+    assert csms.connections == 1
+    got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
+    assert got["configurationKey"][0]["value"] == "2"
+
+
+async def test_TC_085_basic_authentication_valid_username_password(csms, booted, tmp_path):
+    from tests.integration.test_issue7_ocpp16 import toml
+
+    csms.reject_handshake = 1  # the first handshake is refused (401): a security event, then it works
+    await booted(config=toml(tmp_path, "sp1.toml", "security_profile = 1"), ocpp_config={"AuthorizationKey": KEY})
+    want = "Basic " + base64.b64encode(f"CS001:{KEY}".encode()).decode()
+    assert csms.auth_headers == [want]
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "FailedToAuthenticateAtCentralSystem", since=0)
+
+
+async def test_TC_087_tls_client_side_certificate_valid(csms, make_station, tmp_path):
+    """Profile 3 from the station config, with a provisioned client certificate: the CSMS requires
+    and checks it."""
+    pki = make_pki(tmp_path / "pki")
+    ca, ca_key = make_ca("CPO Sub CA")
+    state = tmp_path / "state" / "security"
+    store = CertificateStore(state)
+    chain = sign_csr(store.new_csr("CS001", "Test CPO"), ca, ca_key)
+    store.accept_signed(store.check_signed_chain(chain, datetime.now(UTC), 10000))
+    await tls_station(csms, make_station, tmp_path, pki, profile=3, ctx=profile3_context(pki, ca, required=True))
+    assert client_cert_der(csms) is not None
+    assert csms.auth_headers == [None]
