@@ -19,6 +19,7 @@ class HttpFileServer:
     files: dict[str, bytes] = field(default_factory=dict)
     uploads: dict[str, bytes] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # the loop's time of each request
     refuse: bool = False
     break_after: int | None = None
     status: int | None = None
@@ -50,6 +51,7 @@ class HttpFileServer:
                        (line.partition(":") for line in head.split("\r\n")[1:] if line)}
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.requests.append((method, path))
+            self.times.append(asyncio.get_running_loop().time())
             if self.delay:
                 await asyncio.sleep(self.delay)
             if self.status is not None:

@@ -123,6 +123,8 @@ async def test_TC_044_2_firmware_update_download_failed(csms, booted, http):
     await expect_firmware(csms, "Downloading")
     await expect_firmware(csms, "DownloadFailed", timeout=200)
     assert len(http.requests) == 3
+    gaps = [b - a for a, b in zip(http.times, http.times[1:], strict=False)]
+    assert gaps == [pytest.approx(60, abs=1)] * 2  # retryInterval apart
     assert [r.payload["status"] for r in csms.received[t0:] if r.action == "FirmwareStatusNotification"] == \
         ["Downloading", "DownloadFailed"]
     await csms.no_call("BootNotification", 5)
