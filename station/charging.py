@@ -26,6 +26,7 @@ from station.core.charging import (
     ConnectorContext,
     ProfileError,
     ProfileSet,
+    tenths,
 )
 from station.core.transaction import Transaction
 from station.scheduler import Scheduler, Timer
@@ -171,7 +172,7 @@ class ChargingService:
             ctx = self.context(cid)
             sharers = self._sharers(cid)
             limit = self.profiles.limit_at(ctx, now, sharers)
-            amps = None if limit.amps is None else int(limit.amps * 10) / 10  # 0.1 A steps, never above
+            amps = None if limit.amps is None else tenths(limit.amps)  # 0.1 A steps, never above the limit
             if self._applied.get(evse.evse_id) != (cid, amps):
                 self._applied[evse.evse_id] = (cid, amps)
                 self.log.info("connector %d: charging limit %s", cid, "none" if amps is None else f"{amps} A")

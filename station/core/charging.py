@@ -25,6 +25,7 @@ Rules, per connector at time t:
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -212,7 +213,7 @@ class Composite:
         out = []
         for p in self.periods:
             value = p.amps if unit == "A" else p.amps * VOLTAGE_V * p.phases
-            period: dict = {"startPeriod": p.start_s, "limit": round(value, 1)}
+            period: dict = {"startPeriod": p.start_s, "limit": tenths(value)}
             if self.connector_id != 0:
                 period["numberPhases"] = p.phases
             out.append(period)
@@ -222,6 +223,12 @@ class Composite:
             phases = self.periods[0].phases if self.periods else DEFAULT_PHASES
             sched["minChargingRate"] = round(self.min_rate_a if unit == "A" else self.min_rate_a * VOLTAGE_V * phases, 1)
         return sched
+
+
+def tenths(value: float) -> float:
+    """Down to a multiple of 0.1 (1.6 limits have one decimal; never above the limit): 10.87 -> 10.8,
+    and 15.9999999 (a conversion's rounding error) -> 16.0."""
+    return math.floor(value * 10 + 1e-6) / 10
 
 
 def _ts(dt: datetime) -> float:
@@ -275,20 +282,21 @@ class _Compiled:
                 out.add(v)
         edges = self.starts + ([self.dur] if self.dur != float("inf") else [])
         if self.cycle:
-            k = max(0, int((lo - base) // self.cycle))
+            # instances before validFrom change nothing: start from the one running at max(lo, validFrom)
+            k = max(0, int((max(lo, self.vf) - base) // self.cycle))
             while True:
                 inst = base + k * self.cycle
                 if inst >= hi:
                     break
                 for e in edges:
                     v = inst + e
-                    if lo < v < hi:
+                    if lo < v < hi and self.vf <= v <= self.vt:
                         out.add(v)
                 k += 1
         else:
             for e in edges:
                 v = base + e
-                if lo < v < hi:
+                if lo < v < hi and self.vf <= v <= self.vt:
                     out.add(v)
 
 
@@ -399,17 +407,18 @@ class ProfileSet:
         evaluate, _ = self._evaluator(ctx, _ts(t), sharers)
         return Limit(*evaluate(_ts(t)))
 
-    def next_change(self, ctx: ConnectorContext, after: datetime, horizon_s: float = 8 * 86_400.0,
-                    sharers: int = 1) -> datetime | None:
+    def next_change(self, ctx: ConnectorContext, after: datetime, sharers: int = 1) -> datetime | None:
         """The first time after ``after`` at which the connector's limit may change (a period
-        boundary, a validity edge, a schedule end), within the horizon."""
+        boundary, a validity edge, a schedule end), however far ahead; None: it never changes."""
         lo = _ts(after)
         _, cands = self._evaluator(ctx, lo, sharers)
         edges: set[float] = set()
         for c, base in cands:
             if c.p.kind == "Relative" and ctx.tx_start is None:
                 continue  # starts with a transaction: nothing to wait for until then
-            c.changes(lo, lo + horizon_s, base, edges)
+            # a recurring schedule: its edges repeat, two cycles from its first instance after lo hold the next one
+            hi = max(lo, base, c.vf) + 2 * c.cycle if c.cycle else float("inf")
+            c.changes(lo, hi, base, edges)
         return datetime.fromtimestamp(min(edges), UTC) if edges else None
 
     def composite(self, ctx: ConnectorContext, start: datetime, duration_s: int, sharers: int = 1) -> Composite:

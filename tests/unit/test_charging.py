@@ -15,6 +15,7 @@ from station.core.charging import (
     ProfileError,
     ProfileSet,
     problems,
+    tenths,
 )
 from station.core.clock import iso
 
@@ -246,3 +247,19 @@ def test_stored_record_round_trip_and_unusable_profile():
     assert again == p
     with pytest.raises(ProfileError):
         ChargingProfile.from_ocpp(1, {"chargingProfileId": 1}, T0)
+
+
+def test_limits_go_out_in_tenths_never_above():
+    assert tenths(10.87) == 10.8 and tenths(15.9999999) == 16.0 and tenths(6.0) == 6.0
+    ps = ProfileSet([prof(1, unit="W", periods=[(0, 7500.0)])])  # 10.869... A
+    assert ps.composite(CHARGING, T0, 60).to_ocpp("A")["chargingSchedulePeriod"][0]["limit"] == 10.8
+
+
+def test_next_change_far_ahead():
+    # an Absolute profile that starts in 30 days, a Weekly one valid from 20 days on: the timer is armed for them
+    far = ProfileSet([prof(1, start=T0 + timedelta(days=30), periods=[(0, 10.0)])])
+    assert far.next_change(CHARGING, T0) == T0 + timedelta(days=30)
+    weekly = ProfileSet([prof(1, kind="Recurring", recurrency="Weekly", start=T0, periods=[(0, 10.0)], duration=3600,
+                              validFrom=iso(T0 + timedelta(days=20)))])
+    assert weekly.next_change(CHARGING, T0) == T0 + timedelta(days=20)
+    assert weekly.next_change(CHARGING, T0 + timedelta(days=20)) == T0 + timedelta(days=21)
