@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import json
 import os
 import ssl
 import stat
+import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,9 +22,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from station.security import CertificateStore, hash_data
-from tests.integration.harness import ScriptedCsms
+from tests.integration.harness import ScriptedCsms, now_iso
 from tests.integration.test_link_tls import KEY, tls_config
 from tests.tls import Pki, make_ca, make_pki, pem, server_context, sign_csr
+from tests.transfer_servers import FtpFileServer, HttpFileServer
 
 
 def client_cert_der(csms: ScriptedCsms) -> bytes | None:
@@ -192,73 +196,74 @@ async def test_startup_of_the_device_security_event(csms, booted):
 
 
 # -- GetLog ------------------------------------------------------------------------------------------
-class UploadServer:
-    """An HTTP server on 127.0.0.1 that takes PUTs (asyncio streams: fine on virtual time)."""
-
-    def __init__(self, status: int = 201) -> None:
-        self.status = status
-        self.uploads: list[tuple[str, bytes]] = []
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/logs/"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = await reader.readline()
-        length = 0
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode().partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        body = await reader.readexactly(length)
-        method, path = request.split()[:2]
-        if method == b"PUT":
-            self.uploads.append((path.decode(), body))
-        writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
-        await writer.drain()
-        writer.close()
-
-    async def close(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-
-
 async def test_TC_079_get_security_log(csms, booted):
     await booted()
     await csms.expect("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice", since=0)
-    server = UploadServer()
-    url = await server.start()
+    server = await HttpFileServer().start()
     try:
-        r = await csms.call("GetLog", {"logType": "SecurityLog", "requestId": 7, "log": {"remoteLocation": url}})
+        r = await csms.call("GetLog", {"logType": "SecurityLog", "requestId": 7, "log": {"remoteLocation": server.url("/logs/")}})
         assert r["status"] == "Accepted" and r["filename"].startswith("CS001-SecurityLog-")
         assert (await csms.expect("LogStatusNotification")) == {"status": "Uploading", "requestId": 7}
         assert (await csms.expect("LogStatusNotification")) == {"status": "Uploaded", "requestId": 7}
-        [(path, body)] = server.uploads
-        assert path == "/logs/" + r["filename"]
-        assert b'"StartupOfTheDevice"' in body
-        r = await csms.call("GetLog", {"logType": "DiagnosticsLog", "requestId": 8, "log": {"remoteLocation": url}})
-        assert (await csms.expect("LogStatusNotification", lambda p: p["status"] == "Uploaded")) == {"status": "Uploaded", "requestId": 8}
-        assert b'"HeartbeatInterval"' in server.uploads[1][1] and KEY.encode() not in server.uploads[1][1]
+        [(path, body)] = server.uploads.items()
+        assert path.endswith("/logs/" + r["filename"]), path
+        records = [json.loads(line) for line in body.decode().splitlines()]
+        assert [x["type"] for x in records] == ["StartupOfTheDevice"]
+    finally:
+        await server.close()
+
+
+async def test_get_log_of_a_time_window_over_ftp(csms, booted):
+    """Only the records between oldestTimestamp and latestTimestamp; FTP works as HTTP does."""
+    sp = await booted()
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice", since=0)
+    await asyncio.sleep(60)
+    after = now_iso()
+    await asyncio.sleep(60)
+    sp.rt.adapter.security.event("InvalidMessages", "a test event")  # logged only (not critical)
+    server = await FtpFileServer().start()
+    try:
+        r = await csms.call("GetLog", {"logType": "SecurityLog", "requestId": 9,
+                                       "log": {"remoteLocation": server.url("/up/"), "oldestTimestamp": after}})
+        await csms.expect("LogStatusNotification", lambda p: p["status"] == "Uploaded")
+        [body] = server.uploads.values()
+        assert [json.loads(line)["type"] for line in body.decode().splitlines()] == ["InvalidMessages"]
+        assert r["filename"] in next(iter(server.uploads))
+    finally:
+        await server.close()
+    assert not security_events(csms, "InvalidMessages")
+
+
+async def test_get_diagnostics_log(csms, booted):
+    await booted(ocpp_config={"AuthorizationKey": KEY})
+    server = await HttpFileServer().start()
+    try:
+        r = await csms.call("GetLog", {"logType": "DiagnosticsLog", "requestId": 8, "log": {"remoteLocation": server.url("/d/")}})
+        assert r["status"] == "Accepted"
+        await csms.expect("LogStatusNotification", lambda p: p["status"] == "Uploaded")
+        [body] = server.uploads.values()
+        assert KEY.encode() not in body
+        if r["filename"].endswith(".tar.gz"):  # the firmware service's bundle
+            with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+                body = tar.extractfile("state.json").read()
+        assert b'"HeartbeatInterval"' in body and KEY.encode() not in body
     finally:
         await server.close()
 
 
 async def test_get_log_upload_refused_reports_upload_failure_after_the_retries(csms, booted):
     await booted()
-    server = UploadServer(status=500)
-    url = await server.start()
+    server = await HttpFileServer(status=500).start()
     try:
         r = await csms.call("GetLog", {"logType": "SecurityLog", "requestId": 3, "retries": 2, "retryInterval": 5,
-                                       "log": {"remoteLocation": url}})
+                                       "log": {"remoteLocation": server.url("/logs/")}})
         assert r["status"] == "Accepted"
         await csms.expect("LogStatusNotification", lambda p: p["status"] == "Uploading")
         assert (await csms.expect("LogStatusNotification", timeout=30)) == {"status": "UploadFailure", "requestId": 3}
-        assert len(server.uploads) == 3
+        assert len(server.requests) == 3
     finally:
         await server.close()
-    r = await csms.call("GetLog", {"logType": "SecurityLog", "requestId": 4, "log": {"remoteLocation": "ftp://127.0.0.1/x"}})
+    r = await csms.call("GetLog", {"logType": "SecurityLog", "requestId": 4, "log": {"remoteLocation": "gopher://127.0.0.1/x"}})
     assert r == {"status": "Rejected"}
 
 

@@ -2,8 +2,8 @@
 station's side of the security profiles.
 
 Requests: ExtendedTriggerMessage, CertificateSigned, InstallCertificate, DeleteCertificate,
-GetInstalledCertificateIds, GetLog (SecurityLog and DiagnosticsLog, uploaded by HTTP(S) PUT, with
-LogStatusNotification). The station sends SignCertificate (its CSR, on ExtendedTriggerMessage
+GetInstalledCertificateIds, GetLog (SecurityLog and DiagnosticsLog, uploaded over HTTP(S) or FTP
+with station/transfer.py, with LogStatusNotification). The station sends SignCertificate (its CSR, on ExtendedTriggerMessage
 SignChargePointCertificate) and SecurityEventNotification: every event goes to the security log
 (``<state>/security/security-log.jsonl``); the whitepaper's critical ones are also queued in the
 outbox, like transaction messages (stored, in order, sent when online, retried).
@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import websockets
 
@@ -45,8 +44,9 @@ from station.security import (
     CertificateProblem,
     CertificateStore,
     HashData,
-    client_context,
 )
+from station.security import client_context as tls_client_context
+from station.transfer import TransferError, client_context, parse_location, upload
 
 if TYPE_CHECKING:
     from station.ocpp16.adapter import Ocpp16Adapter
@@ -110,7 +110,7 @@ class SecurityService:
         if profile == 3 and not self.certs.has_client_certificate():
             self.ad.log.error("security profile 3 needs a ChargePointCertificate: none is installed (SignCertificate)")
         try:
-            return client_context(self.certs, self.ad.cfg.ca_file, client_certificate=profile == 3)
+            return tls_client_context(self.certs, self.ad.cfg.ca_file, client_certificate=profile == 3)
         except (OSError, ssl.SSLError):
             return None
 
@@ -378,75 +378,54 @@ async def delete_certificate(ad: Ocpp16Adapter, p: dict) -> dict:
 
 @routes.on("GetLog")
 async def get_log(ad: Ocpp16Adapter, p: dict) -> Any:
+    """GetLog: SecurityLog (the security log's records between the timestamps) or DiagnosticsLog
+    (the firmware service's diagnostics bundle: log lines and state, else a state summary),
+    uploaded to the remoteLocation directory (HTTP(S) PUT, POST fallback, or FTP:
+    station/transfer.py) with retries; LogStatusNotification Uploading, then Uploaded or
+    UploadFailure. A GetLog while an upload runs takes over (AcceptedCanceled)."""
     svc = _svc(ad)
     loc = p["log"]
     url = loc["remoteLocation"]
-    scheme = urlparse(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        ad.log.warning("GetLog: %s uploads are not supported (http and https are)", logsafe.text(scheme, 20))
-        return {"status": "Rejected"}
     try:
+        parse_location(url)
         oldest = parse_iso(loc["oldestTimestamp"]) if loc.get("oldestTimestamp") else None
         latest = parse_iso(loc["latestTimestamp"]) if loc.get("latestTimestamp") else None
-    except (ValueError, TypeError):
+    except (TransferError, ValueError, TypeError) as e:
+        ad.log.warning("GetLog refused: %s", logsafe.text(e, 200))
         return {"status": "Rejected"}
     request_id = p["requestId"]
     kind = p["logType"]
     stamp = ad.scheduler.now().strftime("%Y%m%dT%H%M%SZ")
-    filename = f"{ad.cfg.id}-{kind}-{stamp}.log"
-    body = (svc.security_log(oldest, latest) if kind == "SecurityLog" else svc.diagnostics_log()).encode()
+    firmware = getattr(ad, "firmware", None)
+    if kind == "SecurityLog":
+        filename, body = f"{ad.cfg.id}-SecurityLog-{stamp}.log", svc.security_log(oldest, latest).encode()
+    elif firmware is not None and hasattr(firmware, "bundle"):
+        filename, body = f"{ad.cfg.id}-DiagnosticsLog-{stamp}.tar.gz", firmware.bundle(oldest, latest)
+    else:
+        filename, body = f"{ad.cfg.id}-DiagnosticsLog-{stamp}.log", svc.diagnostics_log().encode()
     retries = max(0, min(int(p.get("retries") or 0), 10))
     interval = max(0, min(int(p.get("retryInterval") or 0), 3600))
     canceled = svc.log_upload[0] == "Uploading"
     svc.log_upload = ("Uploading", request_id)
 
-    async def upload() -> None:
+    async def upload_log() -> None:
         await ad.send_quietly("LogStatusNotification", {"status": "Uploading", "requestId": request_id})
-        target = url if not url.endswith("/") else url + filename
         status = "UploadFailure"
         for attempt in range(retries + 1):
             if svc.log_upload[1] != request_id:
                 return  # a newer GetLog took over
             try:
-                code = await http_put(target, body)
-                if 200 <= code < 300:
-                    status = "Uploaded"
-                    break
-                ad.log.warning("GetLog upload to %s: HTTP %d", logsafe.text(target, 200), code)
-            except (OSError, TimeoutError, ValueError, ssl.SSLError) as e:
-                ad.log.warning("GetLog upload to %s failed: %s", logsafe.text(target, 200), logsafe.text(e, 200))
+                await upload(url, filename, body, ssl_context=client_context(ad.cfg.ca_file), timeout=120)
+                status = "Uploaded"
+                break
+            except TransferError as e:
+                ad.log.warning("GetLog upload failed (attempt %d of %d): %s", attempt + 1, retries + 1, e)
             if attempt < retries:
                 await asyncio.sleep(interval)
-        if svc.log_upload[1] == request_id:
-            svc.log_upload = ("Idle", None)
+        if svc.log_upload[1] != request_id:
+            return
+        svc.log_upload = ("Idle", None)
         await ad.send_quietly("LogStatusNotification", {"status": status, "requestId": request_id})
 
     answer = {"status": "AcceptedCanceled" if canceled else "Accepted", "filename": filename}
-    return answer, upload
-
-
-async def http_put(url: str, body: bytes, timeout: float = 30.0) -> int:
-    """PUT ``body`` to an http(s) URL; the response's status code."""
-    u = urlparse(url)
-    tls = u.scheme == "https"
-    port = u.port or (443 if tls else 80)
-    host = u.hostname or ""
-    path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-    ctx = ssl.create_default_context() if tls else None
-
-    async def go() -> int:
-        reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
-        try:
-            head = (f"PUT {path} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: text/plain\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-            writer.write(head.encode("latin-1") + body)
-            await writer.drain()
-            status_line = await reader.readline()
-            parts = status_line.split()
-            if len(parts) < 2 or not parts[1].isdigit():
-                raise ValueError("no HTTP answer")
-            return int(parts[1])
-        finally:
-            writer.close()
-
-    return await asyncio.wait_for(go(), timeout)
+    return answer, upload_log
