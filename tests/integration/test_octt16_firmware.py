@@ -211,6 +211,7 @@ async def test_TC_045_1_get_diagnostics(csms, booted, ftp):
     assert "BootNotification" in files["log.txt"]
     state = json.loads(files["state.json"])
     assert state["station_id"] == "CS001" and state["registration"] == "Accepted"
+    assert state["connectors"]["1"]["status"] == "Available" and state["firmware_version"] == "0.1.0"
     assert "AuthorizationKey" not in files["state.json"] and "0123456789abcdef0123" not in json.dumps(files)
     assert sp.running
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from station.core.clock import iso, parse_iso
 from station.core.transaction import StopReason
 from station.firmware import FirmwareService, installed_version
+from station.ocpp16 import vocabulary
 from station.ocpp16.handlers import Routes
 from station.transfer import TransferError, client_context, parse_location
 
@@ -44,6 +45,13 @@ def service(ad: Ocpp16Adapter) -> FirmwareService:
         if st.restart_request is not None and not st.restart_request.done():
             st.restart_request.set_result("Firmware")
 
+    def connector(cid: int) -> dict:
+        state, fault = ad.station.status_of(cid)
+        c = ad.station.connectors[cid]
+        return {"status": str(vocabulary.status(state)), "fault": fault, "operative": c.operative,
+                "plugged": c.plugged, "faults": dict(c.faults),
+                "transaction": c.transaction.transaction_id if c.transaction is not None else None}
+
     def summary() -> dict:
         st = ad.station
         keys, _ = ad.keys.report(None)  # secrets are never reported
@@ -56,9 +64,7 @@ def service(ad: Ocpp16Adapter) -> FirmwareService:
             "registration": ad.registration,
             "online": ad.online,
             "queued_transaction_messages": len(ad.outbox),
-            "connectors": {cid: {"status": str(getattr(c, "state", "")), "plugged": getattr(c, "plugged", None),
-                                 "transaction": getattr(c.transaction, "transaction_id", None) if c.transaction else None}
-                           for cid, c in st.connectors.items()},
+            "connectors": {cid: connector(cid) for cid in st.connectors},
             "configuration": {k["key"]: k["value"] for k in keys},
         }
 
