@@ -164,6 +164,12 @@ class ChargingService:
         if at is not None and now < at <= now + timedelta(seconds=1):
             now = at  # a timer a hair early: evaluate at the boundary it was armed for
         # (far early: the wall clock was set back; evaluated now, the timer is armed for the boundary again)
+        expired = [p for p in self.profiles.profiles.values() if p.valid_to is not None and p.valid_to <= now]
+        if expired:  # never valid again: they would only take room (MaxChargingProfilesInstalled)
+            for p in expired:
+                self.profiles.clear(profile_id=p.id)
+            self._forget(expired)
+            self.log.info("charging profile(s) %s expired (validTo passed): removed", [p.id for p in expired])
         nexts: list[datetime] = []
         for evse in self.station.evses.values():
             # the connector the EVSE's power path serves: the one with a transaction, else the first

@@ -105,3 +105,13 @@ def test_profiles_come_back_from_the_store_and_tx_profiles_end_with_the_transact
     third = ChargingService(st, store, sched, LOG)  # type: ignore[arg-type]
     assert set(third.profiles.profiles) == {1} and "5" not in store.items(NS)  # unreadable: dropped, logged
     store.close()
+
+
+def test_a_profile_past_its_valid_to_is_removed_at_that_boundary(tmp_path):
+    sched, st, store, svc = make(tmp_path)
+    svc.install(absolute(1, [(0, 10.0)], validTo=iso(T0 + timedelta(hours=1))))
+    assert st.applied[-1][2] == 10.0
+    sched.advance(3600)
+    assert st.applied[-1] == (T0 + timedelta(hours=1), 1, None)
+    assert len(svc.profiles) == 0 and store.items(NS) == {}
+    store.close()
