@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import ssl
 import uuid
@@ -26,6 +27,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_REDIRECTS = 5
+CLOSE_WAIT_S = 5.0
 SCHEMES = ("http", "https", "ftp")
 
 
@@ -138,6 +140,14 @@ def _join(loc: Location, file_name: str) -> Location:
     return Location(loc.scheme, loc.host, loc.port, unquote(raw.partition("?")[0]), loc.user, loc.password, raw)
 
 
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close a connection; a peer that does not finish the close (TLS close_notify) is not waited for long:
+    what was transferred stands."""
+    writer.close()
+    with contextlib.suppress(OSError, TimeoutError):
+        await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT_S)
+
+
 # -- HTTP ------------------------------------------------------------------------------------------
 async def _http(loc: Location, method: str, body: bytes | None, extra: dict[str, str], max_bytes: int,
                 ssl_context: ssl.SSLContext | None) -> tuple[int, dict[str, str], bytes]:
@@ -177,11 +187,7 @@ async def _http(loc: Location, method: str, body: bytes | None, extra: dict[str,
         data = await _http_body(reader, headers, max_bytes)
         return status, headers, data
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except (OSError, ssl.SSLError):
-            pass
+        await _close(writer)
 
 
 async def _http_body(reader: asyncio.StreamReader, headers: dict[str, str], max_bytes: int) -> bytes:
@@ -275,12 +281,11 @@ class _Ftp:
         return await asyncio.open_connection(host, port)
 
     async def close(self) -> None:
-        try:
-            self.writer.write(b"QUIT\r\n")
-            self.writer.close()
-            await self.writer.wait_closed()
-        except (OSError, AttributeError):
-            pass
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                writer.write(b"QUIT\r\n")
+            await _close(writer)
 
 
 async def _ftp_retr(loc: Location, max_bytes: int) -> bytes:
@@ -312,11 +317,7 @@ async def _ftp_stor(loc: Location, file_name: str, data: bytes) -> None:
             dw.write(data)
             await dw.drain()
         finally:
-            dw.close()
-            try:
-                await dw.wait_closed()
-            except OSError:
-                pass
+            await _close(dw)
         code, text = await ftp.reply()
         if code not in (226, 250):
             raise TransferError(f"FTP STOR {path}{file_name}: {code} {text[:80]}")

@@ -176,3 +176,21 @@ async def test_hostile_answers_end_in_a_transfer_error():
     with pytest.raises(TransferError):
         await download(f"ftp://127.0.0.1:{server.sockets[0].getsockname()[1]}/fw")
     server.close()
+
+
+async def test_https_server_that_keeps_the_connection_open_after_the_file(tmp_path):
+    """The whole file came (Content-Length): the download succeeds without waiting for the server's close."""
+    pki = make_pki(tmp_path / "pki")
+
+    async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfile")
+        await w.drain()
+        await asyncio.sleep(3600)
+
+    server = await asyncio.start_server(client, "127.0.0.1", 0, ssl=server_context(pki))
+    port = server.sockets[0].getsockname()[1]
+    t0 = asyncio.get_running_loop().time()
+    assert await download(f"https://localhost:{port}/fw", timeout=60, ssl_context=client_context(str(pki.ca_file))) == b"file"
+    assert asyncio.get_running_loop().time() - t0 < 10
+    server.close()
