@@ -192,6 +192,25 @@ async def test_download_cut_by_a_reset_starts_again_once_the_station_is_accepted
     assert after_reset.index("BootNotification") < after_reset.index("FirmwareStatusNotification")
 
 
+@pytest.mark.process  # power cut: kill -9
+async def test_power_cut_during_download_resumes_the_update(csms, booted, http):
+    """The station as a process loses power during a download: after the reboot the job (kept in
+    its state directory) starts over, installs, and the process-restarted station reports 5.0.0."""
+    http.files["/fw.pkg"] = make_package("5.0.0")
+    http.delay = 30
+    sp = await booted()
+    await csms.call("UpdateFirmware", {"location": http.url("/fw.pkg"), "retrieveDate": iso_in(0)})
+    await expect_firmware(csms, "Downloading")
+    sp.kill()
+    http.delay = 0
+    csms.mark()
+    sp.start()
+    assert (await csms.expect("BootNotification", timeout=20))["firmwareVersion"] == "0.1.0"
+    await expect_firmware(csms, "Downloading", "Downloaded", "Installing")
+    assert (await csms.expect("BootNotification", timeout=20))["firmwareVersion"] == "5.0.0"
+    await expect_firmware(csms, "Installed")
+
+
 # -- 2.19 Diagnostics ---------------------------------------------------------------------------
 def unpack(data: bytes) -> dict[str, str]:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
