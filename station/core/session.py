@@ -120,9 +120,12 @@ class Session:
 
     # -- queries (pure) ----------------------------------------------------------------------
     def offered_current(self) -> float:
+        """What the EVSE may offer now: its maximum, or the limit; below 6 A nothing (IEC 61851-1),
+        so Current.Offered / Power.Offered report the 0 A the pilot really offers."""
         limit = self.limit_a
         top = self.evse.max_current_a
-        return top if limit is None else max(0.0, min(limit, top))
+        amps = top if limit is None else max(0.0, min(limit, top))
+        return amps if amps >= MIN_CURRENT_A else 0.0
 
     def allowance_left(self, tx: Transaction) -> bool:
         """MaxEnergyOnInvalidId: may a transaction whose token the CSMS refused still take energy?"""

@@ -153,6 +153,7 @@ def test_a_limit_below_6_a_offers_nothing_and_suspends(amps):
     assert m.SetPilot(1, 0) in out and m.SetContactor(False) in out
     assert not any(isinstance(e, m.SetPilot) and e.amps for e in out)
     assert r.conn.state() is State.SuspendedEVSE and not r.s.contactor_wanted()
+    assert r.s.offered_current() == 0  # what Current.Offered reports: what the pilot offers
     out = r.feed(m.LimitChanged(1, 6))
     assert m.SetPilot(1, 6.0) in out and r.s.offered_current() == 6
 
