@@ -16,6 +16,7 @@ then a rename), and never logged or put in an exception text. Certificates are P
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import ssl
@@ -27,7 +28,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 CSMS_ROOT = "CentralSystemRootCertificate"
@@ -295,6 +296,38 @@ class CertificateStore:
             return None
 
 
+def check_signing_certificate(store: CertificateStore, signing_pem: str, now: datetime) -> x509.Certificate:
+    """SignedUpdateFirmware: the firmware signing certificate, valid now and issued by an installed
+    ManufacturerRootCertificate (directly, or the root itself); CertificateProblem otherwise."""
+    cert = parse_chain(signing_pem)[0]
+    check_valid_at(cert, now)
+    roots = store.roots(MANUFACTURER_ROOT)
+    if not roots:
+        raise CertificateProblem("no ManufacturerRootCertificate is installed")
+    if not any(cert == r or issued_by(cert, r) for r in roots):
+        raise CertificateProblem(f"signing certificate {_cn(cert)!r} is not issued by an installed ManufacturerRootCertificate")
+    return cert
+
+
+def firmware_signature_ok(cert: x509.Certificate, signature_b64: str, data: bytes) -> bool:
+    """The firmware file's signature (base64; ECDSA or RSA PKCS#1 v1.5, SHA-256) by ``cert``'s key."""
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except ValueError:
+        return False
+    key = cert.public_key()
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            return False
+        return True
+    except InvalidSignature:
+        return False
+
+
 def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
     try:
         return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -322,4 +355,4 @@ def client_context(store: CertificateStore, ca_file: str | None, client_certific
 
 
 __all__ = ["CP_CERT", "CSMS_ROOT", "MANUFACTURER_ROOT", "ROOT_TYPES", "CertificateProblem", "CertificateStore", "HashData",
-           "check_valid_at", "client_context", "hash_data", "issued_by", "parse_chain", "write_private"]
+           "check_signing_certificate", "check_valid_at", "client_context", "firmware_signature_ok", "hash_data", "issued_by", "parse_chain", "write_private"]

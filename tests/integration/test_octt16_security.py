@@ -381,3 +381,76 @@ async def test_TC_087_tls_client_side_certificate_valid(csms, make_station, tmp_
     await tls_station(csms, make_station, tmp_path, pki, profile=3, ctx=profile3_context(pki, ca, required=True))
     assert client_cert_der(csms) is not None
     assert csms.auth_headers == [None]
+
+
+# -- SignedUpdateFirmware ------------------------------------------------------------------------------
+def signed_firmware(version: str, signer_key) -> tuple[bytes, str]:  # noqa: ANN001 - an EC private key
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from station.firmware import make_package
+
+    data = make_package(version, b"image")
+    return data, base64.b64encode(signer_key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+async def signed_update(csms: ScriptedCsms, booted, signature_of=None):  # noqa: ANN001, ANN201
+    """A booted station with the manufacturer root installed, a file server with a signed package,
+    and the SignedUpdateFirmware request; returns (station, answer)."""
+    sp = await booted()
+    root = make_ca("Manufacturer Root")
+    signing = make_ca("Firmware Signing", signer=root)
+    r = await csms.call("InstallCertificate", {"certificateType": "ManufacturerRootCertificate", "certificate": pem(root[0])})
+    assert r["status"] == "Accepted"
+    data, signature = signed_firmware("2.0.0", signing[1])
+    if signature_of is not None:
+        signature = signed_firmware(*signature_of(signing))[1]
+    server = await HttpFileServer(files={"/fw.pkg": data}).start()
+    req = {"requestId": 5, "retries": 1, "retryInterval": 5,
+           "firmware": {"location": server.url("/fw.pkg"), "retrieveDateTime": now_iso(),
+                        "signingCertificate": pem(signing[0]), "signature": signature}}
+    answer = await csms.call("SignedUpdateFirmware", req)
+    return sp, answer, server, req
+
+
+def fw_statuses(csms: ScriptedCsms) -> list[str]:
+    return [p["status"] for p in csms.calls("SignedFirmwareStatusNotification")]
+
+
+async def test_TC_080_secure_firmware_update(csms, booted):
+    sp, answer, server, _ = await signed_update(csms, booted)
+    try:
+        assert answer == {"status": "Accepted"}
+        boot = await csms.expect("BootNotification", timeout=60)  # restarted into the new firmware
+        assert boot["firmwareVersion"] == "2.0.0"
+        await csms.expect("SignedFirmwareStatusNotification", lambda p: p["status"] == "Installed", timeout=20)
+        assert fw_statuses(csms) == ["Downloading", "Downloaded", "SignatureVerified", "Installing", "InstallRebooting",
+                                     "Installed"]
+        assert all(p["requestId"] == 5 for p in csms.calls("SignedFirmwareStatusNotification"))
+        await csms.expect("SecurityEventNotification", lambda p: p["type"] == "FirmwareUpdated", timeout=20, since=0)
+    finally:
+        await server.close()
+
+
+async def test_TC_081_secure_firmware_update_invalid_signature(csms, booted):
+    """Signed by another key (of the same subject): InvalidSignature, the security event, no install."""
+    sp, answer, server, _ = await signed_update(csms, booted, signature_of=lambda s: ("2.0.0", make_ca("x")[1]))
+    try:
+        assert answer == {"status": "Accepted"}
+        await csms.expect("SignedFirmwareStatusNotification", lambda p: p["status"] == "InvalidSignature", timeout=30)
+        await csms.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSignature", timeout=20)
+        assert fw_statuses(csms) == ["Downloading", "Downloaded", "InvalidSignature"]
+        await asyncio.sleep(5)
+        assert len(csms.calls("BootNotification")) == 1  # no restart
+    finally:
+        await server.close()
+
+
+async def test_signed_update_firmware_with_a_certificate_of_no_installed_root(csms, booted):
+    await booted()
+    stranger = make_ca("Not the manufacturer")
+    req = {"requestId": 6, "firmware": {"location": "http://127.0.0.1:1/fw", "retrieveDateTime": now_iso(),
+                                        "signingCertificate": pem(stranger[0]), "signature": "AAAA"}}
+    assert (await csms.call("SignedUpdateFirmware", req)) == {"status": "InvalidCertificate"}
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSigningCertificate")
+    await csms.no_call("SignedFirmwareStatusNotification", 3)

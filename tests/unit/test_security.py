@@ -163,3 +163,30 @@ def test_security_profile_writer_goes_through_its_owner(tmp_path):
 def test_profile_3_is_accepted_by_the_config_check():
     cfg = parse({"station": {"security_profile": 3, "csms_url": "wss://c/ocpp"}})
     assert cfg.security_profile == 3
+
+
+def test_firmware_signing_certificate_and_signature(store):
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from station.security import check_signing_certificate, firmware_signature_ok
+
+    root = make_ca("Manufacturer Root")
+    signing = make_ca("Signing", signer=root)
+    with pytest.raises(CertificateProblem, match="no ManufacturerRootCertificate"):
+        check_signing_certificate(store, pem(signing[0]), NOW)
+    store.install_root(MANUFACTURER_ROOT, pem(root[0]), NOW, 20)
+    cert = check_signing_certificate(store, pem(signing[0]), NOW)
+    with pytest.raises(CertificateProblem, match="not issued"):
+        check_signing_certificate(store, pem(make_ca("Stranger")[0]), NOW)
+    with pytest.raises(CertificateProblem, match="expired"):
+        check_signing_certificate(store, pem(signing[0]), NOW + timedelta(days=3))
+    data = b"firmware image"
+    good = base64.b64encode(signing[1].sign(data, ec.ECDSA(hashes.SHA256()))).decode()
+    assert firmware_signature_ok(cert, good, data)
+    assert not firmware_signature_ok(cert, good, data + b"!")
+    assert not firmware_signature_ok(cert, "not base64!", data)
+    other = base64.b64encode(make_ca("x")[1].sign(data, ec.ECDSA(hashes.SHA256()))).decode()
+    assert not firmware_signature_ok(cert, other, data)

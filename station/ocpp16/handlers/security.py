@@ -36,6 +36,9 @@ import websockets
 
 from station import logsafe
 from station.core.clock import iso, parse_iso
+from station.core.transaction import StopReason
+from station.firmware import NS as FIRMWARE_NS
+from station.firmware import PackageError, verify_package
 from station.link import CallErrorReceived, NotConnected
 from station.ocpp16.handlers import Routes
 from station.security import (
@@ -44,9 +47,11 @@ from station.security import (
     CertificateProblem,
     CertificateStore,
     HashData,
+    check_signing_certificate,
+    firmware_signature_ok,
 )
 from station.security import client_context as tls_client_context
-from station.transfer import TransferError, client_context, parse_location, upload
+from station.transfer import TransferError, client_context, download, parse_location, upload
 
 if TYPE_CHECKING:
     from station.ocpp16.adapter import Ocpp16Adapter
@@ -82,6 +87,7 @@ class SecurityService:
         self.failure_events: set[str] = set()  # events of the current run of failed connections (sent once)
         self.log_upload: tuple[str, int | None] = ("Idle", None)
         self.started = False  # StartupOfTheDevice / ResetOrReboot reported (on the first connection)
+        self.signed_job: asyncio.Future | None = None  # a SignedUpdateFirmware being done
 
     # -- the link for a profile ---------------------------------------------------------------
     def url(self, profile: int | None = None) -> str:
@@ -169,6 +175,11 @@ class SecurityService:
         kind = "ResetOrReboot" if after_reset else "StartupOfTheDevice"
         self.event(kind, queue=False)
         self.ad.spawn(self.ad.send_quietly("SecurityEventNotification", {"type": kind, "timestamp": iso(self.ad.scheduler.now())}))
+        request_id = self.ad.store.get(NS, "signed_installed")
+        if request_id is not None:  # a SignedUpdateFirmware installed before this restart
+            self.ad.store.delete(NS, "signed_installed")
+            self.event("FirmwareUpdated", f"firmware {self.ad.cfg.firmware_version}")
+            self.ad.spawn(self.ad.send_quietly("SignedFirmwareStatusNotification", {"status": "Installed", "requestId": request_id}))
 
     def connected(self) -> None:
         self.failure_events.clear()
@@ -429,3 +440,84 @@ async def get_log(ad: Ocpp16Adapter, p: dict) -> Any:
 
     answer = {"status": "AcceptedCanceled" if canceled else "Accepted", "filename": filename}
     return answer, upload_log
+
+
+# -- SignedUpdateFirmware ---------------------------------------------------------------------------
+@routes.on("SignedUpdateFirmware")
+async def signed_update_firmware(ad: Ocpp16Adapter, p: dict) -> Any:
+    """The signing certificate is checked before the answer (InvalidCertificate, and the security
+    event InvalidFirmwareSigningCertificate); then, at retrieveDateTime: Downloading (with
+    retries), Downloaded, the signature over the file checked (InvalidSignature and the event
+    InvalidFirmwareSignature), SignatureVerified, Installing, the package checked
+    (InstallationFailed), InstallRebooting and the restart into the new version, after which
+    Installed and the event FirmwareUpdated are reported. The job is not kept across a restart
+    before it installs (a limit: the CSMS sends it again)."""
+    svc = _svc(ad)
+    fw = p["firmware"]
+    request_id = p["requestId"]
+    try:
+        cert = check_signing_certificate(svc.certs, fw["signingCertificate"], ad.scheduler.now())
+    except CertificateProblem as e:
+        ad.log.warning("SignedUpdateFirmware: %s", e)
+        svc.event("InvalidFirmwareSigningCertificate", str(e))
+        return {"status": "InvalidCertificate"}
+    try:
+        parse_location(fw["location"])
+        retrieve = parse_iso(fw["retrieveDateTime"])
+    except (TransferError, ValueError, TypeError) as e:
+        ad.log.warning("SignedUpdateFirmware refused: %s", logsafe.text(e, 200))
+        return {"status": "Rejected"}
+    retries = max(0, min(int(p.get("retries") or 0), 10))
+    interval = max(0, min(int(p.get("retryInterval") or 0), 3600))
+    running = svc.signed_job is not None and not svc.signed_job.done()
+    if running:
+        svc.signed_job.cancel()
+
+    async def notify(status: str) -> None:
+        await ad.send_quietly("SignedFirmwareStatusNotification", {"status": status, "requestId": request_id})
+
+    async def job() -> None:
+        delay = (retrieve - ad.scheduler.now()).total_seconds()
+        if delay > 0:
+            await notify("DownloadScheduled")
+            await asyncio.sleep(delay)
+        await notify("Downloading")
+        data = None
+        for attempt in range(retries + 1):
+            if attempt:
+                await asyncio.sleep(interval)
+            try:
+                data = await download(fw["location"], ssl_context=client_context(ad.cfg.ca_file), timeout=300)
+                break
+            except TransferError as e:
+                ad.log.warning("signed firmware download attempt %d of %d failed: %s", attempt + 1, retries + 1, e)
+        if data is None:
+            await notify("DownloadFailed")
+            return
+        await notify("Downloaded")
+        if not firmware_signature_ok(cert, fw["signature"], data):
+            ad.log.error("signed firmware from %s: the signature does not match", logsafe.text(fw["location"], 200))
+            svc.event("InvalidFirmwareSignature", "the firmware signature does not match the signing certificate")
+            await notify("InvalidSignature")
+            return
+        await notify("SignatureVerified")
+        await notify("Installing")
+        try:
+            version = verify_package(data)
+        except PackageError as e:
+            ad.log.error("signed firmware not installed: %s", e)
+            await notify("InstallationFailed")
+            return
+        with ad.store.atomic():
+            ad.store.put(FIRMWARE_NS, "version", version)  # what installed_version() reports at the next boot
+            ad.store.put(NS, "signed_installed", request_id)
+        await notify("InstallRebooting")
+        ad.log.warning("signed firmware %s installed: restarting the station into it", version)
+        st = ad.station
+        st.on_event("restarting into the new firmware")
+        await st.stop_all(StopReason.Reboot)
+        if st.restart_request is not None and not st.restart_request.done():
+            st.restart_request.set_result("Firmware")
+
+    svc.signed_job = ad.spawn(job())
+    return {"status": "AcceptedCanceled" if running else "Accepted"}
