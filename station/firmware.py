@@ -4,9 +4,10 @@ station/ocpp16/handlers/firmware.py).
 Firmware: ``update_firmware`` keeps the job in the store (namespace ``firmware``) and arms a one-shot
 timer for its retrieve date (a job survives a restart). Then: Downloading, the download with
 ``retries`` more attempts ``retry_interval`` apart (DownloadFailed after the last), Downloaded,
-Installing, the package checked (``verify_package``: InstallationFailed when it is not a valid
+Installing (once no transaction runs: 1.6 recommends waiting until the charging sessions have
+ended), the package checked (``verify_package``: InstallationFailed when it is not a valid
 package), the new version stored with an "Installed" report pending, and the station restarted
-into it (open transactions end with reason Reboot). After the restart the station boots with the
+into it (a transaction that started in between ends with reason Reboot). After the restart the station boots with the
 installed version (``installed_version``) and, once the CSMS has accepted it, reports Installed.
 
 A package is a JSON object (``make_package``): ``format`` ``station-firmware/1``, ``version`` (1-50
@@ -130,7 +131,7 @@ class FirmwareService:
                  restart: Callable[[], Awaitable[None]], summary: Callable[[], dict], station_id: str,
                  ssl_context: Callable[[], ssl.SSLContext | None] = lambda: None,
                  files_dir: Path | None = None, max_bytes: int = MAX_DOWNLOAD_BYTES,
-                 transfer_timeout: float = 300.0) -> None:
+                 transfer_timeout: float = 300.0, busy: Callable[[], int] = lambda: 0) -> None:
         self.scheduler = scheduler
         self.store = store
         self.log = log
@@ -144,6 +145,8 @@ class FirmwareService:
         self.files_dir = files_dir
         self.max_bytes = max_bytes
         self.transfer_timeout = transfer_timeout
+        self.busy = busy  # how many transactions run
+        self._idle: asyncio.Future | None = None  # an installation waits for the station to be idle
         self.firmware_status = "Idle"  # Downloading / Downloaded / Installing while a job runs
         self.diagnostics_status = "Idle"  # Uploading while an upload runs
         self.diag_log = DiagnosticsLog.attach(log, scheduler.now, store)
@@ -233,6 +236,7 @@ class FirmwareService:
         self.log.info("firmware downloaded from %s (%d bytes)", _shown(location), len(data))
         self._keep_file(data)
         await self._set_firmware("Downloaded")
+        await self._wait_idle()
         await self._set_firmware("Installing")
         try:
             version = verify_package(data)
@@ -247,6 +251,27 @@ class FirmwareService:
             self.store.delete(NS, "job")
         self.log.warning("firmware %s installed: restarting the station into it", version)
         await self.restart()
+
+    async def _wait_idle(self) -> None:
+        running = self.busy()
+        if not running:
+            return
+        self.log.info("firmware installation waits until the %d running transaction(s) have ended", running)
+        self._idle = asyncio.get_running_loop().create_future()
+        try:
+            await self._idle
+        finally:
+            self._idle = None
+
+    def transaction_ended(self) -> None:
+        """A transaction ended: an installation waiting for that may go on (checked once the
+        station has settled)."""
+        if self._idle is not None:
+            self.scheduler.call_later(0, self._check_idle)
+
+    def _check_idle(self) -> None:
+        if self._idle is not None and not self._idle.done() and not self.busy():
+            self._idle.set_result(None)
 
     async def _set_firmware(self, status: str, idle: bool = False) -> None:
         self.firmware_status = "Idle" if idle else status

@@ -101,14 +101,22 @@ async def test_TC_044_1_over_ftp_and_https_with_retrieve_date_in_the_future(csms
         await https.close()
 
 
-async def test_firmware_install_ends_a_running_transaction_with_reason_reboot(csms, booted, http):
+async def test_firmware_installation_waits_until_the_charging_session_has_ended(csms, booted, http):
+    """1.6 5.16 recommends installing once the Charge Point is idle: the download goes ahead, the
+    installation (and the restart) only after the transaction has ended, never stopping it."""
     http.files["/fw.pkg"] = make_package("2.0.0")
     sp = await booted()
     await start_session(csms, sp)
     await csms.call("UpdateFirmware", {"location": http.url("/fw.pkg"), "retrieveDate": iso_in(0)})
-    await expect_firmware(csms, "Installing")
+    await expect_firmware(csms, "Downloading", "Downloaded")
+    await csms.no_call("FirmwareStatusNotification", 600)
+    await csms.call("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
+    assert (await csms.expect("FirmwareStatusNotification"))["status"] == "Downloaded"
+    assert not csms.calls("StopTransaction")
+    await sp.swipe("TAG1")  # the driver ends the session
     stop = await csms.expect("StopTransaction", timeout=30)
-    assert stop["reason"] == "Reboot"
+    assert stop["reason"] == "Local"
+    await expect_firmware(csms, "Installing")
     assert (await csms.expect("BootNotification", timeout=30))["firmwareVersion"] == "2.0.0"
     await expect_firmware(csms, "Installed")
 

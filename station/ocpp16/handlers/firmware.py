@@ -73,6 +73,7 @@ def service(ad: Ocpp16Adapter) -> FirmwareService:
         scheduler=ad.scheduler, store=ad.store, log=ad.log, spawn=ad.spawn, notify_firmware=notify_firmware,
         notify_diagnostics=notify_diagnostics, restart=restart, summary=summary, station_id=ad.cfg.id,
         ssl_context=lambda: client_context(ad.cfg.ca_file), files_dir=files,
+        busy=lambda: sum(c.transaction is not None for c in ad.station.connectors.values()),
     )
 
 
