@@ -78,6 +78,8 @@ class StationConfig:
     # SecurityProfile reports it, --ocpp-config cannot override it (it is checked with csms_url here)
     security_profile: int = 0
     ca_file: str | None = None  # wss://: PEM CA certificate(s) the CSMS certificate must chain to (else the system's)
+    # the wss:// URL once a CSMS raises SecurityProfile from 0/1 to 2/3 (default: csms_url with wss://)
+    csms_url_tls: str | None = None
     vendor: str = "OpenStation"
     model: str = "PyStation"
     serial: str = ""
@@ -112,6 +114,7 @@ STATION_KEYS: dict[str, type | tuple[type, ...]] = {
     "state_dir": str,
     "security_profile": int,
     "ca_file": str,
+    "csms_url_tls": str,
     "vendor": str,
     "model": str,
     "serial": str,
@@ -179,6 +182,12 @@ def validate_station(s: StationConfig, problems: list[str]) -> None:
         problems.append(f"station.security_profile: profile {s.security_profile} needs a wss:// csms_url")
     elif s.security_profile in (0, 1) and url.scheme == "wss":
         problems.append(f"station.security_profile: profile {s.security_profile} uses ws://, but csms_url is wss://")
+    if s.csms_url_tls:  # "" (as in config/sim.toml): not set
+        tls_problem = csms_url_problem(s.csms_url_tls)
+        if tls_problem:
+            problems.append(f"station.csms_url_tls: {tls_problem}")
+        elif urlparse(s.csms_url_tls).scheme != "wss":
+            problems.append("station.csms_url_tls: must be a wss:// URL")
     # profile 3: the client certificate is the one in the state's certificate store (SignCertificate,
     # or provisioned with station.security.CertificateStore.provision); see ocpp16/handlers/security.py
     if (not s.id or len(s.id) > 48 or any(c in s.id for c in "/?#: \\") or s.id in (".", "..")

@@ -454,3 +454,35 @@ async def test_signed_update_firmware_with_a_certificate_of_no_installed_root(cs
     assert (await csms.call("SignedUpdateFirmware", req)) == {"status": "InvalidCertificate"}
     await csms.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSigningCertificate")
     await csms.no_call("SignedFirmwareStatusNotification", 3)
+
+
+async def test_TC_083_upgrade_1_to_2_connects_to_csms_url_tls(csms, make_station, tmp_path):
+    """Profile 1 on ws://; the CSMS installs its root and raises SecurityProfile to 2: the station
+    connects to station.csms_url_tls over TLS with Basic auth, and keeps profile 2 across a restart."""
+    pki = make_pki(tmp_path / "pki")
+    tls = ScriptedCsms()
+    tls_url = await tls.start(ssl=server_context(pki))
+    try:
+        cfg = tmp_path / "sp1.toml"
+        cfg.write_text(f'[station]\nsecurity_profile = 1\ncsms_url = "ws://127.0.0.1/ocpp"\ncsms_url_tls = "{tls_url}"\n'
+                       "\n[[evse]]\nid = 1\n")
+        sp = make_station(config=str(cfg), ocpp_config={"AuthorizationKey": KEY})
+        sp.start()
+        await csms.expect("BootNotification", timeout=20)
+        r = await csms.call("InstallCertificate", {"certificateType": "CentralSystemRootCertificate",
+                                                   "certificate": pki.ca_file.read_text()})
+        assert r["status"] == "Accepted"
+        assert (await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "2"}))["status"] == "Accepted"
+        await asyncio.wait_for(tls.connected.wait(), 30)
+        assert tls.paths == ["/ocpp/CS001"]
+        assert tls.auth_headers == ["Basic " + base64.b64encode(f"CS001:{KEY}".encode()).decode()]
+        got = await tls.call("GetConfiguration", {"key": ["SecurityProfile"]})
+        assert got["configurationKey"][0]["value"] == "2"
+        await tls.expect("SecurityEventNotification", lambda p: p["type"] == "ReconfigurationOfSecurityParameters")
+        await sp.stop()
+        sp.start()
+        await tls.expect("BootNotification", timeout=20)
+        assert tls.connections == 2 and csms.connections == 1
+    finally:
+        await tls.close()
+    assert not tls.schema_problems

@@ -190,3 +190,13 @@ def test_firmware_signing_certificate_and_signature(store):
     assert not firmware_signature_ok(cert, "not base64!", data)
     other = base64.b64encode(make_ca("x")[1].sign(data, ec.ECDSA(hashes.SHA256()))).decode()
     assert not firmware_signature_ok(cert, other, data)
+
+
+@pytest.mark.parametrize(("value", "problem"), [("ws://c/ocpp", "must be a wss:// URL"), ("wss://c:0x/ocpp", "port")])
+def test_csms_url_tls_must_be_a_wss_url(value, problem):
+    from station.config import ConfigError
+
+    with pytest.raises(ConfigError, match=problem):
+        parse({"station": {"security_profile": 1, "csms_url": "ws://c/ocpp", "csms_url_tls": value}})
+    cfg = parse({"station": {"security_profile": 1, "csms_url": "ws://c/ocpp", "csms_url_tls": "wss://c:8443/ocpp"}})
+    assert cfg.csms_url_tls == "wss://c:8443/ocpp"

@@ -13,8 +13,8 @@ Security profile (``SecurityService``): the profile in use is the station config
 ``security``, key ``profile``). ChangeConfiguration SecurityProfile only goes up, and only when
 what the new profile needs is there (2: a CentralSystemRootCertificate installed or
 ``station.ca_file``, and an AuthorizationKey; 3: a ChargePointCertificate). Accepted, the station
-reconnects with the new profile once the answer is out (profile 2 and 3 on ``csms_url`` with
-wss:// in place of ws://); the new profile is kept (persisted) when that connection opens. If it
+reconnects with the new profile once the answer is out (profiles 2 and 3 from a ws://
+``csms_url``: on ``station.csms_url_tls``, else ``csms_url`` with wss:// in place of ws://); the new profile is kept (persisted) when that connection opens. If it
 fails to connect ``PROFILE_TRIAL_ATTEMPTS`` times in a row the station falls back to the previous
 profile (the key says it again) and logs an ERROR. A restart during the trial starts with the
 profile last confirmed. Downgrading needs the operator: the config's profile and removing the
@@ -94,7 +94,7 @@ class SecurityService:
         profile = self.profile if profile is None else profile
         base = self.ad.cfg.csms_url
         if profile >= 2 and base.lower().startswith("ws://"):
-            base = "wss://" + base[5:]
+            base = getattr(self.ad.cfg, "csms_url_tls", None) or "wss://" + base[5:]
         return base.rstrip("/") + "/" + self.ad.cfg.id
 
     def basic_auth(self, profile: int | None = None) -> tuple[str, str] | None:
