@@ -96,12 +96,16 @@ def public_key_bytes(key: object) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined]
 
 
-def hash_data(cert: x509.Certificate, issuer: x509.Certificate | None = None) -> HashData:
+HASH_ALGORITHMS = {"SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
+
+
+def hash_data(cert: x509.Certificate, issuer: x509.Certificate | None = None, algorithm: str = "SHA256") -> HashData:
     """The certificate's hash data; ``issuer``: its issuer's certificate (itself when self-issued)."""
     issuer_key = (issuer or cert).public_key()
-    return HashData(hashlib.sha256(cert.issuer.public_bytes()).hexdigest(),
-                    hashlib.sha256(public_key_bytes(issuer_key)).hexdigest(),
-                    format(cert.serial_number, "x"))
+    h = HASH_ALGORITHMS.get(algorithm, "sha256")
+    return HashData(hashlib.new(h, cert.issuer.public_bytes()).hexdigest(),
+                    hashlib.new(h, public_key_bytes(issuer_key)).hexdigest(),
+                    format(cert.serial_number, "x"), algorithm if algorithm in HASH_ALGORITHMS else "SHA256")
 
 
 def _cn(cert: x509.Certificate) -> str:
@@ -211,7 +215,7 @@ class CertificateStore:
                     cert = x509.load_pem_x509_certificate(f.read_bytes())
                 except ValueError:
                     continue
-                h = hash_data(cert, self._issuer_of(cert, every))
+                h = hash_data(cert, self._issuer_of(cert, every), wanted.hash_algorithm)
                 if (h.issuer_name_hash, h.issuer_key_hash, h.serial_number) == (
                         wanted.issuer_name_hash, wanted.issuer_key_hash, wanted.serial_number):
                     return kind, f

@@ -200,3 +200,12 @@ def test_csms_url_tls_must_be_a_wss_url(value, problem):
         parse({"station": {"security_profile": 1, "csms_url": "ws://c/ocpp", "csms_url_tls": value}})
     cfg = parse({"station": {"security_profile": 1, "csms_url": "ws://c/ocpp", "csms_url_tls": "wss://c:8443/ocpp"}})
     assert cfg.csms_url_tls == "wss://c:8443/ocpp"
+
+
+@pytest.mark.parametrize("algorithm", ["SHA256", "SHA384", "SHA512"])
+def test_a_certificate_is_found_by_the_hash_algorithm_the_csms_uses(store, algorithm):
+    ca, _ = make_ca("Root")
+    store.install_root(CSMS_ROOT, pem(ca), NOW, 20)
+    wanted = hash_data(ca, algorithm=algorithm)
+    assert len(wanted.issuer_name_hash) == {"SHA256": 64, "SHA384": 96, "SHA512": 128}[algorithm]
+    assert store.find(HashData.from_ocpp(wanted.as_ocpp()))[0] == CSMS_ROOT
