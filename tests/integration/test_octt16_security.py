@@ -215,23 +215,22 @@ async def test_TC_079_get_security_log(csms, booted):
 
 async def test_get_log_of_a_time_window_over_ftp(csms, booted):
     """Only the records between oldestTimestamp and latestTimestamp; FTP works as HTTP does."""
-    sp = await booted()
+    await booted()
     await csms.expect("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice", since=0)
     await asyncio.sleep(60)
     after = now_iso()
     await asyncio.sleep(60)
-    sp.rt.adapter.security.event("InvalidMessages", "a test event")  # logged only (not critical)
+    assert (await csms.call("CertificateSigned", {"certificateChain": "junk"}))["status"] == "Rejected"  # an event
     server = await FtpFileServer().start()
     try:
         r = await csms.call("GetLog", {"logType": "SecurityLog", "requestId": 9,
                                        "log": {"remoteLocation": server.url("/up/"), "oldestTimestamp": after}})
         await csms.expect("LogStatusNotification", lambda p: p["status"] == "Uploaded")
         [body] = server.uploads.values()
-        assert [json.loads(line)["type"] for line in body.decode().splitlines()] == ["InvalidMessages"]
+        assert [json.loads(line)["type"] for line in body.decode().splitlines()] == ["InvalidChargePointCertificate"]
         assert r["filename"] in next(iter(server.uploads))
     finally:
         await server.close()
-    assert not security_events(csms, "InvalidMessages")
 
 
 async def test_get_diagnostics_log(csms, booted):
