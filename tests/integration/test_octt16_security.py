@@ -439,6 +439,9 @@ async def test_TC_081_secure_firmware_update_invalid_signature(csms, booted):
         await csms.expect("SignedFirmwareStatusNotification", lambda p: p["status"] == "InvalidSignature", timeout=30)
         await csms.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSignature", timeout=20)
         assert fw_statuses(csms) == ["Downloading", "Downloaded", "InvalidSignature"]
+        r = await csms.call("ExtendedTriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
+        assert r == {"status": "Accepted"}
+        assert (await csms.expect("SignedFirmwareStatusNotification")) == {"status": "Idle"}
         await asyncio.sleep(5)
         assert len(csms.calls("BootNotification")) == 1  # no restart
     finally:

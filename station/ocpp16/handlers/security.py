@@ -88,6 +88,7 @@ class SecurityService:
         self.log_upload: tuple[str, int | None] = ("Idle", None)
         self.started = False  # StartupOfTheDevice / ResetOrReboot reported (on the first connection)
         self.signed_job: asyncio.Future | None = None  # a SignedUpdateFirmware being done
+        self.signed_status: tuple[str, int | None] = ("Idle", None)  # its last status and requestId
 
     # -- the link for a profile ---------------------------------------------------------------
     def url(self, profile: int | None = None) -> str:
@@ -293,7 +294,17 @@ async def extended_trigger_message(ad: Ocpp16Adapter, p: dict) -> Any:
             await ad.send_quietly("LogStatusNotification", payload)
 
         return {"status": "Accepted"}, log_status
-    if what in ("BootNotification", "Heartbeat", "MeterValues", "StatusNotification", "FirmwareStatusNotification"):
+    if what == "FirmwareStatusNotification":  # the security extension's: SignedFirmwareStatusNotification
+        status, request_id = _svc(ad).signed_status
+
+        async def firmware_status() -> None:
+            payload: dict = {"status": status}
+            if request_id is not None and status != "Idle":
+                payload["requestId"] = request_id
+            await ad.send_quietly("SignedFirmwareStatusNotification", payload)
+
+        return {"status": "Accepted"}, firmware_status
+    if what in ("BootNotification", "Heartbeat", "MeterValues", "StatusNotification"):
         plain = {"requestedMessage": what}
         if cid is not None:
             plain["connectorId"] = cid
@@ -474,6 +485,8 @@ async def signed_update_firmware(ad: Ocpp16Adapter, p: dict) -> Any:
         svc.signed_job.cancel()
 
     async def notify(status: str) -> None:
+        final = status in ("DownloadFailed", "InvalidSignature", "InstallationFailed")
+        svc.signed_status = ("Idle", None) if final else (status, request_id)
         await ad.send_quietly("SignedFirmwareStatusNotification", {"status": status, "requestId": request_id})
 
     async def job() -> None:
