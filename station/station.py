@@ -25,6 +25,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from hal.board import EvseHardware
@@ -33,7 +34,9 @@ from station.core import model as m
 from station.core.auth import IdTagInfo, Verdict, decide
 from station.core.clock import Clock, iso, parse_iso
 from station.core.evse import Connector, Evse, station_state
+from station.core.evse import Reservation as Hold
 from station.core.model import PILOT_FAULT_INFO, ConnectorState, is_urgent
+from station.core.reservation import Condition, Reservation, ReservationBook, ReservationStatus, may_use
 from station.core.session import Session
 from station.core.settings import Settings
 from station.core.transaction import StopReason, Transaction
@@ -41,6 +44,9 @@ from station.store import AUTH_CACHE_MAX, Store
 from station.tasks import Tasks
 
 __all__ = ["Adapter", "Station", "PILOT_FAULT_INFO"]
+
+RESERVATION_NS = "reservation"  # store key/value namespace: reservation id -> Reservation.to_store()
+_RESERVATION_TIMER = ("reservation_expiry", 0)
 
 
 class Adapter(Protocol):
@@ -121,6 +127,20 @@ class Station:
             conn.operative = bool(store.get("availability", str(cid), True))
         for s in self.sessions.values():
             s.station_operative = self.operative
+        self.reservations = ReservationBook()
+        for key, value in store.items(RESERVATION_NS).items():
+            try:
+                r = Reservation.from_store(int(key), value)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.error("stored reservation %r is unreadable (%r): dropped", key, value)
+                store.delete(RESERVATION_NS, key)
+                continue
+            if r.connector_id and r.connector_id not in self.connectors:
+                log.error("stored reservation %d names connector %d, which this station does not have: dropped",
+                          r.reservation_id, r.connector_id)
+                store.delete(RESERVATION_NS, key)
+                continue
+            self.reservations.add(r)
 
     # -- life cycle --------------------------------------------------------------------------
     def attach(self, adapter: Adapter) -> None:
@@ -150,6 +170,7 @@ class Station:
                 self.log.error("connector %d: %s", cid, e)
                 conn.faults.setdefault(e.error_code, str(e)[:50])
         await self._recover_transactions()
+        self._reservations_due(notify=False)  # expired while the station was off: gone; the rest re-armed
         for cid in self.connectors:
             self.notify_status(cid, force=True)
         self.notify_status(0, force=True)
@@ -330,9 +351,12 @@ class Station:
         elif isinstance(e, m.BeginTransaction):
             tx = e.transaction
             with self.store.atomic():  # the transaction and its StartTransaction: both or neither
+                used = self._reservation_used(tx)
                 self.save_transaction(tx)
                 if self.adapter is not None:
                     self.adapter.transaction_started(tx)
+            if used:
+                self._reservations_changed()
             self.on_event(f"transaction started on connector {tx.connector_id} for {tx.id_tag} (meter {tx.meter_start_wh} Wh)")
             self._publish(m.TransactionStarted(tx))
         elif isinstance(e, m.EndTransaction):
@@ -358,6 +382,7 @@ class Station:
             if t is not None:
                 t.cancel()
         elif isinstance(e, m.ReportStatus):
+            self._project_reservations()
             if e.connector_id not in self._ending:  # else reported by the ending batch, after the end
                 self.notify_status(e.connector_id, announce=e.announce)
             # the other connectors of the EVSE follow its power path (Unavailable while it serves this one)
@@ -518,7 +543,7 @@ class Station:
 
     async def present_id_tag(self, cid: int, id_tag: str, token_type: str = "ISO14443") -> str:
         """A card at the reader of connector ``cid``. Returns a short word saying what happened:
-        stopped, not allowed to stop, unavailable, cancelled, rejected, accepted."""
+        stopped, not allowed to stop, unavailable, cancelled, rejected, reserved (for another idTag), accepted."""
         if cid not in self.connectors:
             return "unknown connector"
         rid, fut = self._request()
@@ -530,9 +555,14 @@ class Station:
 
     async def set_limit(self, cid: int, amps: float | None) -> None:
         """Apply a charging limit (smart charging); ``None`` removes it. Below 6 A nothing is offered."""
+        self.apply_limit(cid, amps)
+        await self._settled(cid)
+
+    def apply_limit(self, cid: int, amps: float | None) -> None:
+        """set_limit without waiting: the new offer is queued at once (a start about to offer the
+        old limit offers the new one instead; station/charging.py calls it from its timer)."""
         self.limits_a[cid] = amps
         self._feed(cid, m.LimitChanged(cid, amps))
-        await self._settled(cid)
 
     def save_transaction(self, tx: Transaction) -> None:
         data = {
@@ -595,19 +625,137 @@ class Station:
         return None
 
     async def remote_start(self, cid: int | None, id_tag: str, profile: dict | None = None) -> bool:
+        parent = self._known_parent(id_tag)
+
         def free(c: int) -> bool:
-            return self.connectors[c].available_for_new_session and self._session(c).may_start(c)
+            conn = self.connectors[c]
+            r = conn.reservation
+            if r is not None:
+                # a reserved connector serves the reserved idTag (or its parent's) only, 5.13 / TC_046_2
+                if not may_use(r.id_tag, r.parent_id_tag, id_tag, parent):
+                    return False
+                usable = conn.state() in (ConnectorState.Reserved, ConnectorState.Available, ConnectorState.Preparing)
+                return usable and conn.transaction is None and self._session(c).may_start(c)
+            return conn.available_for_new_session and self._session(c).may_start(c)
 
         if cid is None:
-            # no connector named: a free one with a cable in first (the EV is there), else the first free
-            cid = next((c for c in self.connectors if free(c) and self.connectors[c].plugged),
-                       next((c for c in self.connectors if free(c)), None))
+            # no connector named: one reserved for the idTag, then a free one with a cable in first (the
+            # EV is there), else the first free
+            cid = next((c for c in self.connectors if free(c) and self.connectors[c].reservation is not None),
+                       next((c for c in self.connectors if free(c) and self.connectors[c].plugged),
+                            next((c for c in self.connectors if free(c)), None)))
             if cid is None:
                 return False
         if cid not in self.connectors or not free(cid) or not self.operative:
             return False
         self._feed(cid, m.RemoteStartRequested(cid, m.IdToken(id_tag, "Central"), next(self._ids), profile))
         return True
+
+    # -- reservations (1.6 sections 3.13, 5.13, 5.2; rules in station/core/reservation.py) --------
+    def _known_parent(self, id_tag: str) -> str | None:
+        """The parentIdTag the station knows for an idTag (local list, then the cache), or None."""
+        info = self.local_list.get(id_tag) or self.cache.get(id_tag)
+        return info.parent_id_tag if info is not None else None
+
+    def _condition(self, cid: int) -> Condition:
+        conn = self.connectors[cid]
+        if conn.faulted:
+            return Condition.Faulted
+        if not conn.operative or not self.operative:
+            return Condition.Unavailable
+        if (conn.transaction is not None or conn.starting is not None or conn.pending is not None
+                or (conn.finishing and conn.plugged) or not self._session(cid).may_start(cid)):
+            return Condition.Occupied
+        return Condition.Free
+
+    def _station_condition(self) -> Condition:
+        state = station_state(self.operative, self.station_faults)
+        if state is ConnectorState.Faulted:
+            return Condition.Faulted
+        return Condition.Free if state is ConnectorState.Available else Condition.Unavailable
+
+    def reserve_now(self, cid: int, id_tag: str, expiry: datetime, reservation_id: int,
+                    parent_id_tag: str | None = None, zero_supported: bool = True) -> str:
+        """ReserveNow: Accepted, Faulted, Occupied, Rejected or Unavailable. ``expiry``: a wall-clock
+        datetime; ``cid`` 0 reserves any connector (when ``zero_supported``). The same id replaces."""
+        if cid != 0 and cid not in self.connectors:
+            return str(ReservationStatus.Rejected)
+        if expiry <= self.clock.now():
+            self.log.info("reservation %d: expiry %s has passed already: Rejected", reservation_id, iso(expiry))
+            return str(ReservationStatus.Rejected)
+        r = Reservation(reservation_id, cid, id_tag, expiry, parent_id_tag or self._known_parent(id_tag))
+        conditions = {c: self._condition(c) for c in self.connectors}
+        status = self.reservations.decide(r, conditions, self._station_condition(), zero_supported)
+        if status is ReservationStatus.Accepted:
+            replaced = self.reservations.add(r)
+            self.store.put(RESERVATION_NS, str(reservation_id), r.to_store())
+            where = "any connector" if cid == 0 else f"connector {cid}"
+            self.on_event(f"reservation {reservation_id} {'replaced' if replaced else 'made'}: {where} "
+                          f"for {id_tag} until {iso(expiry)}")
+            self._reservations_changed()
+        return str(status)
+
+    def cancel_reservation(self, reservation_id: int) -> bool:
+        """CancelReservation: False for an unknown id."""
+        r = self.reservations.cancel(reservation_id)
+        if r is None:
+            return False
+        self.store.delete(RESERVATION_NS, str(reservation_id))
+        self.on_event(f"reservation {reservation_id} cancelled")
+        self._reservations_changed()
+        return True
+
+    def _reservation_used(self, tx: Transaction) -> bool:
+        """A transaction starts: the reservation it uses ends, and the transaction names it (inside
+        the caller's store.atomic: the reservation's end and the StartTransaction go together)."""
+        r = self.reservations.used_by(tx.connector_id, tx.id_tag, tx.parent_id_tag, tx.reservation_id)
+        tx.reservation_id = None if r is None else r.reservation_id
+        if r is None:
+            return False
+        self.reservations.cancel(r.reservation_id)
+        self.store.delete(RESERVATION_NS, str(r.reservation_id))
+        self.on_event(f"reservation {r.reservation_id} used by {tx.id_tag} on connector {tx.connector_id}")
+        return True
+
+    def _reservations_changed(self) -> None:
+        self._arm_reservation_timer()
+        self._project_reservations()
+
+    def _arm_reservation_timer(self) -> None:
+        """One one-shot timer for the next expiry (wall clock); it checks the time again when it
+        fires, so a clock set meanwhile neither ends a reservation early nor loses it."""
+        old = self._timers.pop(_RESERVATION_TIMER, None)
+        if old is not None:
+            old.cancel()
+        due = self.reservations.next_expiry()
+        if due is None or self._stopped:
+            return
+        delay = max(0.0, (due - self.clock.now()).total_seconds())
+        self._timers[_RESERVATION_TIMER] = self._call_later(min(delay, 86_400.0), self._reservations_due)
+
+    def _reservations_due(self, notify: bool = True) -> None:
+        self._timers.pop(_RESERVATION_TIMER, None)
+        for r in self.reservations.expired(self.clock.now()):
+            self.store.delete(RESERVATION_NS, str(r.reservation_id))
+            self.log.info("reservation %d for %s expired", r.reservation_id, r.id_tag)
+            self.on_event(f"reservation {r.reservation_id} expired")
+        self._arm_reservation_timer()
+        self._project_reservations(notify)
+
+    def _project_reservations(self, notify: bool = True) -> None:
+        """Put each reservation on the connector that shows it (Reserved), and report the changes."""
+        held = self.reservations.held({c: self._condition(c) for c in self.connectors})
+        changed = []
+        for cid, conn in self.connectors.items():
+            r = held.get(cid)
+            want = None if r is None else Hold(r.reservation_id, r.id_tag, 0.0, r.parent_id_tag)
+            if conn.reservation != want:
+                conn.reservation = want
+                changed.append(cid)
+        if notify:
+            for cid in changed:
+                if cid not in self._ending:
+                    self.notify_status(cid)
 
     async def remote_stop(self, tx: Transaction) -> None:
         self._feed(tx.connector_id, m.StopRequested(tx.connector_id, StopReason.Remote))

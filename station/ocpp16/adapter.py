@@ -27,7 +27,18 @@ from station.metering import AlignedSchedule, SampledSchedule, station_total
 from station.ocpp16 import vocabulary
 from station.ocpp16.answers import answer_problem
 from station.ocpp16.config_keys import ConfigurationKeys
-from station.ocpp16.handlers import Handler, Routes, core, local_list, remote_trigger, routing_table
+from station.ocpp16.handlers import (
+    Handler,
+    Routes,
+    core,
+    local_list,
+    remote_trigger,
+    reservation,
+    routing_table,
+)
+from station.ocpp16.handlers import firmware as firmware_handlers
+from station.ocpp16.handlers import security as security_handlers
+from station.ocpp16.handlers import smart_charging as smart_charging_handlers
 from station.ocpp16.meter_values import meter_value, sampled_value
 from station.ocpp16.status import StatusReporter
 from station.outbox import Outbox
@@ -39,9 +50,9 @@ from station.tasks import Tasks
 
 TX_ACTIONS = ("StartTransaction", "StopTransaction", "MeterValues")
 
-# the feature profiles whose requests this station answers (SupportedFeatureProfiles lists the
-# ones it supports fully; local_list gives the answers of a station without a local list)
-PROFILES: tuple[Routes, ...] = (core.routes, remote_trigger.routes, local_list.routes)
+# the feature profiles whose requests this station answers (SupportedFeatureProfiles lists them)
+PROFILES: tuple[Routes, ...] = (core.routes, remote_trigger.routes, local_list.routes, reservation.routes,
+                                firmware_handlers.routes, smart_charging_handlers.routes, security_handlers.routes)
 
 
 class TransactionMessages:
@@ -119,7 +130,9 @@ class Ocpp16Adapter:
         self.scheduler = as_scheduler(clock)
         self.clock = self.scheduler
         self.log = log
-        self.keys = ConfigurationKeys(store, len(station.connectors), cfg.security_profile, log=log)
+        self.security = security_handlers.SecurityService(self)  # certificates, SecurityProfile, security events
+        self.keys = ConfigurationKeys(store, len(station.connectors), self.security.profile, log=log)
+        self.keys.writers["SecurityProfile"] = self.security.change_profile
         self.settings = Settings()
         self.apply_keys()
         self.link: Link | None = None
@@ -148,6 +161,8 @@ class Ocpp16Adapter:
             self.scheduler, lambda: self.keys.int("ClockAlignedDataInterval"), lambda: self.spawn(self._send_aligned())
         )
         self._sampling: dict[int, SampledSchedule] = {}
+        self.firmware = firmware_handlers.service(self)  # UpdateFirmware, GetDiagnostics (station/firmware.py)
+        self.charging = smart_charging_handlers.service(self)  # charging profiles and limits (station/charging.py)
 
     # -- settings from keys ------------------------------------------------------------------
     def apply_keys(self) -> None:
@@ -160,7 +175,7 @@ class Ocpp16Adapter:
         self.settings.authorize_remote_tx_requests = k.bool("AuthorizeRemoteTxRequests")
         self.settings.auth = AuthRules(
             authorization_cache_enabled=k.bool("AuthorizationCacheEnabled"),
-            local_auth_list_enabled=False,  # Local Auth List Management profile not yet supported
+            local_auth_list_enabled=k.bool("LocalAuthListEnabled"),
             local_pre_authorize=k.bool("LocalPreAuthorize"),
             local_authorize_offline=k.bool("LocalAuthorizeOffline"),
             allow_offline_tx_for_unknown_id=k.bool("AllowOfflineTxForUnknownId"),
@@ -179,31 +194,27 @@ class Ocpp16Adapter:
             self.aligned.interval_changed()
         elif key == "AuthorizationKey":
             return self._reconnect_with_new_key()
+        elif key == "SecurityProfile":
+            return self.security.after_profile_change()
         return None
 
     # -- life cycle --------------------------------------------------------------------------
     def basic_auth(self) -> tuple[str, str] | None:
         """HTTP Basic credentials of security profiles 1 and 2 (the station id, AuthorizationKey)."""
-        profile = self.cfg.security_profile
-        password = self.keys.get("AuthorizationKey")
-        if profile not in (1, 2):
-            return None
-        if not password:
-            self.log.warning("security profile %d needs AuthorizationKey; connecting without basic auth", profile)
-            return None
-        return (self.cfg.id, password)
+        return self.security.basic_auth()
 
     def make_link(self, ssl: Any = None, reconnecting: bool = False) -> Link:
         self.link = Link(
-            url=self.cfg.url_for_station(),
+            url=self.security.url(),
             version="1.6",
             handler=self.handle,
             on_open=self.on_open,
             on_close=self.on_close,
             log=self.log,
             basic_auth=self.basic_auth(),
-            ssl=ssl,
+            ssl=ssl or self.security.ssl_context(),  # profiles 2, 3: installed roots, client certificate
             ca_file=self.cfg.ca_file,
+            on_failure=self.security.link_failed,
             ping_interval=float(self.keys.int("WebSocketPingInterval")) or None,
             reconnecting=reconnecting,
         )
@@ -212,9 +223,13 @@ class Ocpp16Adapter:
     async def start(self) -> None:
         self.aligned.start()
         self.outbox.kick()
+        self.firmware.start()
+        self.charging.start()
 
     async def stop(self) -> None:
         self.registrar.stop()
+        self.firmware.stop()
+        self.charging.stop()
         self.aligned.stop()
         for schedule in self._sampling.values():
             schedule.stop()
@@ -252,6 +267,7 @@ class Ocpp16Adapter:
             return None
 
     async def on_open(self) -> None:
+        self.security.connected()
         self.registrar.connected()
         if self.registrar.accepted:
             self.status.resend_changed()
@@ -284,6 +300,8 @@ class Ocpp16Adapter:
             self.link.registered()  # the link's reconnect back-off starts over
         self.status.send_all()
         self.outbox.kick()
+        self.security.registered()  # StartupOfTheDevice / ResetOrReboot
+        self.firmware.registered()  # an installation done before the restart is reported
 
     def _reconnect_with_new_key(self) -> Callable[[], Awaitable[None]] | None:
         """AuthorizationKey changed (security whitepaper "update password", OCTT TC_073_CS): once
@@ -320,6 +338,7 @@ class Ocpp16Adapter:
 
     # -- transactions ------------------------------------------------------------------------
     def transaction_started(self, tx: Transaction) -> None:
+        self.charging.transaction_started(tx)  # its limit before its first offer
         payload = {
             "connectorId": tx.connector_id,
             "idTag": tx.id_tag,
@@ -340,6 +359,8 @@ class Ocpp16Adapter:
         schedule.start()
 
     def transaction_stopped(self, tx: Transaction) -> None:
+        self.charging.transaction_stopped(tx)
+        self.firmware.transaction_ended()  # an installation waiting for the station to be idle
         schedule = self._sampling.pop(tx.connector_id, None)
         if schedule is not None:
             schedule.stop()

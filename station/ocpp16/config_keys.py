@@ -101,6 +101,8 @@ def _phase_rotation(v: str) -> str | None:
 
 
 MAX_MEASURANDS = 8
+# entries of the Local Authorization List, and of one SendLocalList (1,001 entries still fit in a frame)
+LOCAL_LIST_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ def key_definitions(connectors: int, security_profile: int = 0) -> list[KeyDef]:
         KeyDef("AuthorizationCacheEnabled", "true", check=_is_bool),
         KeyDef("AuthorizeRemoteTxRequests", "true", check=_is_bool),
         KeyDef("BlinkRepeat", "3", check=r["BlinkRepeat"]),
+        # Smart Charging (station/charging.py): what SetChargingProfile accepts
+        KeyDef("ChargeProfileMaxStackLevel", "10", readonly=True),
+        KeyDef("ChargingScheduleAllowedChargingRateUnit", "Current,Power", readonly=True),
+        KeyDef("ChargingScheduleMaxPeriods", "48", readonly=True),
         KeyDef("ClockAlignedDataInterval", "0", check=r["ClockAlignedDataInterval"]),
         KeyDef("ConnectionTimeOut", "60", check=r["ConnectionTimeOut"]),
         KeyDef("ConnectorPhaseRotation", ",".join(f"{c}.RST" for c in range(connectors + 1)), check=_phase_rotation),
@@ -128,9 +134,13 @@ def key_definitions(connectors: int, security_profile: int = 0) -> list[KeyDef]:
         KeyDef("GetConfigurationMaxKeys", "50", readonly=True),
         KeyDef("HeartbeatInterval", "300", check=r["HeartbeatInterval"]),
         KeyDef("LightIntensity", "50", check=r["LightIntensity"]),
+        # Local Auth List Management (station/local_list.py); false: the station answers as one without a list
+        KeyDef("LocalAuthListEnabled", "true", check=_is_bool),
+        KeyDef("LocalAuthListMaxLength", str(LOCAL_LIST_MAX), readonly=True),
         KeyDef("LocalAuthorizeOffline", "true", check=_is_bool),
         KeyDef("LocalPreAuthorize", "false", check=_is_bool),
         KeyDef("MaxEnergyOnInvalidId", "0", check=r["MaxEnergyOnInvalidId"]),
+        KeyDef("MaxChargingProfilesInstalled", "20", readonly=True),
         KeyDef("MeterValuesAlignedData", "Energy.Active.Import.Register", check=m),
         KeyDef("MeterValuesAlignedDataMaxLength", str(MAX_MEASURANDS), readonly=True),
         KeyDef("MeterValuesSampledData", "Energy.Active.Import.Register,Power.Active.Import", check=m),
@@ -139,13 +149,16 @@ def key_definitions(connectors: int, security_profile: int = 0) -> list[KeyDef]:
         KeyDef("MinimumStatusDuration", "0", check=r["MinimumStatusDuration"]),
         KeyDef("NumberOfConnectors", str(connectors), readonly=True),
         KeyDef("ResetRetries", "1", check=r["ResetRetries"]),
+        # Reservation profile: ReserveNow on connector 0 (any connector) is supported
+        KeyDef("ReserveConnectorZeroSupported", "true", readonly=True),
+        KeyDef("SendLocalListMaxLength", str(LOCAL_LIST_MAX), readonly=True),
         KeyDef("StopTransactionOnEVSideDisconnect", "true", check=_is_bool),
         KeyDef("StopTransactionOnInvalidId", "true", check=_is_bool),
         KeyDef("StopTxnAlignedData", "", check=m),
         KeyDef("StopTxnAlignedDataMaxLength", str(MAX_MEASURANDS), readonly=True),
         KeyDef("StopTxnSampledData", "", check=m),
         KeyDef("StopTxnSampledDataMaxLength", str(MAX_MEASURANDS), readonly=True),
-        KeyDef("SupportedFeatureProfiles", "Core,RemoteTrigger", readonly=True),
+        KeyDef("SupportedFeatureProfiles", "Core,RemoteTrigger,LocalAuthListManagement,Reservation,FirmwareManagement,SmartCharging", readonly=True),
         KeyDef("SupportedFeatureProfilesMaxLength", "6", readonly=True),
         KeyDef("TransactionMessageAttempts", "3", check=r["TransactionMessageAttempts"]),
         KeyDef("TransactionMessageRetryInterval", "60", check=r["TransactionMessageRetryInterval"]),
@@ -153,8 +166,14 @@ def key_definitions(connectors: int, security_profile: int = 0) -> list[KeyDef]:
         KeyDef("WebSocketPingInterval", "60", check=r["WebSocketPingInterval"]),
         # Security whitepaper: the basic-auth password; write-only
         KeyDef("AuthorizationKey", "", check=lambda v: None if 16 <= len(v) <= 40 else "must be 16-40 characters", secret=True),
-        # the station config's security_profile, as the link uses it (read-only here)
+        # the station config's security_profile, as the link uses it; ChangeConfiguration goes
+        # through the adapter's writer (security whitepaper: only upward, see handlers/security.py)
         KeyDef("SecurityProfile", str(security_profile), readonly=True),
+        # security whitepaper edition 3
+        KeyDef("CpoName", "", check=lambda v: None if len(v) <= 64 else "at most 64 characters"),
+        KeyDef("CertificateStoreMaxLength", "20", readonly=True),
+        KeyDef("CertificateSignedMaxChainSize", "10000", readonly=True),
+        KeyDef("AdditionalRootCertificateCheck", "false", readonly=True),
     ]
 
 
@@ -167,6 +186,8 @@ class ConfigurationKeys:
         self._names = {name.lower(): name for name in self.defs}
         self.values: dict[str, str] = {k.name: k.default for k in self.defs.values()}
         self.load_problems: list[str] = []  # stored values not used (out of range, wrong type)
+        # keys ChangeConfiguration sets through their owner, not here: name -> change(value) -> (status, why)
+        self.writers: dict[str, Callable[[str], tuple[str, str]]] = {}
         for key, value in store.items(NS).items():
             kd = self.defs.get(key)
             if kd is None:
@@ -235,6 +256,8 @@ class ConfigurationKeys:
         if name is None:
             return "NotSupported", f"unknown key {key}"
         kd = self.defs[name]
+        if name in self.writers:
+            return self.writers[name](value)
         if kd.readonly:
             return "Rejected", f"{name} is read-only"
         problem = kd.check(value) if kd.check else None
@@ -253,5 +276,6 @@ class ConfigurationKeys:
             if name is None or self.defs[name].secret:
                 unknown.append(key)
                 continue
-            found.append({"key": name, "readonly": self.defs[name].readonly, "value": self.values[name][:500]})
+            readonly = self.defs[name].readonly and name not in self.writers
+            found.append({"key": name, "readonly": readonly, "value": self.values[name][:500]})
         return found, unknown

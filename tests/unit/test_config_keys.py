@@ -12,17 +12,24 @@ READ_ONLY = {
     "ConnectorPhaseRotationMaxLength", "GetConfigurationMaxKeys", "MeterValuesAlignedDataMaxLength",
     "MeterValuesSampledDataMaxLength", "NumberOfConnectors", "StopTxnAlignedDataMaxLength",
     "StopTxnSampledDataMaxLength", "SupportedFeatureProfiles", "SupportedFeatureProfilesMaxLength", "SecurityProfile",
+    "LocalAuthListMaxLength", "SendLocalListMaxLength",
 }
 BOOLS = {
     "AllowOfflineTxForUnknownId", "AuthorizationCacheEnabled", "AuthorizeRemoteTxRequests", "LocalAuthorizeOffline",
     "LocalPreAuthorize", "StopTransactionOnEVSideDisconnect", "StopTransactionOnInvalidId",
-    "UnlockConnectorOnEVSideDisconnect",
+    "UnlockConnectorOnEVSideDisconnect", "LocalAuthListEnabled",
 }
 UINTS = {
     "BlinkRepeat", "ClockAlignedDataInterval", "ConnectionTimeOut", "HeartbeatInterval", "LightIntensity",
     "MaxEnergyOnInvalidId", "MeterValueSampleInterval", "MinimumStatusDuration", "ResetRetries",
     "TransactionMessageAttempts", "TransactionMessageRetryInterval", "WebSocketPingInterval",
 }
+# security whitepaper keys: CpoName (a string) and the read-only ones
+SECURITY_KEYS = {"CpoName"}
+READ_ONLY |= {"CertificateStoreMaxLength", "CertificateSignedMaxChainSize", "AdditionalRootCertificateCheck"}
+READ_ONLY |= {"ReserveConnectorZeroSupported"}  # Reservation profile: describes the station
+READ_ONLY |= {"ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit", "ChargingScheduleMaxPeriods",
+              "MaxChargingProfilesInstalled"}  # Smart Charging: what SetChargingProfile accepts
 MEASURAND_LISTS = {"MeterValuesAlignedData", "MeterValuesSampledData", "StopTxnAlignedData", "StopTxnSampledData"}
 # Core profile keys that OCPP 1.6 section 9.1 requires (required = yes)
 CORE_REQUIRED = {
@@ -56,7 +63,7 @@ def test_all_required_core_keys_exist(keys):
 
 
 def test_key_classification_covers_every_key(keys):
-    named = READ_ONLY | BOOLS | UINTS | MEASURAND_LISTS | {"ConnectorPhaseRotation", "AuthorizationKey"}
+    named = READ_ONLY | BOOLS | UINTS | MEASURAND_LISTS | {"ConnectorPhaseRotation", "AuthorizationKey"} | SECURITY_KEYS
     assert set(keys.defs) == named
 
 
@@ -182,7 +189,7 @@ def test_connector_phase_rotation(keys):
         assert keys.change("ConnectorPhaseRotation", bad)[0] == "Rejected", bad
 
 
-@pytest.mark.parametrize("key", ["NoSuchKey", "heartbeatintervals", "", "LocalAuthListEnabled"])
+@pytest.mark.parametrize("key", ["NoSuchKey", "heartbeatintervals", "", "LocalAuthListEnabledd"])
 def test_unknown_keys_are_not_supported(keys, key):
     status, _ = keys.change(key, "1")
     assert status == "NotSupported"

@@ -85,8 +85,13 @@ async def remote_start_transaction(ad: Ocpp16Adapter, p: dict) -> dict:
     if cid is not None and (cid <= 0 or cid not in ad.station.connectors):
         return REJECTED
     profile = p.get("chargingProfile")
-    if profile is not None and profile.get("chargingProfilePurpose") != "TxProfile":
-        return REJECTED
+    if profile is not None:
+        from station.ocpp16.handlers.smart_charging import remote_start_problem  # noqa: PLC0415 (profile module)
+
+        why = remote_start_problem(ad, cid, profile)
+        if why:
+            ad.log.info("RemoteStartTransaction with chargingProfile Rejected: %s", why)
+            return REJECTED
     ok = await ad.station.remote_start(cid, p["idTag"], profile)
     return {"status": "Accepted" if ok else "Rejected"}
 

@@ -1,6 +1,7 @@
 """OCPP 1.6 Remote Trigger profile: TriggerMessage (section 5.17). The answer goes out first, the
 triggered message after it. MeterValues: connectorId 0 is the main meter (the station's total),
-no connectorId means every connector, one MeterValues each."""
+no connectorId means every connector, one MeterValues each. DiagnosticsStatusNotification and
+FirmwareStatusNotification report what runs now (Uploading; Downloading, Downloaded, Installing), else Idle."""
 
 from __future__ import annotations
 
@@ -34,10 +35,10 @@ async def trigger_message(ad: Ocpp16Adapter, p: dict) -> Any:
         await ad.trigger_meter_values(cid)
 
     async def diagnostics() -> None:
-        await ad.send_quietly("DiagnosticsStatusNotification", {"status": "Idle"})
+        await ad.send_quietly("DiagnosticsStatusNotification", {"status": ad.firmware.diagnostics_status})
 
     async def firmware() -> None:
-        await ad.send_quietly("FirmwareStatusNotification", {"status": "Idle"})
+        await ad.send_quietly("FirmwareStatusNotification", {"status": ad.firmware.firmware_status})
 
     senders = {
         "BootNotification": boot,
