@@ -18,12 +18,15 @@ Run as a script (``python -m tests.hal.pcsc_stack``) it installs the packages an
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import random
 import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,9 +40,28 @@ def pcscd_path() -> str | None:
     return shutil.which("pcscd") or next((p for p in ("/usr/sbin/pcscd", "/sbin/pcscd") if os.path.exists(p)), None)
 
 
+@contextlib.contextmanager
+def _install_lock():  # noqa: ANN202
+    """One installer at a time across test processes (pytest-xdist workers): apt and dpkg take their
+    own lock and fail, rather than wait, when another apt-get runs."""
+    with open(os.path.join(tempfile.gettempdir(), "ocpp-station-tests-install.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def ensure_installed() -> str | None:
     """None when pcscd and vpcd are installed (installing them if possible), else the reason why not."""
     if pcscd_path() and os.path.exists(VPCD_DRIVER):
+        return None
+    with _install_lock():
+        return _install_pcscd()
+
+
+def _install_pcscd() -> str | None:
+    if pcscd_path() and os.path.exists(VPCD_DRIVER):  # another worker installed it meanwhile
         return None
     want = " ".join(APT_PACKAGES)
     if not shutil.which("apt-get") or os.geteuid() != 0:
@@ -62,7 +84,6 @@ def ensure_pyscard() -> str | None:
     """None when pyscard imports (building it if possible: it needs the PC/SC headers and swig),
     else the reason why not. CI runs as root on a fresh machine, so the real stack is tested there."""
     import importlib
-    import sys
 
     try:
         importlib.import_module("smartcard.scard")
@@ -71,6 +92,20 @@ def ensure_pyscard() -> str | None:
         pass
     if not shutil.which("apt-get") or os.geteuid() != 0:
         return "pyscard is not installed: apt-get install libpcsclite-dev swig; pip install pyscard"
+    with _install_lock():
+        return _install_pyscard()
+
+
+def _install_pyscard() -> str | None:
+    import importlib
+    import sys
+
+    importlib.invalidate_caches()
+    try:
+        importlib.import_module("smartcard.scard")  # another worker built it meanwhile
+        return None
+    except ImportError:
+        pass
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     cmd = ["apt-get", "install", "-y", "--no-install-recommends", "libpcsclite-dev", "swig", "gcc"]
     try:
