@@ -56,6 +56,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from station import logsafe, rpc
+from station.tasks import Tasks
 
 Handler = Callable[[str, dict], Awaitable[Any]]
 
@@ -156,7 +157,8 @@ class Link:
         self._after: set[asyncio.Task] = set()
         self._throttled = False  # the bound of CSMS calls was reached on this connection (logged once)
         self._bad_frames = logsafe.Throttle(BAD_FRAME_LOG_BURST, 60.0)
-        self._tasks: set[asyncio.Task] = set()
+        self.tasks = Tasks(log, "link")
+        self._spawn = self.tasks.spawn
         self._attempt = 0  # reconnect waits since the CSMS last served us
         self._first_delay = 0.0
         self._registered = False
@@ -275,9 +277,7 @@ class Link:
         self.enabled.set()  # a run() waiting to be switched on ends
         await self._close_socket(self.ws, "station stops")
         await self._drain()  # run() may be closing the socket itself (it was cancelled first)
-        for t in list(self._tasks):
-            if t is not asyncio.current_task():  # close() awaited by an after() of ours
-                t.cancel()
+        self.tasks.cancel_all()  # not the caller: close() may be awaited by an after() of ours
         self.state = "closed"
 
     def _failed(self, e: BaseException) -> None:
@@ -394,18 +394,6 @@ class Link:
         return min(self.backoff_max, self._first_delay * 2 ** min(self._attempt - 1, 16))
 
     # -- frames ------------------------------------------------------------------------------
-    def _spawn(self, coro: Awaitable) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            self.log.error("link task failed: %s", exc, exc_info=exc)
-
     async def _send(self, ws: ClientConnection, text: str) -> None:
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("-> %s", logsafe.frame(text))

@@ -26,5 +26,17 @@ class Tasks:
             self.log.error("%s task failed: %s", self.what, exc, exc_info=exc)
 
     def cancel_all(self) -> None:
+        """Cancel every task but the calling one (a task of ours may be what asks, e.g. a close
+        awaited from an after() callback: it must go on)."""
+        me = asyncio.current_task() if _loop_running() else None
         for t in list(self._tasks):
-            t.cancel()
+            if t is not me:
+                t.cancel()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
