@@ -15,11 +15,16 @@ if TYPE_CHECKING:
 routes = Routes("RemoteTrigger")
 
 
+def unknown_connector(ad: Ocpp16Adapter, cid: int | None) -> bool:
+    """A trigger for a connector this station does not have (0 and none are the station): Rejected."""
+    return cid is not None and cid != 0 and cid not in ad.station.connectors
+
+
 @routes.on("TriggerMessage")
 async def trigger_message(ad: Ocpp16Adapter, p: dict) -> Any:
     what = p["requestedMessage"]
     cid = p.get("connectorId")
-    if cid is not None and cid != 0 and cid not in ad.station.connectors:
+    if unknown_connector(ad, cid):
         return {"status": "Rejected"}
 
     async def boot() -> None:

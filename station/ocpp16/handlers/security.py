@@ -276,11 +276,11 @@ def _svc(ad: Ocpp16Adapter) -> SecurityService:
 
 @routes.on("ExtendedTriggerMessage")
 async def extended_trigger_message(ad: Ocpp16Adapter, p: dict) -> Any:
-    from station.ocpp16.handlers.remote_trigger import trigger_message
+    from station.ocpp16.handlers.remote_trigger import trigger_message, unknown_connector
 
     what = p["requestedMessage"]
     cid = p.get("connectorId")
-    if cid is not None and cid != 0 and cid not in ad.station.connectors:
+    if unknown_connector(ad, cid):
         return {"status": "Rejected"}
     if what == "SignChargePointCertificate":
         return {"status": "Accepted"}, lambda: sign_certificate(ad)
