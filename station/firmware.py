@@ -10,6 +10,14 @@ package), the new version stored with an "Installed" report pending, and the sta
 into it (a transaction that started in between ends with reason Reboot). After the restart the station boots with the
 installed version (``installed_version``) and, once the CSMS has accepted it, reports Installed.
 
+A signed update (the 1.6 security extension's SignedUpdateFirmware) is the same job with a
+``signed`` part (requestId, signing certificate, signature): its statuses go to ``SignedFirmware``
+(SignedFirmwareStatusNotification), the signature over the downloaded file is checked after
+Downloaded (InvalidSignature, else SignatureVerified), InstallRebooting comes before the restart,
+and ``SignedFirmware.signed_installed`` marks the installation (in the same store transaction) for
+the Installed report after it. Kept across a restart, waiting for the transactions and retried
+like a plain one.
+
 A package is a JSON object (``make_package``): ``format`` ``station-firmware/1``, ``version`` (1-50
 characters), ``payload`` (base64) and its ``sha256``. On a real station the payload would be the
 image to flash; the simulated station only records the version.
@@ -33,7 +41,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from station.scheduler import Scheduler, Timer
 from station.store import Store
@@ -47,6 +55,16 @@ LOG_LINES = 1000  # INFO and above, each cut at LOG_LINE_CHARS: ~0.3 MB at most 
 LOG_LINE_CHARS = 300
 
 Notify = Callable[[str], Awaitable[bool]]
+
+
+class SignedFirmware(Protocol):
+    """What a signed job needs from the security extension."""
+
+    async def notify_signed(self, status: str, request_id: int) -> bool: ...
+
+    def signature_ok(self, signed: dict, data: bytes) -> bool: ...
+
+    def signed_installed(self, request_id: int) -> None: ...
 
 
 class PackageError(Exception):
@@ -131,7 +149,8 @@ class FirmwareService:
                  restart: Callable[[], Awaitable[None]], summary: Callable[[], dict], station_id: str,
                  ssl_context: Callable[[], ssl.SSLContext | None] = lambda: None,
                  files_dir: Path | None = None, max_bytes: int = MAX_DOWNLOAD_BYTES,
-                 transfer_timeout: float = 300.0, busy: Callable[[], int] = lambda: 0) -> None:
+                 transfer_timeout: float = 300.0, busy: Callable[[], int] = lambda: 0,
+                 signed: Callable[[], SignedFirmware | None] = lambda: None) -> None:
         self.scheduler = scheduler
         self.store = store
         self.log = log
@@ -146,6 +165,7 @@ class FirmwareService:
         self.max_bytes = max_bytes
         self.transfer_timeout = transfer_timeout
         self.busy = busy  # how many transactions run
+        self.signed = signed  # the security extension's side of signed jobs
         self._idle: asyncio.Future | None = None  # an installation waits for the station to be idle
         self.firmware_status = "Idle"  # Downloading / Downloaded / Installing while a job runs
         self.diagnostics_status = "Idle"  # Uploading while an upload runs
@@ -184,8 +204,14 @@ class FirmwareService:
             self.store.delete(NS, "report")
 
     # -- firmware ------------------------------------------------------------------------------
-    def update_firmware(self, location: str, retrieve_at: datetime, retries: int = 0, retry_interval: float = 0) -> None:
-        """A new firmware job (replaces one not yet done)."""
+    def pending(self) -> bool:
+        """A firmware job is kept (not yet installed, failed or replaced)."""
+        return isinstance(self.store.get(NS, "job"), dict)
+
+    def update_firmware(self, location: str, retrieve_at: datetime, retries: int = 0, retry_interval: float = 0,
+                        signed: dict | None = None) -> None:
+        """A new firmware job (replaces one not yet done); ``signed``: requestId, signingCertificate and
+        signature of a signed update (JSON values: the job is kept in the store)."""
         parse_location(location)  # raises TransferError: checked before the answer
         if self._job is not None and not self._job.done():
             self.log.warning("UpdateFirmware while an update runs: the running one is abandoned")
@@ -195,6 +221,8 @@ class FirmwareService:
         job = {"location": location, "retrieve_at": retrieve_at.isoformat(),
                "retries": max(0, min(int(retries), MAX_RETRIES)),
                "retry_interval": max(0.0, min(float(retry_interval), MAX_RETRY_INTERVAL_S))}
+        if signed is not None:
+            job["signed"] = signed
         self.store.put(NS, "job", job)
         self._arm(job)
 
@@ -216,8 +244,21 @@ class FirmwareService:
 
     async def _run(self, job: dict) -> None:
         location = job["location"]
+        signed = job.get("signed")
+        hooks = self.signed() if signed is not None else None
+        if signed is not None and hooks is None:
+            self.log.error("signed firmware update from %s dropped: no security extension", _shown(location))
+            self.store.delete(NS, "job")
+            return
+
+        async def status(s: str, final: bool = False) -> None:
+            if hooks is None:
+                await self._set_firmware(s, idle=final)
+            else:
+                await hooks.notify_signed(s, signed["requestId"])
+
         data: bytes | None = None
-        await self._set_firmware("Downloading")
+        await status("Downloading")
         for attempt in range(1 + int(job["retries"])):
             if attempt:
                 await self._sleep(float(job["retry_interval"]))
@@ -231,24 +272,35 @@ class FirmwareService:
                 self.log.error("firmware download attempt %d failed unexpectedly: %s: %s", attempt + 1, type(e).__name__, e)
         if data is None:
             self.store.delete(NS, "job")
-            await self._set_firmware("DownloadFailed", idle=True)
+            await status("DownloadFailed", final=True)
             return
         self.log.info("firmware downloaded from %s (%d bytes)", _shown(location), len(data))
         self._keep_file(data)
-        await self._set_firmware("Downloaded")
+        await status("Downloaded")
+        if hooks is not None:
+            if not hooks.signature_ok(signed, data):
+                self.store.delete(NS, "job")
+                await status("InvalidSignature", final=True)
+                return
+            await status("SignatureVerified")
         await self._wait_idle()
-        await self._set_firmware("Installing")
+        await status("Installing")
         try:
             version = verify_package(data)
         except PackageError as e:
             self.log.error("firmware from %s not installed: %s", _shown(location), e)
             self.store.delete(NS, "job")
-            await self._set_firmware("InstallationFailed", idle=True)
+            await status("InstallationFailed", final=True)
             return
         with self.store.atomic():
             self.store.put(NS, "version", version)
-            self.store.put(NS, "report", "Installed")
+            if hooks is None:
+                self.store.put(NS, "report", "Installed")
+            else:
+                hooks.signed_installed(signed["requestId"])
             self.store.delete(NS, "job")
+        if hooks is not None:
+            await status("InstallRebooting")
         self.log.warning("firmware %s installed: restarting the station into it", version)
         await self.restart()
 

@@ -15,14 +15,14 @@ import os
 import ssl
 import stat
 import tarfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from station.security import CertificateStore, hash_data
-from tests.integration.harness import ScriptedCsms, now_iso
+from tests.integration.harness import ScriptedCsms, now_iso, start_session, wall_now
 from tests.integration.test_link_tls import KEY, tls_config
 from tests.tls import Pki, make_ca, make_pki, pem, server_context, sign_csr
 from tests.transfer_servers import FtpFileServer, HttpFileServer
@@ -393,10 +393,14 @@ def signed_firmware(version: str, signer_key) -> tuple[bytes, str]:  # noqa: ANN
     return data, base64.b64encode(signer_key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
 
 
-async def signed_update(csms: ScriptedCsms, booted, signature_of=None):  # noqa: ANN001, ANN201
+async def signed_update(csms: ScriptedCsms, booted, signature_of=None, retrieve: str | None = None,  # noqa: ANN001, ANN201
+                        before=None):  # noqa: ANN001
     """A booted station with the manufacturer root installed, a file server with a signed package,
-    and the SignedUpdateFirmware request; returns (station, answer)."""
+    and the SignedUpdateFirmware request (after ``before(station)``, at ``retrieve``, default now);
+    returns (station, answer, server, request)."""
     sp = await booted()
+    if before is not None:
+        await before(sp)
     root = make_ca("Manufacturer Root")
     signing = make_ca("Firmware Signing", signer=root)
     r = await csms.call("InstallCertificate", {"certificateType": "ManufacturerRootCertificate", "certificate": pem(root[0])})
@@ -406,10 +410,14 @@ async def signed_update(csms: ScriptedCsms, booted, signature_of=None):  # noqa:
         signature = signed_firmware(*signature_of(signing))[1]
     server = await HttpFileServer(files={"/fw.pkg": data}).start()
     req = {"requestId": 5, "retries": 1, "retryInterval": 5,
-           "firmware": {"location": server.url("/fw.pkg"), "retrieveDateTime": now_iso(),
+           "firmware": {"location": server.url("/fw.pkg"), "retrieveDateTime": retrieve or now_iso(),
                         "signingCertificate": pem(signing[0]), "signature": signature}}
     answer = await csms.call("SignedUpdateFirmware", req)
     return sp, answer, server, req
+
+
+def iso_in(seconds: float) -> str:
+    return (wall_now() + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def fw_statuses(csms: ScriptedCsms) -> list[str]:
@@ -444,6 +452,55 @@ async def test_TC_081_secure_firmware_update_invalid_signature(csms, booted):
         assert (await csms.expect("SignedFirmwareStatusNotification")) == {"status": "Idle"}
         await asyncio.sleep(5)
         assert len(csms.calls("BootNotification")) == 1  # no restart
+    finally:
+        await server.close()
+
+
+async def test_TC_080_signed_update_while_charging_waits_until_the_transaction_has_ended(csms, booted):
+    """The signed file downloads and its signature is checked while the car charges; the
+    installation (and the restart) come only once the driver has ended the session: the
+    transaction is not stopped by the update."""
+    sp, answer, server, _ = await signed_update(csms, booted, before=lambda sp: start_session(csms, sp))
+    try:
+        assert answer == {"status": "Accepted"}
+        await csms.expect("SignedFirmwareStatusNotification", lambda p: p["status"] == "SignatureVerified", timeout=30)
+        await csms.no_call("SignedFirmwareStatusNotification", 600)  # charging: no installation
+        assert not csms.calls("StopTransaction")
+        assert len(csms.calls("BootNotification")) == 1
+        r = await csms.call("ExtendedTriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
+        assert r == {"status": "Accepted"}
+        assert (await csms.expect("SignedFirmwareStatusNotification")) == {"status": "SignatureVerified", "requestId": 5}
+        await sp.swipe("TAG1")  # the driver ends the session
+        stop = await csms.expect("StopTransaction", timeout=30)
+        assert stop["reason"] == "Local"
+        boot = await csms.expect("BootNotification", timeout=60)
+        assert boot["firmwareVersion"] == "2.0.0"
+        await csms.expect("SignedFirmwareStatusNotification", lambda p: p["status"] == "Installed", timeout=20)
+        assert [s for s in fw_statuses(csms) if s != "SignatureVerified"][-3:] == ["Installing", "InstallRebooting",
+                                                                                    "Installed"]
+        assert len(csms.calls("StopTransaction")) == 1
+    finally:
+        await server.close()
+
+
+async def test_TC_080_signed_update_is_kept_across_a_restart_before_its_retrieve_date(csms, booted):
+    """retrieveDateTime ten minutes ahead: DownloadScheduled; the station restarts meanwhile, and
+    the update is still carried out at that time (signature checked, installed, Installed)."""
+    sp, answer, server, _ = await signed_update(csms, booted, retrieve=iso_in(600))
+    try:
+        assert answer == {"status": "Accepted"}
+        await csms.expect("SignedFirmwareStatusNotification", lambda p: p["status"] == "DownloadScheduled")
+        await sp.stop()
+        sp.start()
+        await csms.expect("BootNotification", timeout=15)
+        await csms.no_call("SignedFirmwareStatusNotification", 250)
+        assert not server.requests
+        boot = await csms.expect("BootNotification", timeout=900)  # restarted into the new firmware
+        assert boot["firmwareVersion"] == "2.0.0"
+        await csms.expect("SignedFirmwareStatusNotification", lambda p: p["status"] == "Installed", timeout=20)
+        assert fw_statuses(csms) == ["DownloadScheduled", "Downloading", "Downloaded", "SignatureVerified", "Installing",
+                                     "InstallRebooting", "Installed"]
+        assert all(p["requestId"] == 5 for p in csms.calls("SignedFirmwareStatusNotification"))
     finally:
         await server.close()
 

@@ -130,3 +130,56 @@ def test_diagnostics_log_window_and_owner():
     assert DiagnosticsLog.attach(log, lambda: clock[0], owner) is ring and len(ring.lines) == 2
     assert DiagnosticsLog.attach(log, lambda: clock[0], object()) is ring and not ring.lines  # another run
     log.removeHandler(ring)
+
+
+class FakeSigned:
+    """The security extension's side of a signed job (station/firmware.py SignedFirmware)."""
+
+    def __init__(self, h: Harness, good: bool) -> None:
+        self.h, self.good, self.checked = h, good, []
+
+    async def notify_signed(self, status: str, request_id: int) -> bool:
+        self.h.sent.append(("signed", f"{status} {request_id}", self.h.scheduler.monotonic()))
+        return True
+
+    def signature_ok(self, signed: dict, data: bytes) -> bool:
+        self.checked.append((signed["signature"], data))
+        return self.good
+
+    def signed_installed(self, request_id: int) -> None:
+        self.h.store.put("test", "signed_installed", request_id)
+
+
+@pytest.mark.parametrize("good", [True, False])
+async def test_a_signed_job_checks_the_signature_waits_for_the_transactions_and_marks_its_installation(good):
+    pkg = make_package("4.0")
+    srv = await HttpFileServer(files={"/s": pkg}).start()
+    h = Harness(busy=1)
+    hooks = FakeSigned(h, good)
+    h.fw.signed = lambda: hooks
+    try:
+        h.fw.update_firmware(srv.url("/s"), h.scheduler.now(), signed={"requestId": 7, "signature": "sig"})
+        assert h.fw.pending() and h.store.get(NS, "job")["signed"]["requestId"] == 7
+        await until(lambda: any("Downloaded" in s for s in h.statuses("signed")))
+        await asyncio.sleep(60)
+        assert hooks.checked == [("sig", pkg)]
+        if not good:
+            assert h.statuses("signed") == ["Downloading 7", "Downloaded 7", "InvalidSignature 7"]
+            assert not h.fw.pending() and h.store.get(NS, "version") is None
+            h.busy = 0
+            h.fw.transaction_ended()
+            await asyncio.sleep(60)
+            assert h.restarts == 0
+            return
+        assert h.statuses("signed")[-1] == "SignatureVerified 7" and h.restarts == 0  # a transaction runs
+        h.busy = 0
+        h.fw.transaction_ended()
+        await until(lambda: h.restarts == 1)
+        assert h.statuses("signed") == ["Downloading 7", "Downloaded 7", "SignatureVerified 7", "Installing 7",
+                                        "InstallRebooting 7"]
+        assert not h.statuses("fw")  # no plain FirmwareStatusNotification
+        assert h.store.get(NS, "version") == "4.0" and h.store.get("test", "signed_installed") == 7
+        assert h.store.get(NS, "report") is None and not h.fw.pending()
+    finally:
+        h.fw.stop()
+        await srv.close()

@@ -74,6 +74,7 @@ def service(ad: Ocpp16Adapter) -> FirmwareService:
         notify_diagnostics=notify_diagnostics, restart=restart, summary=summary, station_id=ad.cfg.id,
         ssl_context=lambda: client_context(ad.cfg.ca_file), files_dir=files,
         busy=lambda: sum(c.transaction is not None for c in ad.station.connectors.values()),
+        signed=lambda: getattr(ad, "security", None),  # SignedUpdateFirmware (handlers/security.py)
     )
 
 

@@ -36,9 +36,6 @@ import websockets
 
 from station import logsafe
 from station.core.clock import iso, parse_iso
-from station.core.transaction import StopReason
-from station.firmware import NS as FIRMWARE_NS
-from station.firmware import PackageError, verify_package
 from station.link import CallErrorReceived, NotConnected
 from station.ocpp16.handlers import Routes
 from station.security import (
@@ -49,9 +46,10 @@ from station.security import (
     HashData,
     check_signing_certificate,
     firmware_signature_ok,
+    parse_chain,
 )
 from station.security import client_context as tls_client_context
-from station.transfer import TransferError, client_context, download, parse_location, upload
+from station.transfer import TransferError, client_context, parse_location, upload
 
 if TYPE_CHECKING:
     from station.ocpp16.adapter import Ocpp16Adapter
@@ -87,7 +85,6 @@ class SecurityService:
         self.failure_events: set[str] = set()  # events of the current run of failed connections (sent once)
         self.log_upload: tuple[str, int | None] = ("Idle", None)
         self.started = False  # StartupOfTheDevice / ResetOrReboot reported (on the first connection)
-        self.signed_job: asyncio.Future | None = None  # a SignedUpdateFirmware being done
         self.signed_status: tuple[str, int | None] = ("Idle", None)  # its last status and requestId
 
     # -- the link for a profile ---------------------------------------------------------------
@@ -181,6 +178,31 @@ class SecurityService:
             self.ad.store.delete(NS, "signed_installed")
             self.event("FirmwareUpdated", f"firmware {self.ad.cfg.firmware_version}")
             self.ad.spawn(self.ad.send_quietly("SignedFirmwareStatusNotification", {"status": "Installed", "requestId": request_id}))
+
+    # -- signed firmware (station/firmware.py's SignedFirmware) ----------------------------------
+    async def notify_signed(self, status: str, request_id: int) -> bool:
+        """SignedFirmwareStatusNotification; the last status is what ExtendedTriggerMessage reports."""
+        final = status in ("DownloadFailed", "InvalidSignature", "InstallationFailed")
+        self.signed_status = ("Idle", None) if final else (status, request_id)
+        return await self.ad.send_quietly("SignedFirmwareStatusNotification",
+                                          {"status": status, "requestId": request_id}) is not None
+
+    def signature_ok(self, signed: dict, data: bytes) -> bool:
+        """The signature over the downloaded file, by the signing certificate checked when the
+        request came (the security event InvalidFirmwareSignature when it does not match)."""
+        try:
+            cert = parse_chain(signed["signingCertificate"])[0]
+            ok = firmware_signature_ok(cert, signed["signature"], data)
+        except (CertificateProblem, ValueError, KeyError, TypeError, IndexError):
+            ok = False
+        if not ok:
+            self.ad.log.error("signed firmware: the signature does not match")
+            self.event("InvalidFirmwareSignature", "the firmware signature does not match the signing certificate")
+        return ok
+
+    def signed_installed(self, request_id: int) -> None:
+        """Called in the store transaction that installs: Installed is reported after the restart."""
+        self.ad.store.put(NS, "signed_installed", request_id)
 
     def connected(self) -> None:
         self.failure_events.clear()
@@ -457,17 +479,18 @@ async def get_log(ad: Ocpp16Adapter, p: dict) -> Any:
 @routes.on("SignedUpdateFirmware")
 async def signed_update_firmware(ad: Ocpp16Adapter, p: dict) -> Any:
     """The signing certificate is checked before the answer (InvalidCertificate, and the security
-    event InvalidFirmwareSigningCertificate); then, at retrieveDateTime: Downloading (with
-    retries), Downloaded, the signature over the file checked (InvalidSignature and the event
-    InvalidFirmwareSignature), SignatureVerified, Installing, the package checked
-    (InstallationFailed), InstallRebooting and the restart into the new version, after which
-    Installed and the event FirmwareUpdated are reported. The job is not kept across a restart
-    before it installs (a limit: the CSMS sends it again)."""
+    event InvalidFirmwareSigningCertificate); DownloadScheduled when retrieveDateTime is ahead. The
+    job itself is the firmware service's (station/firmware.py: kept in the store across a restart,
+    retried, installed only once no transaction runs): Downloading, Downloaded, the signature over
+    the file checked (InvalidSignature and the event InvalidFirmwareSignature), SignatureVerified,
+    Installing, the package checked (InstallationFailed), InstallRebooting and the restart into the
+    new version, after which Installed and the event FirmwareUpdated are reported. A job not yet
+    done is replaced (AcceptedCanceled)."""
     svc = _svc(ad)
     fw = p["firmware"]
     request_id = p["requestId"]
     try:
-        cert = check_signing_certificate(svc.certs, fw["signingCertificate"], ad.scheduler.now())
+        check_signing_certificate(svc.certs, fw["signingCertificate"], ad.scheduler.now())
     except CertificateProblem as e:
         ad.log.warning("SignedUpdateFirmware: %s", e)
         svc.event("InvalidFirmwareSigningCertificate", str(e))
@@ -480,57 +503,13 @@ async def signed_update_firmware(ad: Ocpp16Adapter, p: dict) -> Any:
         return {"status": "Rejected"}
     retries = max(0, min(int(p.get("retries") or 0), 10))
     interval = max(0, min(int(p.get("retryInterval") or 0), 3600))
-    running = svc.signed_job is not None and not svc.signed_job.done()
-    if running:
-        svc.signed_job.cancel()
+    firmware = ad.firmware
+    running = firmware.pending()
+    signed = {"requestId": request_id, "signingCertificate": fw["signingCertificate"], "signature": fw["signature"]}
 
-    async def notify(status: str) -> None:
-        final = status in ("DownloadFailed", "InvalidSignature", "InstallationFailed")
-        svc.signed_status = ("Idle", None) if final else (status, request_id)
-        await ad.send_quietly("SignedFirmwareStatusNotification", {"status": status, "requestId": request_id})
+    async def begin() -> None:
+        if retrieve > ad.scheduler.now():
+            await svc.notify_signed("DownloadScheduled", request_id)
+        firmware.update_firmware(fw["location"], retrieve, retries, interval, signed=signed)
 
-    async def job() -> None:
-        delay = (retrieve - ad.scheduler.now()).total_seconds()
-        if delay > 0:
-            await notify("DownloadScheduled")
-            await asyncio.sleep(delay)
-        await notify("Downloading")
-        data = None
-        for attempt in range(retries + 1):
-            if attempt:
-                await asyncio.sleep(interval)
-            try:
-                data = await download(fw["location"], ssl_context=client_context(ad.cfg.ca_file), timeout=300)
-                break
-            except TransferError as e:
-                ad.log.warning("signed firmware download attempt %d of %d failed: %s", attempt + 1, retries + 1, e)
-        if data is None:
-            await notify("DownloadFailed")
-            return
-        await notify("Downloaded")
-        if not firmware_signature_ok(cert, fw["signature"], data):
-            ad.log.error("signed firmware from %s: the signature does not match", logsafe.text(fw["location"], 200))
-            svc.event("InvalidFirmwareSignature", "the firmware signature does not match the signing certificate")
-            await notify("InvalidSignature")
-            return
-        await notify("SignatureVerified")
-        await notify("Installing")
-        try:
-            version = verify_package(data)
-        except PackageError as e:
-            ad.log.error("signed firmware not installed: %s", e)
-            await notify("InstallationFailed")
-            return
-        with ad.store.atomic():
-            ad.store.put(FIRMWARE_NS, "version", version)  # what installed_version() reports at the next boot
-            ad.store.put(NS, "signed_installed", request_id)
-        await notify("InstallRebooting")
-        ad.log.warning("signed firmware %s installed: restarting the station into it", version)
-        st = ad.station
-        st.on_event("restarting into the new firmware")
-        await st.stop_all(StopReason.Reboot)
-        if st.restart_request is not None and not st.restart_request.done():
-            st.restart_request.set_result("Firmware")
-
-    svc.signed_job = ad.spawn(job())
-    return {"status": "AcceptedCanceled" if running else "Accepted"}
+    return {"status": "AcceptedCanceled" if running else "Accepted"}, begin
