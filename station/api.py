@@ -354,6 +354,17 @@ class Api:
         return {"chip": chip, "line": line, "level": pin.level, "stuck": pin.stuck}
 
     @staticmethod
+    def _tamper(rt: Any, data: dict) -> dict:
+        """The tamper input of simulated hardware (the security event TamperDetectionActivated)."""
+        active = _field(data, "active", bool)
+        if rt.adapter is None:
+            raise ApiError(409, "station is not running")
+        if all(hw.plant is None for hw in rt.hw.values()):
+            raise ApiError(409, "/api/tamper works only with simulated hardware")
+        rt.adapter.security_events.tamper(active)
+        return {"active": active}
+
+    @staticmethod
     def _sim_devices(plant: Any, data: dict) -> dict:
         return _sim_devices_impl(plant, data)
 
@@ -364,10 +375,10 @@ class Api:
                 raise ApiError(405, "use GET", allow="GET, HEAD")
             return status_of(rt)
         if method != "POST":
-            if path in ("/api/link", "/api/gpio") or EVSE_PATH.fullmatch(path):
+            if path in ("/api/link", "/api/gpio", "/api/tamper") or EVSE_PATH.fullmatch(path):
                 raise ApiError(405, f"use POST for {path}", allow="POST")
             raise ApiError(404, f"no such endpoint: {method} {path}")
-        if path not in ("/api/link", "/api/gpio") and not EVSE_PATH.fullmatch(path):
+        if path not in ("/api/link", "/api/gpio", "/api/tamper") and not EVSE_PATH.fullmatch(path):
             raise ApiError(404, f"no such endpoint: {path}")
         self._check_post(headers or {})
         data = _json(body)
@@ -380,6 +391,8 @@ class Api:
             return {"connected": connected}
         if path == "/api/gpio":
             return self._gpio(rt, data)
+        if path == "/api/tamper":
+            return self._tamper(rt, data)
         m = EVSE_PATH.fullmatch(path)
         if not m:
             raise ApiError(404, f"no such endpoint: {path}")

@@ -126,6 +126,7 @@ class Link:
         open_timeout: float = 15.0,
         reconnecting: bool = False,
         on_failure: Callable[[BaseException], None] | None = None,
+        on_invalid: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url
         self.version = version
@@ -145,6 +146,7 @@ class Link:
         self.open_timeout = open_timeout
         self.reconnecting = reconnecting  # replaces a link that just closed (Reset): wait before connecting
         self.on_failure = on_failure  # told of every failed connection attempt (security events, profile fall-back)
+        self.on_invalid = on_invalid  # told why, for each CSMS frame answered with a CallError (InvalidMessages)
         self.rpc = rpc.RpcConnection(version)
         self.ws: ClientConnection | None = None
         self.enabled = asyncio.Event()
@@ -430,6 +432,11 @@ class Link:
                            "; answered with a CallError" if event.reply is not None else "; ignored")
             if event.reply is not None:
                 await self._send_quietly(ws, event.reply)
+                if self.on_invalid is not None:
+                    try:
+                        self.on_invalid(event.reason)
+                    except Exception as err:  # noqa: BLE001 - a report must not end the connection
+                        self.log.error("on_invalid failed: %s", err, exc_info=True)
 
     def _warn_bad(self, msg: str, *args: object) -> None:
         """A WARNING about a bad frame, at most BAD_FRAME_LOG_BURST a minute (the rest at DEBUG, counted)."""

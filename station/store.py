@@ -147,17 +147,49 @@ class DirLock:
             self.fd = None
 
 
+def storage_full(e: BaseException) -> bool:
+    """The error says the disk (or SQLite's page limit) or the memory is full."""
+    if isinstance(e, MemoryError):
+        return True
+    return isinstance(e, sqlite3.OperationalError) and (
+        getattr(e, "sqlite_errorname", "") == "SQLITE_FULL" or "database or disk is full" in str(e))
+
+
+class _Watched:
+    """The SQLite connection, telling the store's ``on_full`` of a full disk or memory (the
+    security event MemoryExhaustion); the error itself goes on to the caller unchanged."""
+
+    def __init__(self, db: sqlite3.Connection, store: Store) -> None:
+        self._db = db
+        self._store = store
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except (sqlite3.OperationalError, MemoryError) as e:
+            if storage_full(e) and self._store.on_full is not None:
+                try:
+                    self._store.on_full(e)
+                except Exception:  # noqa: BLE001 - a failing report must not hide the store's error
+                    pass
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
 class Store:
     def __init__(self, path: str | Path, lock: DirLock | None = None) -> None:
         self.path = str(path)
         self.lock = lock
+        self.on_full: Callable[[BaseException], None] | None = None  # a write found the disk or memory full
         self.adopted_from: Path | None = None  # see open_state_dir
         self._depth = 0  # atomic() nesting
         memory = self.path == ":memory:"
         try:
             if not memory:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db = _Watched(sqlite3.connect(self.path, isolation_level=None, check_same_thread=False), self)
             if not memory:
                 self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")

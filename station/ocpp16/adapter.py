@@ -40,6 +40,7 @@ from station.ocpp16.handlers import firmware as firmware_handlers
 from station.ocpp16.handlers import security as security_handlers
 from station.ocpp16.handlers import smart_charging as smart_charging_handlers
 from station.ocpp16.meter_values import meter_value, sampled_value
+from station.ocpp16.security_events import SecurityEventSources
 from station.ocpp16.status import StatusReporter
 from station.outbox import Outbox
 from station.registration import Registration
@@ -138,6 +139,7 @@ class Ocpp16Adapter:
         self.link: Link | None = None
         self.tasks = Tasks(log, "ocpp")
         self.spawn = self.tasks.spawn
+        self.security_events = SecurityEventSources(self)  # InvalidMessages, MemoryExhaustion, tamper
         self.routes: dict[str, Handler] = routing_table(*PROFILES)
         self.registrar = Registration(
             scheduler=self.scheduler,
@@ -215,6 +217,7 @@ class Ocpp16Adapter:
             ssl=ssl or self.security.ssl_context(),  # profiles 2, 3: installed roots, client certificate
             ca_file=self.cfg.ca_file,
             on_failure=self.security.link_failed,
+            on_invalid=self.security_events.invalid_message,
             ping_interval=float(self.keys.int("WebSocketPingInterval")) or None,
             reconnecting=reconnecting,
         )

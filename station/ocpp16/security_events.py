@@ -1,0 +1,86 @@
+"""Security events the station observes outside the CSMS's security requests (whitepaper ed. 3):
+
+- ``InvalidMessages``: a CSMS frame the station answered with a CallError (malformed, or a call
+  that breaks its schema: station/rpc.py's FrameRejected). Non-critical, so not queued: sent at
+  once (the station is online, it just got the frame) and logged, at most one event per
+  :data:`INVALID_MESSAGES_INTERVAL_S`; the frames refused in between are counted in the next
+  one's techInfo, so a CSMS sending bad frames in a loop causes no storm.
+- ``MemoryExhaustion``: a write of the state store found the disk (or memory) full
+  (station/store.py ``Store.on_full``). The outbox lives in that store, so the event is sent at
+  once when online, not queued; at most one per :data:`MEMORY_EXHAUSTION_INTERVAL_S`.
+- ``TamperDetectionActivated``: the tamper input turned active (the local API's ``/api/tamper``
+  for simulated hardware); critical, queued in the outbox like the others.
+
+SecurityLogWasCleared is raised by the security log itself (handlers/security.py) when its bound
+drops the oldest records.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from station import logsafe
+from station.core.clock import iso
+
+if TYPE_CHECKING:
+    from station.ocpp16.adapter import Ocpp16Adapter
+
+INVALID_MESSAGES_INTERVAL_S = 60.0  # at most one InvalidMessages event a minute
+MEMORY_EXHAUSTION_INTERVAL_S = 600.0  # at most one MemoryExhaustion event in ten minutes
+
+
+class SecurityEventSources:
+    """Turns what the link, the store and the tamper input report into security events."""
+
+    def __init__(self, ad: Ocpp16Adapter) -> None:
+        self.ad = ad
+        self._invalid_at: float | None = None
+        self._invalid_held = 0
+        self._full_at: float | None = None
+        self._reporting_full = False
+        self.tamper_active = False
+        ad.store.on_full = self.storage_full
+
+    def _send_now(self, kind: str, tech_info: str) -> None:
+        """Logged in the security log and sent at once if online (not through the outbox)."""
+        self.ad.security.event(kind, tech_info, queue=False)
+        if not self.ad.online:
+            return
+        payload = {"type": kind, "timestamp": iso(self.ad.scheduler.now())}
+        if tech_info:
+            payload["techInfo"] = tech_info[:255]
+        self.ad.spawn(self.ad.send_quietly("SecurityEventNotification", payload))
+
+    def invalid_message(self, reason: str) -> None:
+        """The link answered a CSMS frame with a CallError (``reason``: why)."""
+        now = self.ad.scheduler.monotonic()
+        if self._invalid_at is not None and now - self._invalid_at < INVALID_MESSAGES_INTERVAL_S:
+            self._invalid_held += 1
+            return
+        held, self._invalid_held, self._invalid_at = self._invalid_held, 0, now
+        more = f" (and {held} more since the last report)" if held else ""
+        self._send_now("InvalidMessages", logsafe.text(reason, 200) + more)
+
+    def storage_full(self, e: BaseException) -> None:
+        """The store could not write: disk or memory full."""
+        if self._reporting_full:  # the report itself wrote to the full store
+            return
+        now = self.ad.scheduler.monotonic()
+        if self._full_at is not None and now - self._full_at < MEMORY_EXHAUSTION_INTERVAL_S:
+            return
+        self._full_at = now
+        self._reporting_full = True
+        try:
+            self.ad.log.error("state store: %s", logsafe.text(e, 200))
+            self._send_now("MemoryExhaustion", f"state store: {logsafe.text(e, 200)}")
+        finally:
+            self._reporting_full = False
+
+    def tamper(self, active: bool) -> None:
+        """The tamper input: TamperDetectionActivated when it turns active (once per activation)."""
+        if active and not self.tamper_active:
+            self.ad.security.event("TamperDetectionActivated", "tamper input active")
+        self.tamper_active = active
+
+
+__all__ = ["INVALID_MESSAGES_INTERVAL_S", "MEMORY_EXHAUSTION_INTERVAL_S", "SecurityEventSources"]

@@ -1,0 +1,96 @@
+"""Security events the station observes outside the security requests (whitepaper ed. 3, issue 9):
+InvalidMessages (throttled), MemoryExhaustion, TamperDetectionActivated.
+In process, virtual time, over the real websocket; each test asserts the SecurityEventNotification
+the CSMS receives.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from station.ocpp16.security_events import INVALID_MESSAGES_INTERVAL_S, MEMORY_EXHAUSTION_INTERVAL_S
+from tests.integration.harness import CallErrorReply, ScriptedCsms
+
+
+def events(csms: ScriptedCsms, kind: str) -> list[dict]:
+    return [p for p in csms.calls("SecurityEventNotification") if p["type"] == kind]
+
+
+async def test_invalid_messages_event_for_a_refused_call_throttled(csms, booted):
+    await booted()
+    # a ChangeConfiguration that breaks its schema: answered with a CallError
+    answer = await csms.send_call_raw([2, "bad-1", "ChangeConfiguration", {"key": 5}])
+    assert answer[0] == 4 and answer[1] == "bad-1"
+    ev = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidMessages")
+    assert "ChangeConfiguration" in ev["techInfo"]
+    # a burst of bad frames within the bound: answered, but no storm of events
+    for i in range(20):
+        answer = await csms.send_call_raw([2, f"bad-{i + 2}", "Reset", {"type": "Sometimes"}])
+        assert answer[0] == 4
+    await csms.no_call("SecurityEventNotification", INVALID_MESSAGES_INTERVAL_S - 10,
+                       lambda p: p["type"] == "InvalidMessages")
+    assert len(events(csms, "InvalidMessages")) == 1
+    # after the bound: the next refused frame is reported, with the count of those held back
+    await csms.no_call("SecurityEventNotification", 11, lambda p: p["type"] == "InvalidMessages")
+    assert (await csms.send_call_raw([2, "bad-late", "Reset", {}]))[0] == 4
+    ev = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidMessages")
+    assert "20 more" in ev["techInfo"]
+    # a valid call is no invalid message
+    assert await csms.call("GetConfiguration", {"key": ["HeartbeatInterval"]})
+    await csms.no_call("SecurityEventNotification", INVALID_MESSAGES_INTERVAL_S + 5,
+                       lambda p: p["type"] == "InvalidMessages")
+
+
+class _FullDisk:
+    """The SQLite connection of a store whose disk is full: every write fails as SQLite says it."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def execute(self, sql: str, params: object = ()) -> sqlite3.Cursor:
+        if sql.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE", "REPLACE"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, params)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.db, name)
+
+
+async def test_memory_exhaustion_when_the_state_store_is_full(csms, booted):
+    sp = await booted()
+    store = sp.rt.adapter.store
+    real = store.db._db
+    store.db._db = _FullDisk(real)
+    try:
+        try:
+            await csms.call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "30"})
+        except CallErrorReply:
+            pass  # the write failed: the station says so
+        ev = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "MemoryExhaustion")
+        assert "database or disk is full" in ev["techInfo"]
+        # more failed writes within the bound: no second event
+        try:
+            await csms.call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "40"})
+        except CallErrorReply:
+            pass
+        await csms.no_call("SecurityEventNotification", MEMORY_EXHAUSTION_INTERVAL_S - 60,
+                           lambda p: p["type"] == "MemoryExhaustion")
+        assert len(events(csms, "MemoryExhaustion")) == 1
+    finally:
+        store.db._db = real
+    # space again: the station works on
+    assert (await csms.call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "30"}))["status"] == "Accepted"
+
+
+async def test_tamper_detection_activated_once_per_activation(csms, booted):
+    sp = await booted()
+    assert await sp.api("POST", "/api/tamper", {"active": True}) == {"active": True}
+    ev = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "TamperDetectionActivated")
+    assert ev["timestamp"]
+    await sp.api("POST", "/api/tamper", {"active": True})  # still active: no new event
+    await csms.no_call("SecurityEventNotification", 5, lambda p: p["type"] == "TamperDetectionActivated")
+    await sp.api("POST", "/api/tamper", {"active": False})
+    await sp.api("POST", "/api/tamper", {"active": True})
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "TamperDetectionActivated")
+    assert len(events(csms, "TamperDetectionActivated")) == 2
+    await sp.api("POST", "/api/tamper", {"active": "yes"}, expect=400)
