@@ -262,7 +262,8 @@ class CertificateStore:
     def check_signed_chain(self, chain_pem: str, now: datetime, max_size: int) -> list[x509.Certificate]:
         """CertificateSigned: the chain must fit ``max_size`` characters, be valid now, each
         certificate signed by the next, and its leaf must carry the pending key's public key.
-        Returns the chain; CertificateProblem says what is wrong."""
+        When an installed root names the top certificate's issuer, the top certificate must be
+        signed by it too (``_check_up_to_root``). Returns the chain; CertificateProblem says what is wrong."""
         if max_size and len(chain_pem) > max_size:
             raise CertificateProblem(f"chain of {len(chain_pem)} characters exceeds CertificateSignedMaxChainSize {max_size}")
         certs = parse_chain(chain_pem)
@@ -271,12 +272,31 @@ class CertificateStore:
         for child, parent in zip(certs, certs[1:], strict=False):
             if not issued_by(child, parent):
                 raise CertificateProblem(f"certificate {_cn(child)!r} is not signed by the next one in the chain")
+        self._check_up_to_root(certs[-1], now)
         key = self._load_key(self.pending_key_file)
         if key is None:
             raise CertificateProblem("no certificate signing request is pending")
         if public_key_bytes(certs[0].public_key()) != public_key_bytes(key.public_key()):
             raise CertificateProblem("the certificate does not carry the public key of the pending request")
         return certs
+
+    def _check_up_to_root(self, top: x509.Certificate, now: datetime) -> None:
+        """The chain's top certificate, when an installed root (CentralSystemRootCertificate or
+        ManufacturerRootCertificate) carries the name of its issuer: signed by one of those roots,
+        valid now. No installed root of that name: not checked (the station may not have the
+        CPO's root)."""
+        roots = [r for k in ROOT_TYPES for r in self.roots(k)]
+        if top in roots:
+            return
+        named = [r for r in roots if r.subject == top.issuer]
+        if not named:
+            return
+        good = [r for r in named if issued_by(top, r)]
+        if not good:
+            raise CertificateProblem(f"certificate {_cn(top)!r} is not signed by the installed root "
+                                     f"{top.issuer.rfc4514_string()!r}")
+        if not any(r.not_valid_before_utc <= now <= r.not_valid_after_utc for r in good):
+            check_valid_at(good[0], now)  # raises: the installed root that signed it is not valid now
 
     def accept_signed(self, certs: list[x509.Certificate]) -> None:
         """The checked chain becomes the charge point certificate, the pending key its key."""

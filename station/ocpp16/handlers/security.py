@@ -38,8 +38,10 @@ from station import logsafe
 from station.core.clock import iso, parse_iso
 from station.link import CallErrorReceived, NotConnected
 from station.ocpp16.handlers import Routes
+from station.revocation import check_revocation, issuer_among
 from station.security import (
     CSMS_ROOT,
+    MANUFACTURER_ROOT,
     ROOT_TYPES,
     CertificateProblem,
     CertificateStore,
@@ -359,6 +361,9 @@ async def certificate_signed(ad: Ocpp16Adapter, p: dict) -> Any:
         ad.log.warning("CertificateSigned rejected: %s", e)
         svc.event("InvalidChargePointCertificate", str(e))
         return {"status": "Rejected"}
+    leaf_issuer = certs[1] if len(certs) > 1 else issuer_among(certs[0], [r for k in ROOT_TYPES for r in svc.certs.roots(k)])
+    if await revoked(ad, certs[0], leaf_issuer, "CertificateSigned", "InvalidChargePointCertificate"):
+        return {"status": "Rejected"}
     try:
         svc.certs.accept_signed(certs)
     except OSError as e:
@@ -475,11 +480,29 @@ async def get_log(ad: Ocpp16Adapter, p: dict) -> Any:
     return answer, upload_log
 
 
+# -- revocation (station/revocation.py) -------------------------------------------------------------
+async def revoked(ad: Ocpp16Adapter, cert: Any, issuer: Any, request: str, event: str) -> bool:
+    """The certificate's CRL (if it names one) lists it: logged and the security ``event`` raised.
+    A CRL that cannot be fetched or checked is a soft fail: True is not returned, but it is logged
+    and kept in the security log (RevocationCheckFailed, not sent to the CSMS)."""
+    result = await check_revocation(cert, issuer, ad.scheduler.now(), ssl_context=client_context(ad.cfg.ca_file))
+    if result.status == "revoked":
+        ad.log.warning("%s: the certificate is revoked: %s", request, result.reason)
+        _svc(ad).event(event, f"revoked certificate: {result.reason}")
+        return True
+    if result.status == "unknown":
+        ad.log.warning("%s: revocation not checked (accepted): %s", request, logsafe.text(result.reason, 200))
+        _svc(ad).event("RevocationCheckFailed", f"{request}: {result.reason}")
+    return False
+
+
 # -- SignedUpdateFirmware ---------------------------------------------------------------------------
 @routes.on("SignedUpdateFirmware")
 async def signed_update_firmware(ad: Ocpp16Adapter, p: dict) -> Any:
     """The signing certificate is checked before the answer (InvalidCertificate, and the security
-    event InvalidFirmwareSigningCertificate); DownloadScheduled when retrieveDateTime is ahead. The
+    event InvalidFirmwareSigningCertificate), then its CRL if it names one (``revoked``:
+    RevokedCertificate and the same event; a CRL that cannot be fetched is a soft fail);
+    DownloadScheduled when retrieveDateTime is ahead. The
     job itself is the firmware service's (station/firmware.py: kept in the store across a restart,
     retried, installed only once no transaction runs): Downloading, Downloaded, the signature over
     the file checked (InvalidSignature and the event InvalidFirmwareSignature), SignatureVerified,
@@ -490,11 +513,14 @@ async def signed_update_firmware(ad: Ocpp16Adapter, p: dict) -> Any:
     fw = p["firmware"]
     request_id = p["requestId"]
     try:
-        check_signing_certificate(svc.certs, fw["signingCertificate"], ad.scheduler.now())
+        cert = check_signing_certificate(svc.certs, fw["signingCertificate"], ad.scheduler.now())
     except CertificateProblem as e:
         ad.log.warning("SignedUpdateFirmware: %s", e)
         svc.event("InvalidFirmwareSigningCertificate", str(e))
         return {"status": "InvalidCertificate"}
+    issuer = issuer_among(cert, svc.certs.roots(MANUFACTURER_ROOT))
+    if await revoked(ad, cert, issuer, "SignedUpdateFirmware", "InvalidFirmwareSigningCertificate"):
+        return {"status": "RevokedCertificate"}
     try:
         parse_location(fw["location"])
         retrieve = parse_iso(fw["retrieveDateTime"])
