@@ -261,6 +261,8 @@ class SecurityService:
             lines = self.log_file.read_text().splitlines()
             if len(lines) > SECURITY_LOG_MAX:
                 self.log_file.write_text("\n".join(lines[-SECURITY_LOG_MAX // 2:]) + "\n")
+                dropped = len(lines) - SECURITY_LOG_MAX // 2
+                self.event("SecurityLogWasCleared", f"security log full ({SECURITY_LOG_MAX} records): the oldest {dropped} dropped")
         except OSError as e:
             self.ad.log.error("security log not written: %s", e)
 
