@@ -422,6 +422,18 @@ class StationProcess(ApiControls):
                 await asyncio.sleep(0.1)
 
 
+async def until(check, timeout: float = 5.0, step: float = 0.1):
+    """Poll an async ``check`` until it returns something truthy (bounded)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await check()
+        if got:
+            return got
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {got!r})")
+        await asyncio.sleep(step)
+
+
 async def start_session(csms: ScriptedCsms, sp: Any, tag: str = "TAG1") -> dict:
     """Plug in at connector 1, present ``tag``, and wait until the station is Charging; returns StartTransaction."""
     await sp.plug()

@@ -14,20 +14,9 @@ import asyncio
 
 import pytest
 
-from tests.integration.harness import CallErrorReply, start_session
+from tests.integration.harness import CallErrorReply, start_session, until
 
 HUGE = "1" + "0" * 400
-
-
-async def until(check, timeout: float = 5.0, step: float = 0.1):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {got!r})")
-        await asyncio.sleep(step)
 
 
 async def outbox_empty(sp) -> bool:

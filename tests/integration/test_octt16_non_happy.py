@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.integration.harness import CallErrorReply, ScriptedCsms, StationProcess, start_session, wall_now
+from tests.integration.harness import (
+    CallErrorReply,
+    ScriptedCsms,
+    StationProcess,
+    start_session,
+    until,
+    wall_now,
+)
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -24,18 +31,6 @@ async def connector(sp: StationProcess, evse: int = 1) -> dict:
     e = st["evses"][evse - 1]
     return {"status": e["connectors"][0]["status"], "error": e["connectors"][0]["error_code"],
             "tx": e["transaction"], "offered": e["offered_a"], "power": e["power_w"], "outbox": st["outbox"]}
-
-
-async def until(check, timeout: float = 5.0, step: float = 0.1):
-    """Poll an async ``check`` until it returns something truthy (bounded)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {got!r})")
-        await asyncio.sleep(step)
 
 
 async def go_offline(csms: ScriptedCsms, sp: StationProcess) -> None:
