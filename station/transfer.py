@@ -21,6 +21,7 @@ import contextlib
 import re
 import ssl
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -78,30 +79,38 @@ def client_context(ca_file: str | None = None) -> ssl.SSLContext:
     return ctx
 
 
+@contextlib.asynccontextmanager
+async def _transferring(what: str, where: Callable[[], str], timeout: float) -> AsyncIterator[None]:
+    """Bound a transfer by ``timeout`` and turn what can go wrong on the way into a TransferError
+    naming ``what`` and ``where`` (read at the end: a download may have followed redirects)."""
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except TimeoutError:
+        raise TransferError(f"{what} {where()} timed out after {timeout:g} s") from None
+    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+            UnicodeError) as e:
+        raise TransferError(f"{what} {where()}: {type(e).__name__}: {e}") from None
+
+
 async def download(url: str, *, timeout: float = 300.0, max_bytes: int = MAX_DOWNLOAD_BYTES,
                    ssl_context: ssl.SSLContext | None = None) -> bytes:
     """The file at ``url``; raises TransferError."""
     loc = parse_location(url)
-    try:
-        async with asyncio.timeout(timeout):
-            if loc.scheme == "ftp":
-                return await _ftp_retr(loc, max_bytes)
-            for _ in range(MAX_REDIRECTS + 1):
-                status, headers, body = await _http(loc, "GET", None, {}, max_bytes, ssl_context)
-                if status in (301, 302, 303, 307, 308) and "location" in headers:
-                    loc = parse_location(urljoin(loc.shown(), headers["location"]))
-                    if loc.scheme == "ftp":
-                        return await _ftp_retr(loc, max_bytes)
-                    continue
-                if status != 200:
-                    raise TransferError(f"GET {loc.shown()}: HTTP {status}")
-                return body
-            raise TransferError(f"GET {url}: more than {MAX_REDIRECTS} redirects")
-    except TimeoutError:
-        raise TransferError(f"download from {loc.shown()} timed out after {timeout:g} s") from None
-    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-            UnicodeError) as e:
-        raise TransferError(f"download from {loc.shown()}: {type(e).__name__}: {e}") from None
+    async with _transferring("download from", lambda: loc.shown(), timeout):
+        if loc.scheme == "ftp":
+            return await _ftp_retr(loc, max_bytes)
+        for _ in range(MAX_REDIRECTS + 1):
+            status, headers, body = await _http(loc, "GET", None, {}, max_bytes, ssl_context)
+            if status in (301, 302, 303, 307, 308) and "location" in headers:
+                loc = parse_location(urljoin(loc.shown(), headers["location"]))
+                if loc.scheme == "ftp":
+                    return await _ftp_retr(loc, max_bytes)
+                continue
+            if status != 200:
+                raise TransferError(f"GET {loc.shown()}: HTTP {status}")
+            return body
+        raise TransferError(f"GET {url}: more than {MAX_REDIRECTS} redirects")
 
 
 async def upload(url: str, file_name: str, data: bytes, *, timeout: float = 300.0,
@@ -110,27 +119,21 @@ async def upload(url: str, file_name: str, data: bytes, *, timeout: float = 300.
     loc = parse_location(url)
     if "/" in file_name or not file_name:
         raise TransferError(f"bad file name {file_name!r}")
-    try:
-        async with asyncio.timeout(timeout):
-            if loc.scheme == "ftp":
-                await _ftp_stor(loc, file_name, data)
-                return
-            target = _join(loc, file_name)
-            status, _, _ = await _http(target, "PUT", data, {"Content-Type": "application/octet-stream"},
+    async with _transferring("upload to", loc.shown, timeout):
+        if loc.scheme == "ftp":
+            await _ftp_stor(loc, file_name, data)
+            return
+        target = _join(loc, file_name)
+        status, _, _ = await _http(target, "PUT", data, {"Content-Type": "application/octet-stream"},
+                                   MAX_HEADER_BYTES, ssl_context)
+        if status in (405, 501):
+            boundary = uuid.uuid4().hex
+            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n"
+                    "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+            status, _, _ = await _http(loc, "POST", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"},
                                        MAX_HEADER_BYTES, ssl_context)
-            if status in (405, 501):
-                boundary = uuid.uuid4().hex
-                body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n"
-                        "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-                status, _, _ = await _http(loc, "POST", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"},
-                                           MAX_HEADER_BYTES, ssl_context)
-            if not 200 <= status < 300:
-                raise TransferError(f"upload to {loc.shown()}: HTTP {status}")
-    except TimeoutError:
-        raise TransferError(f"upload to {loc.shown()} timed out after {timeout:g} s") from None
-    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-            UnicodeError) as e:
-        raise TransferError(f"upload to {loc.shown()}: {type(e).__name__}: {e}") from None
+        if not 200 <= status < 300:
+            raise TransferError(f"upload to {loc.shown()}: HTTP {status}")
 
 
 def _join(loc: Location, file_name: str) -> Location:
