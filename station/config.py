@@ -17,7 +17,7 @@ from hal.board import BUILDERS, check_device
 from hal.board import KEYS as DEVICE_KEYS
 
 OCPP_VERSIONS = ("1.6", "2.0.1")
-OCPP_IMPLEMENTED = ("1.6",)
+OCPP_IMPLEMENTED = ("1.6", "2.0.1")
 DEFAULT_STATE_ROOT = "state"  # the default state directory is state/<station id>
 API_TOKEN_ENV = "STATION_API_TOKEN"
 API_TOKEN_MIN = 16

@@ -35,6 +35,7 @@ from station.core.transaction import StopReason
 from station.firmware import installed_version
 from station.ocpp16.adapter import Ocpp16Adapter
 from station.ocpp16.config_keys import NS
+from station.ocpp201.adapter import Ocpp201Adapter
 from station.scheduler import LoopScheduler
 from station.station import Station
 from station.store import DB_NAME, DirLock, MemoryStore, StateDirLocked, Store, StoreError, open_state_dir
@@ -112,7 +113,7 @@ class Runtime:
             self.store.close()  # and its directory lock
             raise
         self.station: Station | None = None
-        self.adapter: Ocpp16Adapter | None = None
+        self.adapter: Ocpp16Adapter | Ocpp201Adapter | None = None
         self.events: list[str] = []
         self.on_event = lambda text: None
         self.generation = 0
@@ -222,10 +223,13 @@ class Runtime:
         self.log.log(logging.DEBUG if status_change else logging.INFO, "%s", text)
         self.on_event(text)
 
-    def _apply_initial_ocpp_config(self, adapter: Ocpp16Adapter) -> None:
+    def _apply_initial_ocpp_config(self, adapter: Ocpp16Adapter | Ocpp201Adapter) -> None:
         """Apply ``--ocpp-config`` per key (see the module docstring) and log what was done."""
         path = self.cfg.ocpp_config_file
         if not path:
+            return
+        if isinstance(adapter, Ocpp201Adapter):
+            self._apply_initial_variables(adapter, path)
             return
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -276,6 +280,22 @@ class Runtime:
         else:
             self.log.info("--ocpp-config %s: nothing new to apply", path)
 
+    def _apply_initial_variables(self, adapter: Ocpp201Adapter, path: str) -> None:
+        """2.0.1 ``--ocpp-config``: a JSON list shaped like SetVariablesRequest.setVariableData."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            self.log.error("--ocpp-config %s: cannot read it (%s); nothing applied", path, e)
+            return
+        if not isinstance(data, list):
+            self.log.error("--ocpp-config %s: not a JSON list of setVariableData; nothing applied", path)
+            return
+        problems = adapter.dm.apply_config_file(data)
+        for problem in problems:
+            self.log.error("--ocpp-config: %s", problem)
+        adapter.apply_variables()
+        self.log.info("--ocpp-config %s: %d variable(s) given, %d problem(s)", path, len(data), len(problems))
+
     async def run(self) -> None:
         for hw in self.hw.values():
             await hw.start()
@@ -315,7 +335,8 @@ class Runtime:
         station.on_event = self._event
         # the firmware version BootNotification reports: an installed package's (station/firmware.py)
         cfg = dataclasses.replace(self.cfg, firmware_version=installed_version(self.store, self.cfg.firmware_version))
-        adapter = Ocpp16Adapter(station, self.store, cfg, self.clock, self.log)
+        adapter_class: type = Ocpp201Adapter if cfg.ocpp == "2.0.1" else Ocpp16Adapter
+        adapter = adapter_class(station, self.store, cfg, self.clock, self.log)
         self._apply_initial_ocpp_config(adapter)
         station.attach(adapter)
         link = adapter.make_link(reconnecting=self.generation > 1)  # after a Reset: not at once
@@ -346,7 +367,7 @@ class Runtime:
             except (asyncio.CancelledError, Exception):
                 pass
 
-    async def _clean_stop(self, station: Station, adapter: Ocpp16Adapter) -> None:
+    async def _clean_stop(self, station: Station, adapter: Ocpp16Adapter | Ocpp201Adapter) -> None:
         """End running transactions (Reboot), give their messages a bounded time, say what was done."""
         try:
             stopped = await asyncio.wait_for(station.stop_all(StopReason.Reboot), 10.0)

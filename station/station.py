@@ -51,6 +51,7 @@ _RESERVATION_TIMER = ("reservation_expiry", 0)
 
 class Adapter(Protocol):
     settings: Settings
+    version: str
 
     @property
     def online(self) -> bool: ...
@@ -437,7 +438,7 @@ class Station:
 
     async def _authorize_for(self, e: m.AskAuthorization) -> None:
         try:
-            info = await self.authorize(e.token.value)
+            info = await self.authorize(e.token.value, e.token.type)
         except Exception:
             self.log.exception("authorization of %s failed; treated as Invalid", e.token.value)
             info = IdTagInfo("Invalid")
@@ -513,12 +514,16 @@ class Station:
             self._feed(cid, m.FaultChanged(cid, fault.error_code, fault.active, fault.info))
 
     # -- authorization -----------------------------------------------------------------------
-    async def authorize(self, id_tag: str) -> IdTagInfo:
-        """Decide on an id tag presented locally: cache, local list, CSMS, offline rules."""
+    async def authorize(self, id_tag: str, token_type: str | None = None) -> IdTagInfo:
+        """Decide on an id tag presented locally: cache, local list, CSMS, offline rules.
+        ``token_type`` (the IdToken's type) goes to an adapter that asks with it (2.0.1)."""
         online = self.adapter is not None and self.adapter.online
         d = decide(id_tag, online, self.settings.auth, self.local_list, self.cache, self.clock.now())
         if d.verdict is Verdict.ASK_CSMS:
-            info = await self.adapter.authorize(id_tag) if self.adapter is not None else None
+            info = None
+            if self.adapter is not None:
+                info = await (self.adapter.authorize(id_tag, token_type) if token_type and getattr(self.adapter, "version", "1.6") != "1.6"
+                              else self.adapter.authorize(id_tag))
             if info is not None:
                 self.remember(id_tag, info)
                 return info
@@ -624,7 +629,8 @@ class Station:
                 return conn.transaction
         return None
 
-    async def remote_start(self, cid: int | None, id_tag: str, profile: dict | None = None) -> bool:
+    async def remote_start(self, cid: int | None, id_tag: str, profile: dict | None = None,
+                           token_type: str = "Central") -> bool:
         parent = self._known_parent(id_tag)
 
         def free(c: int) -> bool:
@@ -648,7 +654,7 @@ class Station:
                 return False
         if cid not in self.connectors or not free(cid) or not self.operative:
             return False
-        self._feed(cid, m.RemoteStartRequested(cid, m.IdToken(id_tag, "Central"), next(self._ids), profile))
+        self._feed(cid, m.RemoteStartRequested(cid, m.IdToken(id_tag, token_type), next(self._ids), profile))
         return True
 
     # -- reservations (1.6 sections 3.13, 5.13, 5.2; rules in station/core/reservation.py) --------
@@ -759,6 +765,11 @@ class Station:
 
     async def remote_stop(self, tx: Transaction) -> None:
         self._feed(tx.connector_id, m.StopRequested(tx.connector_id, StopReason.Remote))
+
+    async def stop_transaction(self, cid: int, reason: StopReason) -> None:
+        """End the connector's transaction (if any) with ``reason`` and wait until it is carried out."""
+        self._feed(cid, m.StopRequested(cid, reason))
+        await self._settled(cid)
 
     async def unlock(self, cid: int) -> str:
         """UnlockConnector: end a running transaction first, then release the plug."""

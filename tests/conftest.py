@@ -23,7 +23,24 @@ FAST = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "0", "Connection
         "TransactionMessageRetryInterval": "1"}
 
 # a test that uses one of these gets the station in process, on virtual time (unless marked process)
-STATION_FIXTURES = frozenset({"csms", "make_station", "booted"})
+STATION_FIXTURES = frozenset({"csms", "make_station", "booted", "csms201", "make_station201", "booted201"})
+
+
+def var(component: str, variable: str, value: str, instance: str | None = None, evse: int | None = None) -> dict:
+    """One SetVariableData (2.0.1 --ocpp-config and SetVariables)."""
+    c: dict = {"name": component}
+    if evse is not None:
+        c["evse"] = {"id": evse}
+    v: dict = {"name": variable}
+    if instance is not None:
+        v["instance"] = instance
+    return {"component": c, "variable": v, "attributeValue": value}
+
+
+# Fast defaults of the 2.0.1 tests, as --ocpp-config (the SetVariableData list shape)
+FAST201 = [var("TxCtrlr", "EVConnectionTimeOut", "5"), var("SampledDataCtrlr", "TxUpdatedInterval", "0"),
+           var("AlignedDataCtrlr", "Interval", "0"),
+           var("OCPPCommCtrlr", "MessageAttemptInterval", "1", instance="TransactionEvent")]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -99,6 +116,52 @@ async def booted(csms, make_station):
             await csms.expect("StatusNotification", lambda p, c=cid: p["connectorId"] == c, timeout=10, since=0)
         await sp.wait_api()
         csms.mark()
+        return sp
+
+    return boot
+
+
+@pytest.fixture
+async def csms201():
+    c = ScriptedCsms(version="2.0.1")
+    await c.start()
+    yield c
+    await c.close()
+    assert not c.schema_problems, f"station sent schema-invalid frames: {c.schema_problems}"
+
+
+@pytest.fixture
+async def make_station201(request, tmp_path, csms201):
+    """make_station201(variables=[...], evses=1, ...) -> an OCPP 2.0.1 station not yet started, in process."""
+    made: list[InProcessStation] = []
+
+    def make(variables: list[dict] | None = None, evses: int = 1, station_id: str = "CS201",
+             extra: list[str] | None = None, url: str | None = None, fast: bool = True,
+             config: str | None = None) -> InProcessStation:
+        cfg = list(FAST201) if fast else []
+        cfg += variables or []
+        sp = InProcessStation(tmp_path, url or f"ws://127.0.0.1:{csms201.port}/ocpp", station_id, evses, cfg,  # type: ignore[arg-type]
+                              ["--ocpp", "2.0.1", *(extra or [])], config)
+        made.append(sp)
+        return sp
+
+    yield make
+    for sp in made:
+        await sp.aclose()
+
+
+@pytest.fixture
+async def booted201(csms201, make_station201):
+    """A started 2.0.1 station that has booted (Accepted) and reported its connectors."""
+
+    async def boot(**kw):
+        sp = make_station201(**kw)
+        sp.start()
+        await csms201.expect("BootNotification", timeout=15)
+        for evse in range(1, sp.evses + 1):
+            await csms201.expect("StatusNotification", lambda p, e=evse: p["evseId"] == e, timeout=10, since=0)
+        await sp.wait_api()
+        csms201.mark()
         return sp
 
     return boot

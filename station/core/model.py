@@ -382,6 +382,15 @@ class Authorized(DomainEvent):
 
 
 @dataclass(frozen=True)
+class AuthorizationDropped(DomainEvent):
+    """A driver authorized before plugging in is no longer waited for: the cable did not come in
+    time (``timed_out``), or the same token was presented again to cancel."""
+
+    connector_id: int
+    timed_out: bool
+
+
+@dataclass(frozen=True)
 class PowerPathClosed(DomainEvent):
     connector_id: int
 

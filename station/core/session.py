@@ -35,6 +35,7 @@ from station.core.model import (
     MIN_CURRENT_A,
     PILOT_FAULT_INFO,
     AskAuthorization,
+    AuthorizationDropped,
     AuthorizationResult,
     Authorized,
     AvailabilityRequested,
@@ -315,7 +316,7 @@ class Session:
             if conn.pending is not None and conn.transaction is None:
                 conn.pending = None
                 return [Note(f"no cable at connector {ev.connector_id} in time: authorization dropped"),
-                        ReportStatus(ev.connector_id)]
+                        AuthorizationDropped(ev.connector_id, True), ReportStatus(ev.connector_id)]
             return []
         if ev.name == ALLOWANCE_TIMER:
             tx = conn.transaction
@@ -339,8 +340,8 @@ class Session:
                           Reply(ev.request_id, "unavailable")]
         if conn.pending is not None and conn.pending.id_tag == ev.token.value:
             conn.pending = None
-            return out + [CancelTimer(CABLE_TIMER, ev.connector_id), ReportStatus(ev.connector_id),
-                          Reply(ev.request_id, "cancelled")]
+            return out + [CancelTimer(CABLE_TIMER, ev.connector_id), AuthorizationDropped(ev.connector_id, False),
+                          ReportStatus(ev.connector_id), Reply(ev.request_id, "cancelled")]
         return out + self._ask(ev.request_id, _Request(ev.connector_id, ev.token))
 
     def _ask(self, rid: int, req: _Request) -> list[Effect]:
@@ -384,7 +385,8 @@ class Session:
             return [Note(f"card {tag}: connector {cid} is reserved for another idTag"), Reply(ev.request_id, "reserved")]
         if conn.pending is not None and conn.pending.id_tag == tag:
             conn.pending = None  # presented twice while asking: the second presentation cancels
-            return [CancelTimer(CABLE_TIMER, cid), ReportStatus(cid), Reply(ev.request_id, "cancelled")]
+            return [CancelTimer(CABLE_TIMER, cid), AuthorizationDropped(cid, False), ReportStatus(cid),
+                    Reply(ev.request_id, "cancelled")]
         out: list[Effect] = [Note(f"card {tag} accepted"), Authorized(cid, req.token, info)]
         pending = PendingAuthorization(tag, info.parent_id_tag, 0.0, id_token_type=req.token.type)
         out += self._begin_or_wait(conn, pending)

@@ -81,6 +81,7 @@ class ScriptedCsms:
     paths: list[str] = field(default_factory=list)
     subprotocols: list[str | None] = field(default_factory=list)
     reject_handshake: int = 0  # answer the next N handshakes with HTTP 401
+    version: str = VERSION  # the OCPP version spoken (subprotocol, schemas, default answers)
 
     def __post_init__(self) -> None:
         self.ws: ServerConnection | None = None
@@ -111,7 +112,7 @@ class ScriptedCsms:
             return None
 
         self.server = await serve(
-            self._session, "127.0.0.1", port, subprotocols=["ocpp1.6"], process_request=process_request,  # type: ignore[list-item]
+            self._session, "127.0.0.1", port, subprotocols=[f"ocpp{self.version}"], process_request=process_request,  # type: ignore[list-item]
             ssl=self.ssl,
         )
         self.port = self.server.sockets[0].getsockname()[1]
@@ -153,7 +154,7 @@ class ScriptedCsms:
         if msg[0] == 2:
             _, uid, action, payload = msg
             try:
-                ocpp_schema.validate(VERSION, action, payload)
+                ocpp_schema.validate(self.version, action, payload)
             except Exception as e:
                 self.schema_problems.append(f"{action}: {e}")
             self.received.append(Received(action, payload, uid, asyncio.get_running_loop().time()))
@@ -180,6 +181,8 @@ class ScriptedCsms:
                 fut.set_result(msg)
 
     def default_answer(self, action: str, p: dict) -> dict:
+        if self.version == "2.0.1":
+            return self.default_answer_201(action, p)
         if action == "BootNotification":
             return {"status": self.boot_status, "currentTime": now_iso(), "interval": self.boot_interval}
         if action == "Heartbeat":
@@ -190,6 +193,19 @@ class ScriptedCsms:
             return {"transactionId": next(self._tx_ids), "idTagInfo": {"status": "Accepted"}}
         if action == "StopTransaction":
             return {"idTagInfo": {"status": "Accepted"}}
+        if action == "DataTransfer":
+            return {"status": "Accepted"}
+        return {}
+
+    def default_answer_201(self, action: str, p: dict) -> dict:
+        if action == "BootNotification":
+            return {"status": self.boot_status, "currentTime": now_iso(), "interval": self.boot_interval}
+        if action == "Heartbeat":
+            return {"currentTime": now_iso()}
+        if action == "Authorize":
+            return {"idTokenInfo": {"status": "Accepted"}}
+        if action == "TransactionEvent" and "idToken" in p:
+            return {"idTokenInfo": {"status": "Accepted"}}
         if action == "DataTransfer":
             return {"status": "Accepted"}
         return {}
@@ -248,12 +264,12 @@ class ScriptedCsms:
     # -- CSMS -> station -----------------------------------------------------------------------
     async def call(self, action: str, payload: dict, timeout: float = 10.0) -> dict:
         """Send a Call; return the CallResult payload or raise CallErrorReply. Validates both ways."""
-        ocpp_schema.validate(VERSION, action, payload)
+        ocpp_schema.validate(self.version, action, payload)
         msg = await self.send_call_raw([2, f"csms-{next(self._ids)}", action, payload], timeout)
         if msg[0] == 4:
             raise CallErrorReply(msg[2], msg[3])
         try:
-            ocpp_schema.validate(VERSION, action, msg[2], result=True)
+            ocpp_schema.validate(self.version, action, msg[2], result=True)
         except Exception as e:
             self.schema_problems.append(f"{action} response: {e}")
             raise

@@ -103,7 +103,6 @@ BAD = [
     ('[station]\napi = ":8080"', "station.api: must be HOST:PORT"),
     ('[station]\napi_token = "short"', "station.api_token: must be at least 16 characters"),
     ('[station]\napi_token = 16', "station.api_token: must be a string"),
-    ('[station]\nocpp = "2.0.1"', "station.ocpp: OCPP 2.0.1 is not implemented yet (only 1.6)"),
     ('[station]\nsecurity_profile = 3\ncsms_url = "ws://c/ocpp"', "station.security_profile: profile 3 needs a wss:// csms_url"),
     ('[station]\nid = "CP-7"\ncsms_url = "ws://c/ocpp/CP-7"', "station.csms_url: already ends with the station id 'CP-7'"),
     ('[station]\nid = "CP-7"\ncsms_url = "ws://c/ocpp/CP-7/"', "station.csms_url: already ends with the station id 'CP-7'"),

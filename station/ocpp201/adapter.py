@@ -1,0 +1,510 @@
+"""OCPP 2.0.1 adapter: translates between the station and the 2.0.1 wire messages.
+
+It wires the same version-independent services as the 1.6 adapter (registration, outbox,
+metering schedules, the station driver and its core sessions) to 2.0.1: the device model
+(device_model.py) holds every setting as component/variable; StatusNotification per EVSE and
+connector (status.py); transactions by TxStartPoint / TxStopPoint with numbered TransactionEvents
+(transaction_event.py); the CSMS's requests per functional block in handlers/ behind one routing
+table. All time comes from one Scheduler.
+
+The station's connectors are numbered 1..n across EVSEs (the core's and 1.6's connectorId);
+2.0.1 addresses a connector as (evseId, connectorId within the EVSE): ``address()`` and
+``connector_number()`` translate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ocpp.exceptions import NotSupportedError
+
+from station.config import StationConfig, connector_numbers
+from station.core import model as m
+from station.core.auth import AuthRules, IdTagInfo
+from station.core.clock import Clock, iso
+from station.core.metering import parse_measurands, samples_for
+from station.core.model import ConnectorState
+from station.core.settings import Settings
+from station.core.transaction import Transaction
+from station.link import CallErrorReceived, Link, NotConnected
+from station.metering import AlignedSchedule, SampledSchedule
+from station.ocpp201 import vocabulary
+from station.ocpp201.device_model import DeviceModel
+from station.ocpp201.handlers import Handler, blocks, routing_table
+from station.ocpp201.meter_values import meter_value
+from station.ocpp201.status import StatusReporter
+from station.ocpp201.transaction_event import TransactionEvents, Tx201
+from station.outbox import Outbox
+from station.registration import Registration
+from station.scheduler import LoopScheduler, Scheduler
+from station.station import Station
+from station.store import Store
+from station.tasks import Tasks
+
+NS = "ocpp201"  # store namespace of the adapter's own facts (boot reason)
+
+
+
+# the variables whose change the adapter applies at once
+WATCHED = (
+    ("OCPPCommCtrlr", "HeartbeatInterval"), ("AlignedDataCtrlr", "Interval"), ("SampledDataCtrlr", "TxUpdatedInterval"),
+    ("TxCtrlr", "EVConnectionTimeOut"), ("TxCtrlr", "StopTxOnEVSideDisconnect"), ("TxCtrlr", "StopTxOnInvalidId"),
+    ("TxCtrlr", "MaxEnergyOnInvalidId"), ("OCPPCommCtrlr", "UnlockOnEVSideDisconnect"), ("AuthCtrlr", "Enabled"),
+    ("AuthCtrlr", "AuthorizeRemoteStart"), ("AuthCtrlr", "LocalPreAuthorize"), ("AuthCtrlr", "LocalAuthorizeOffline"),
+    ("AuthCtrlr", "OfflineTxForUnknownIdEnabled"), ("AuthCacheCtrlr", "Enabled"), ("LocalAuthListCtrlr", "Enabled"),
+)
+
+
+class TransactionMessages:
+    """The 2.0.1 part of the outbox: TransactionEvents carry the station's own transactionId, so
+    nothing is filled in when they are sent. MessageAttemptsTransactionEvent and
+    MessageAttemptIntervalTransactionEvent (E13) say how often and how far apart a message the
+    CSMS did not accept is sent again; then it is dropped, as 2.0.1 allows."""
+
+    def __init__(self, adapter: Ocpp201Adapter) -> None:
+        self.ad = adapter
+
+    def prepare(self, action: str, payload: dict, tx_local: int | None) -> dict | None:
+        return payload
+
+    def check(self, action: str, response: Any) -> str | None:
+        if not isinstance(response, dict):
+            return "the answer is not an object"
+        return None
+
+    def record(self, action: str, payload: dict, tx_local: int | None, response: dict) -> None:
+        if action == "TransactionEvent" and payload.get("eventType") == "Ended":
+            self.ad.store.tx_prune()
+
+    def delivered(self, action: str, payload: dict, tx_local: int | None, response: dict) -> None:
+        if action == "TransactionEvent":
+            self.ad.event_answered(payload, tx_local, response)
+
+    def gave_up(self, action: str, payload: dict, tx_local: int | None) -> None:
+        self.ad.log.error("%s seqNo %s of transaction %s was not accepted by the CSMS after %d attempts: dropped",
+                          action, payload.get("seqNo"), payload.get("transactionInfo", {}).get("transactionId"),
+                          self.max_attempts())
+
+    def max_attempts(self) -> int:
+        return max(1, self.ad.integer("OCPPCommCtrlr", "MessageAttempts", instance="TransactionEvent"))
+
+    def retry_interval(self) -> float:
+        return float(self.ad.integer("OCPPCommCtrlr", "MessageAttemptInterval", instance="TransactionEvent"))
+
+
+def as_scheduler(clock: Clock) -> Scheduler:
+    return clock if hasattr(clock, "call_later") and hasattr(clock, "call_at") else LoopScheduler()  # type: ignore[return-value]
+
+
+class Ocpp201Adapter:
+    version = "2.0.1"
+
+    def __init__(self, station: Station, store: Store, cfg: StationConfig, clock: Clock, log: logging.Logger) -> None:
+        self.station = station
+        self.store = store
+        self.cfg = cfg
+        self.scheduler = as_scheduler(clock)
+        self.clock = self.scheduler
+        self.log = log
+        numbers = connector_numbers(cfg.evses)
+        self._address = {cid: pair for pair, cid in numbers.items() if cid in station.connectors}
+        self._number = {pair: cid for cid, pair in self._address.items()}
+        layout: dict[int, list[int]] = {}
+        for evse_id, connector_id in sorted(self._number):
+            layout.setdefault(evse_id, []).append(connector_id)
+        self.layout = layout
+        identity = {"vendor": cfg.vendor, "model": cfg.model, "serial": cfg.serial,
+                    "firmware_version": cfg.firmware_version}
+        self.dm = DeviceModel(store, layout, identity, log)
+        self.device_model = self.dm
+        self.settings = Settings()
+        self.apply_variables()
+        self.link: Link | None = None
+        self.tasks = Tasks(log, "ocpp")
+        self.spawn = self.tasks.spawn
+        modules = blocks()
+        self.routes: dict[str, Handler] = routing_table(*(mod.routes for mod in modules))
+        self.services: dict[str, Any] = {}
+        self.registrar = Registration(
+            scheduler=self.scheduler,
+            log=log,
+            call=self.call,
+            spawn=self.spawn,
+            connected=lambda: self.link is not None and self.link.is_connected,
+            boot_payload=self.boot_payload,
+            on_answer=self._boot_answered,
+            heartbeat_interval=lambda: self.integer("OCPPCommCtrlr", "HeartbeatInterval"),
+        )
+        self.status = StatusReporter(self)
+        self.outbox = Outbox(
+            store=store, scheduler=self.scheduler, log=log, send=self.call, online=lambda: self.online,
+            policy=TransactionMessages(self), spawn=self.spawn,
+        )
+        self.transactions = TransactionEvents(self)
+        self.aligned = AlignedSchedule(
+            self.scheduler, lambda: self.integer("AlignedDataCtrlr", "Interval"), lambda: self.spawn(self._send_aligned())
+        )
+        self._sampling: dict[int, SampledSchedule] = {}
+        self.reset_scheduled: dict[int, str] = {}  # EVSE id (0: the station) -> reset type, waiting for idle
+        for mod in modules:  # the blocks' own services (handlers/__init__.py)
+            make = getattr(mod, "service", None)
+            if make is not None:
+                self.services[mod.__name__.rsplit(".", 1)[-1]] = make(self)
+        self.boot_reason = str(store.get(NS, "boot_reason", "PowerUp"))
+        store.put(NS, "boot_reason", "PowerUp")  # the next start is a power-up unless a reset says otherwise
+        for component, variable in WATCHED:
+            self.dm.subscribe(component, variable, self._variable_changed)
+
+    # -- device model reads ------------------------------------------------------------------
+    def _value(self, component: str, variable: str, **kw: Any) -> Any:
+        return self.dm.value(component, variable, **kw)
+
+    def integer(self, component: str, variable: str, **kw: Any) -> int:
+        v = self._value(component, variable, **kw)
+        try:
+            return int(v)
+        except (TypeError, ValueError):
+            return 0
+
+    def flag(self, component: str, variable: str, **kw: Any) -> bool:
+        v = self._value(component, variable, **kw)
+        return v if isinstance(v, bool) else str(v).lower() == "true"
+
+    def text(self, component: str, variable: str, **kw: Any) -> str:
+        v = self._value(component, variable, **kw)
+        if isinstance(v, list | tuple):
+            return ",".join(str(x) for x in v)
+        return "" if v is None else str(v)
+
+    def members(self, component: str, variable: str, **kw: Any) -> list[str]:
+        v = self._value(component, variable, **kw)
+        if isinstance(v, list | tuple):
+            return [str(x) for x in v]
+        return parse_measurands(str(v or ""))
+
+    def apply_variables(self) -> None:
+        s = self.settings
+        s.connection_timeout_s = float(self.integer("TxCtrlr", "EVConnectionTimeOut"))
+        s.stop_on_ev_side_disconnect = self.flag("TxCtrlr", "StopTxOnEVSideDisconnect")
+        s.unlock_on_ev_side_disconnect = self.flag("OCPPCommCtrlr", "UnlockOnEVSideDisconnect")
+        s.stop_on_invalid_id = self.flag("TxCtrlr", "StopTxOnInvalidId")
+        s.max_energy_on_invalid_id_wh = self.integer("TxCtrlr", "MaxEnergyOnInvalidId") or None
+        s.authorize_remote_tx_requests = self.authorize_remote_start()
+        auth_enabled = self.flag("AuthCtrlr", "Enabled")
+        s.auth = AuthRules(
+            authorization_cache_enabled=self.flag("AuthCacheCtrlr", "Enabled"),
+            local_auth_list_enabled=self.flag("LocalAuthListCtrlr", "Enabled"),
+            local_pre_authorize=self.flag("AuthCtrlr", "LocalPreAuthorize"),
+            local_authorize_offline=self.flag("AuthCtrlr", "LocalAuthorizeOffline"),
+            allow_offline_tx_for_unknown_id=self.flag("AuthCtrlr", "OfflineTxForUnknownIdEnabled") or not auth_enabled,
+        )
+
+    def authorize_remote_start(self) -> bool:
+        return self.flag("AuthCtrlr", "AuthorizeRemoteStart")
+
+    def _variable_changed(self, ck: tuple, vk: tuple, value: Any) -> None:
+        component, variable = ck[0], vk[0]
+        self.apply_variables()
+        if variable == "HeartbeatInterval":
+            self.registrar.heartbeat_interval_changed()
+        elif component == "AlignedDataCtrlr" and variable == "Interval":
+            self.aligned.interval_changed()
+        elif component == "SampledDataCtrlr" and variable == "TxUpdatedInterval":
+            for schedule in self._sampling.values():
+                schedule.interval_changed()
+
+    # -- addresses ---------------------------------------------------------------------------
+    def address(self, cid: int) -> tuple[int, int]:
+        """The station's connector number as (evseId, connectorId)."""
+        return self._address[cid]
+
+    def connector_number(self, evse_id: int, connector_id: int = 1) -> int | None:
+        return self._number.get((evse_id, connector_id))
+
+    def connectors_of(self, evse_id: int) -> list[int]:
+        return [cid for (e, _), cid in sorted(self._number.items()) if e == evse_id]
+
+    def connector_facts(self, cid: int) -> tuple[ConnectorState, bool]:
+        state, _ = self.station.status_of(cid)
+        return state, self.station.connectors[cid].plugged
+
+    # -- life cycle --------------------------------------------------------------------------
+    def basic_auth(self) -> tuple[str, str] | None:
+        """HTTP Basic credentials of security profiles 1 and 2: the station id and BasicAuthPassword."""
+        if self.cfg.security_profile not in (1, 2):
+            return None
+        password = self.text("SecurityCtrlr", "BasicAuthPassword")
+        return (self.cfg.id, password) if password else None
+
+    def url(self) -> str:
+        return self.cfg.url_for_station()
+
+    def make_link(self, ssl: Any = None, reconnecting: bool = False) -> Link:
+        self.link = Link(
+            url=self.url(),
+            version="2.0.1",
+            handler=self.handle,
+            on_open=self.on_open,
+            on_close=self.on_close,
+            log=self.log,
+            basic_auth=self.basic_auth(),
+            ssl=ssl,
+            ca_file=self.cfg.ca_file,
+            ping_interval=float(self.integer("OCPPCommCtrlr", "WebSocketPingInterval")) or None,
+            reconnecting=reconnecting,
+        )
+        return self.link
+
+    def _each_service(self, hook: str) -> None:
+        for name, svc in self.services.items():
+            fn = getattr(svc, hook, None)
+            if fn is None:
+                continue
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - one block's failure must not stop the others
+                self.log.exception("%s.%s() failed", name, hook)
+
+    async def start(self) -> None:
+        self._each_service("start")
+        self.aligned.start()
+        self.outbox.kick()
+        for t in list(self.transactions.open.values()):
+            self.transaction_opened(t)
+
+    async def stop(self) -> None:
+        self._each_service("stop")
+        self.registrar.stop()
+        self.aligned.stop()
+        for schedule in self._sampling.values():
+            schedule.stop()
+        self._sampling.clear()
+        self.status.stop()
+        self.outbox.stop()
+        self.tasks.cancel_all()
+
+    @property
+    def registration(self) -> str | None:
+        return self.registrar.status
+
+    @property
+    def registered(self) -> bool:
+        return self.registrar.accepted
+
+    @property
+    def online(self) -> bool:
+        return self.link is not None and self.link.is_connected and self.registrar.accepted
+
+    async def call(self, action: str, payload: dict, timeout: float | None = None, unique_id: str | None = None) -> dict:
+        if self.link is None:
+            raise NotConnected(action)
+        resp = await (self.link.call(action, payload, timeout, unique_id=unique_id) if unique_id is not None
+                      else self.link.call(action, payload, timeout))
+        self.registrar.activity()
+        return resp
+
+    async def send_quietly(self, action: str, payload: dict) -> dict | None:
+        try:
+            return await self.call(action, payload)
+        except (TimeoutError, CallErrorReceived, NotConnected) as e:
+            self.log.warning("%s failed: %s", action, e)
+            return None
+
+    async def on_open(self) -> None:
+        self.registrar.connected()
+        if self.registrar.accepted:
+            self.status.reconnected()
+            self.outbox.kick()
+
+    def on_close(self) -> None:
+        self.registrar.disconnected()
+        self.status.disconnected()
+
+    # -- registration (B01-B04) ---------------------------------------------------------------
+    def boot_payload(self) -> dict:
+        cs: dict = {"model": self.cfg.model[:20], "vendorName": self.cfg.vendor[:50],
+                    "firmwareVersion": self.cfg.firmware_version[:50]}
+        if self.cfg.serial:
+            cs["serialNumber"] = self.cfg.serial[:25]
+        return {"chargingStation": cs, "reason": self.boot_reason}
+
+    def _boot_answered(self, status: str, interval: int) -> None:
+        self.station.on_event(f"CSMS answered BootNotification: {status}")
+        if status != "Accepted":
+            return
+        if interval > 0:
+            problems = self.dm.set_variables([{"component": {"name": "OCPPCommCtrlr"},
+                                               "variable": {"name": "HeartbeatInterval"},
+                                               "attributeValue": str(interval)}], source="BootNotification")
+            if problems and problems[0].get("attributeStatus") not in ("Accepted", "RebootRequired"):
+                self.log.warning("BootNotification interval %d s is not a usable HeartbeatInterval; keeping %s s",
+                                 interval, self.integer("OCPPCommCtrlr", "HeartbeatInterval"))
+        if self.link is not None:
+            self.link.registered()
+        self.status.send_all()
+        self.outbox.kick()
+        self._each_service("registered")
+
+    # -- status (G01-G05) ---------------------------------------------------------------------
+    def status_changed(self, connector_id: int, state: ConnectorState, fault: str | None, info: str) -> None:
+        if connector_id in self._address:
+            self.status.changed(connector_id)
+
+    # -- authorization (C01) ------------------------------------------------------------------
+    async def authorize(self, id_tag: str, token_type: str | None = None) -> IdTagInfo | None:
+        if not self.online:
+            return None
+        token = {"idToken": id_tag, "type": token_type or "ISO14443"}
+        try:
+            resp = await self.call("Authorize", {"idToken": token})
+        except (TimeoutError, CallErrorReceived, NotConnected) as e:
+            self.log.warning("Authorize failed: %s; using offline rules", e)
+            return None
+        if not isinstance(resp, dict) or not isinstance(resp.get("idTokenInfo"), dict):
+            self.log.warning("Authorize answer unusable; using offline rules")
+            return None
+        return vocabulary.id_tag_info(resp["idTokenInfo"])
+
+    # -- transactions (E) ----------------------------------------------------------------------
+    def domain_event(self, event: m.DomainEvent) -> None:
+        self.transactions.domain_event(event)
+
+    def transaction_started(self, tx: Transaction) -> None:
+        self.transactions.session_started(tx)
+
+    def transaction_stopped(self, tx: Transaction) -> None:
+        self.transactions.session_stopped(tx)
+        self._maybe_reset()
+
+    def queue_event(self, payload: dict, tx_local: int | None) -> None:
+        self.outbox.add("TransactionEvent", payload, tx_local)
+
+    def transaction_opened(self, t: Tx201) -> None:
+        old = self._sampling.pop(t.cid, None)
+        if old is not None:
+            old.stop()
+        schedule = SampledSchedule(self.scheduler, lambda: self.integer("SampledDataCtrlr", "TxUpdatedInterval"),
+                                   lambda cid=t.cid: self.spawn(self._sample(cid)))
+        self._sampling[t.cid] = schedule
+        schedule.start()
+
+    def transaction_closed(self, t: Tx201) -> None:
+        schedule = self._sampling.pop(t.cid, None)
+        if schedule is not None:
+            schedule.stop()
+        self.spawn(self._closed_later())
+
+    async def _closed_later(self) -> None:
+        self._maybe_reset()
+
+    def event_answered(self, payload: dict, tx_local: int | None, response: dict) -> None:
+        """The CSMS answered a TransactionEvent: an idTokenInfo about the token sent with it."""
+        info = response.get("idTokenInfo")
+        token = payload.get("idToken")
+        if not isinstance(info, dict) or not isinstance(token, dict):
+            return
+        tag_info = vocabulary.id_tag_info(info)
+        self.station.remember(token["idToken"], tag_info)
+        if tx_local is None:
+            return
+        tx = self.station.find_transaction(lambda t: t.local_id == tx_local)
+        if tx is not None and tx.active and payload.get("eventType") != "Ended" and tx.id_tag == token["idToken"]:
+            self.station.on_start_result(tx, tag_info)
+
+    async def _sample(self, cid: int) -> None:
+        await self.station.read_meter(cid)
+        self.transactions.periodic(cid)
+
+    async def _send_aligned(self) -> None:
+        """AlignedDataCtrlr.Interval came round: Sample.Clock values, in the transaction's events
+        for a connector with a transaction, as MeterValues for the others (unless SendDuringIdle
+        is false... it means: only when no transaction runs)."""
+        measurands = parse_measurands(self.text("AlignedDataCtrlr", "Measurands"))
+        if not measurands:
+            return
+        for cid in list(self.station.connectors):
+            if cid not in self._address:
+                continue
+            reading = await self.station.read_meter(cid)
+            if reading is None:
+                continue
+            if self.transactions.clock_aligned(cid):
+                continue
+            if not self.online:
+                continue
+            samples = samples_for(reading, measurands, self.station.evse_of(cid).phases)
+            if samples:
+                evse_id, _ = self.address(cid)
+                mv = meter_value(samples, "Sample.Clock", self.scheduler.now())
+                self.spawn(self.send_quietly("MeterValues", {"evseId": evse_id, "meterValue": [mv]}))
+
+    async def trigger_meter_values(self, cids: list[int]) -> None:
+        """TriggerMessage MeterValues: one MeterValues per EVSE named (of its first connector)."""
+        measurands = parse_measurands(self.text("SampledDataCtrlr", "TxUpdatedMeasurands"))
+        done: set[int] = set()
+        for cid in cids:
+            evse_id, _ = self.address(cid)
+            if evse_id in done:
+                continue
+            done.add(evse_id)
+            reading = await self.station.read_meter(cid)
+            if reading is None:
+                continue
+            samples = samples_for(reading, measurands, self.station.evse_of(cid).phases, self.station.offered_current(cid))
+            mv = meter_value(samples, "Trigger", self.scheduler.now())
+            await self.send_quietly("MeterValues", {"evseId": evse_id, "meterValue": [mv]})
+
+    def idle_report(self, action: str) -> dict:
+        """FirmwareStatusNotification / LogStatusNotification when nothing is being done: Idle."""
+        return {"status": "Idle"}
+
+    def outbox_empty(self) -> bool:
+        return len(self.outbox) == 0
+
+    async def flush_outbox(self, timeout: float) -> None:
+        await self.outbox.flush(timeout)
+
+    # -- reset (B11, B12) ---------------------------------------------------------------------
+    def busy(self, evse_id: int | None = None) -> bool:
+        cids = self.connectors_of(evse_id) if evse_id else list(self._address)
+        return any(c in self.transactions.open or self.transactions.core_tx(c) is not None for c in cids)
+
+    def schedule_reset(self, evse_id: int, kind: str) -> None:
+        self.reset_scheduled[evse_id] = kind
+
+    def _maybe_reset(self) -> None:
+        for evse_id in list(self.reset_scheduled):
+            if not self.busy(evse_id or None):
+                kind = self.reset_scheduled.pop(evse_id)
+                self.spawn(self.reset(evse_id, kind))
+
+    async def reset(self, evse_id: int, kind: str) -> None:
+        """Reset the station (``evse_id`` 0) or one EVSE: transactions end (ImmediateReset), then the
+        station restarts, or the EVSE is made available again."""
+        from station.core.transaction import StopReason  # noqa: PLC0415
+
+        if evse_id == 0:
+            self.store.put(NS, "boot_reason", "RemoteReset")
+            await self.station.reset("Hard" if kind == "Immediate" else "Soft")
+            return
+        for cid in self.connectors_of(evse_id):
+            tx = self.transactions.core_tx(cid)
+            if tx is not None:
+                await self.station.stop_transaction(cid, StopReason.HardReset)
+        self.station.on_event(f"EVSE {evse_id} reset")
+
+    # -- CSMS requests -----------------------------------------------------------------------
+    async def handle(self, action: str, payload: dict) -> Any:
+        self.registrar.activity()
+        handler = self.routes.get(action)
+        if handler is None:
+            raise NotSupportedError(description=f"{action} is not supported by this station")
+        return await handler(self, payload)
+
+    def now_iso(self) -> str:
+        return iso(self.scheduler.now())
+
+
+_ = Callable, Awaitable  # typing names kept for handler modules importing from here
