@@ -127,6 +127,9 @@ class Ocpp201Adapter:
         modules = blocks()
         self.routes: dict[str, Handler] = routing_table(*(mod.routes for mod in modules))
         self.services: dict[str, Any] = {}
+        # TriggerMessage requestedMessage -> fn(cids) returning the answer (or (answer, after)) of a
+        # message a block's service sends (FirmwareStatusNotification, LogStatusNotification, ...)
+        self.triggers: dict[str, Callable[[list[int]], Any]] = {}
         self.registrar = Registration(
             scheduler=self.scheduler,
             log=log,
@@ -506,5 +509,3 @@ class Ocpp201Adapter:
     def now_iso(self) -> str:
         return iso(self.scheduler.now())
 
-
-_ = Callable, Awaitable  # typing names kept for handler modules importing from here
