@@ -15,7 +15,7 @@ The station's connectors are numbered 1..n across EVSEs (the core's and 1.6's co
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from ocpp.exceptions import NotSupportedError
