@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ocpp.exceptions import NotSupportedError
+from ocpp.exceptions import NotSupportedError, SecurityError
 
 from station.config import StationConfig, connector_numbers
 from station.core import model as m
@@ -46,6 +46,11 @@ from station.tasks import Tasks
 NS = "ocpp201"  # store namespace of the adapter's own facts (boot reason)
 
 
+
+# what the CSMS may ask while the BootNotification is Pending (B02): configure and inspect the station
+WHILE_PENDING = frozenset({"GetVariables", "SetVariables", "GetBaseReport", "GetReport", "TriggerMessage",
+                           "SetNetworkProfile", "Reset", "InstallCertificate", "GetInstalledCertificateIds",
+                           "DeleteCertificate", "CertificateSigned", "ChangeAvailability", "DataTransfer"})
 
 # the variables whose change the adapter applies at once
 WATCHED = (
@@ -504,6 +509,10 @@ class Ocpp201Adapter:
         handler = self.routes.get(action)
         if handler is None:
             raise NotSupportedError(description=f"{action} is not supported by this station")
+        status = self.registrar.status
+        if status == "Rejected" or (status != "Accepted" and action not in WHILE_PENDING):
+            # B02.FR.xx / B03.FR.xx: before the boot is Accepted only provisioning requests are served
+            raise SecurityError(description=f"{action} refused: BootNotification is {status or 'not answered yet'}")
         return await handler(self, payload)
 
     def now_iso(self) -> str:

@@ -127,6 +127,8 @@ async def trigger_message(ad: Ocpp201Adapter, p: dict) -> Any:
             cids = ad.connectors_of(evse["id"])
         if not cids:
             return REJECTED
+    if what != "BootNotification" and not ad.registered:
+        return REJECTED  # B02: nothing but a BootNotification before the boot is Accepted
     if what == "BootNotification":
         if ad.registered:
             return REJECTED  # F06.FR.17: already accepted
