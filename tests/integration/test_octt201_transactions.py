@@ -1,0 +1,340 @@
+"""OCPP 2.0.1 block E (transactions) and J (meter values) over a real websocket, in process on
+virtual time: TxStartPoint / TxStopPoint options, local start and stop, EV-side disconnect,
+GetTransactionStatus, offline behaviour and retries of TransactionEvents."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import var
+from tests.integration.harness import CallErrorReply
+
+
+def points(start: str, stop: str = "EVConnected,Authorized") -> list[dict]:
+    return [var("TxCtrlr", "TxStartPoint", start), var("TxCtrlr", "TxStopPoint", stop)]
+
+
+def started(p: dict) -> bool:
+    return p["eventType"] == "Started"
+
+
+def ended(p: dict) -> bool:
+    return p["eventType"] == "Ended"
+
+
+def seq_ok(csms, tx_id: str) -> None:
+    seqs = [p["seqNo"] for p in csms.calls("TransactionEvent") if p["transactionInfo"]["transactionId"] == tx_id]
+    assert seqs == list(range(len(seqs))), seqs
+
+
+async def test_TC_E_01_CS_start_option_power_path_closed(csms201, booted201):
+    sp = await booted201(variables=points("PowerPathClosed"))
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("Authorize")
+    ev = await csms201.expect("TransactionEvent", started)
+    assert ev["transactionInfo"]["chargingState"] == "Charging"
+    assert ev["idToken"] == {"idToken": "TAG1", "type": "ISO14443"}
+
+
+async def test_TC_E_02_CS_start_option_energy_transfer(csms201, booted201):
+    sp = await booted201(variables=points("EnergyTransfer"))
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    assert ev["transactionInfo"]["chargingState"] == "Charging"
+    assert ev["triggerReason"] == "ChargingStateChanged"
+
+
+async def test_TC_E_09_CS_start_option_ev_connected(csms201, booted201):
+    sp = await booted201(variables=points("EVConnected"))
+    await sp.plug()
+    ev = await csms201.expect("TransactionEvent", started)
+    assert ev["triggerReason"] == "CablePluggedIn" and "idToken" not in ev
+    assert ev["transactionInfo"]["chargingState"] == "EVConnected"
+    await sp.swipe("TAG1")
+    upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "Authorized")
+    assert upd["eventType"] == "Updated" and upd["idToken"]["idToken"] == "TAG1"
+    seq_ok(csms201, ev["transactionInfo"]["transactionId"])
+
+
+async def test_TC_E_10_CS_start_option_authorized_local(csms201, booted201):
+    sp = await booted201(variables=points("Authorized"))
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    assert ev["triggerReason"] == "Authorized" and ev["idToken"]["idToken"] == "TAG1"
+    assert ev["transactionInfo"]["chargingState"] == "Idle"
+    await sp.plug()
+    upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "CablePluggedIn")
+    assert upd["eventType"] == "Updated"
+
+
+async def test_TC_E_13_CS_start_option_authorized_remote(csms201, booted201):
+    await booted201(variables=points("Authorized"))
+    answer = await csms201.call("RequestStartTransaction", {"idToken": {"idToken": "R1", "type": "Central"},
+                                                            "remoteStartId": 42, "evseId": 1})
+    assert answer["status"] == "Accepted"
+    ev = await csms201.expect("TransactionEvent", started)
+    assert ev["triggerReason"] == "RemoteStart"
+    assert ev["transactionInfo"]["remoteStartId"] == 42
+
+
+async def test_TC_E_12_CS_start_option_parking_bay_occupied(csms201, booted201):
+    """No bay sensor: ParkingBayOccupancy is taken when the EV is detected at the connector."""
+    sp = await booted201(variables=points("ParkingBayOccupancy"))
+    await sp.plug()
+    ev = await csms201.expect("TransactionEvent", started)
+    assert ev["triggerReason"] == "CablePluggedIn"
+
+
+async def test_TC_E_03_CS_local_start_cable_first(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await csms201.expect("StatusNotification", lambda p: p["connectorStatus"] == "Occupied")
+    await sp.swipe("TAG1")
+    await csms201.expect("Authorize")
+    ev = await csms201.expect("TransactionEvent", started)
+    assert ev["evse"] == {"id": 1, "connectorId": 1}
+
+
+async def test_TC_E_04_CS_local_start_authorization_first(csms201, booted201):
+    sp = await booted201()
+    await sp.swipe("TAG1")
+    await csms201.expect("Authorize")
+    await sp.plug()
+    ev = await csms201.expect("TransactionEvent", started)
+    assert ev["idToken"]["idToken"] == "TAG1"
+
+
+async def test_TC_E_05_CS_authorization_first_cable_timeout(csms201, booted201):
+    sp = await booted201(variables=points("Authorized", "EVConnected,Authorized"))
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    end = await csms201.expect("TransactionEvent", ended, timeout=15)
+    assert end["triggerReason"] == "EVConnectTimeout"
+    assert end["transactionInfo"]["stoppedReason"] == "Timeout"
+    seq_ok(csms201, ev["transactionInfo"]["transactionId"])
+
+
+async def test_TC_E_06_CS_local_stop_accepted(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    await sp.swipe("TAG1")
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "StopAuthorized"
+    assert end["transactionInfo"]["stoppedReason"] == "Local"
+    assert end["idToken"]["idToken"] == "TAG1"
+    assert any(mv["sampledValue"][0]["context"] == "Transaction.End" for mv in end["meterValue"])
+    seq_ok(csms201, ev["transactionInfo"]["transactionId"])
+
+
+async def test_TC_E_15_CS_stop_option_ev_connected_only_stop_authorized(csms201, booted201):
+    """TxStopPoint EVConnected: the local stop deauthorizes (Updated), the unplug ends it."""
+    sp = await booted201(variables=points("PowerPathClosed", "EVConnected"))
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    await sp.swipe("TAG1")
+    upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "StopAuthorized")
+    assert upd["eventType"] == "Updated"
+    await csms201.no_call("TransactionEvent", within=3, pred=ended)
+    await sp.unplug()
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "EVDeparted" and end["transactionInfo"]["stoppedReason"] == "Local"
+    seq_ok(csms201, ev["transactionInfo"]["transactionId"])
+
+
+async def test_TC_E_21_CS_stop_authorized_remote(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    tx_id = ev["transactionInfo"]["transactionId"]
+    assert (await csms201.call("RequestStopTransaction", {"transactionId": tx_id}))["status"] == "Accepted"
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "RemoteStop" and end["transactionInfo"]["stoppedReason"] == "Remote"
+
+
+async def test_TC_E_20_CS_ev_side_disconnect(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    await sp.unplug()
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "EVCommunicationLost"
+    assert end["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    assert len([p for p in csms201.calls("TransactionEvent") if ended(p)]) == 1
+
+
+async def test_TC_E_26_CS_ev_side_disconnect_suspends(csms201, booted201):
+    sp = await booted201(variables=[var("TxCtrlr", "StopTxOnEVSideDisconnect", "false")])
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    await sp.unplug()
+    upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "EVCommunicationLost")
+    assert upd["eventType"] == "Updated"
+    await csms201.no_call("TransactionEvent", within=3, pred=ended)
+
+
+async def test_TC_E_16_CS_deauthorized_invalid_id_token(csms201, booted201):
+    """The CSMS answers the Started event's idToken Invalid: the transaction is deauthorized and ends."""
+    csms201.responders["TransactionEvent"] = (
+        lambda p: {"idTokenInfo": {"status": "Invalid"}} if "idToken" in p else None)
+    sp = await booted201(variables=[var("AuthCtrlr", "LocalPreAuthorize", "false")])
+    csms201.responders["Authorize"] = lambda p: {"idTokenInfo": {"status": "Accepted"}}
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "Deauthorized"
+    assert end["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+
+
+async def test_TC_E_29_30_CS_transaction_status_ongoing(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    tx_id = ev["transactionInfo"]["transactionId"]
+    got = await csms201.call("GetTransactionStatus", {"transactionId": tx_id})
+    assert got == {"ongoingIndicator": True, "messagesInQueue": False}
+
+
+async def test_TC_E_28_CS_transaction_status_unknown(csms201, booted201):
+    await booted201()
+    got = await csms201.call("GetTransactionStatus", {"transactionId": "no-such-tx"})
+    assert got == {"ongoingIndicator": False, "messagesInQueue": False}
+
+
+async def test_TC_E_31_32_CS_transaction_status_ended_with_and_without_queue(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    tx_id = ev["transactionInfo"]["transactionId"]
+    csms201.silent.add("TransactionEvent")  # the Ended event stays in the queue
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", ended)
+    got = await csms201.call("GetTransactionStatus", {"transactionId": tx_id})
+    assert got == {"ongoingIndicator": False, "messagesInQueue": True}
+    csms201.silent.clear()
+    await csms201.expect("TransactionEvent", ended, timeout=60)  # sent again
+    await asyncio.sleep(1)
+    got = await csms201.call("GetTransactionStatus", {"transactionId": tx_id})
+    assert got == {"ongoingIndicator": False, "messagesInQueue": False}
+
+
+async def test_TC_E_33_34_CS_transaction_status_without_id(csms201, booted201):
+    sp = await booted201(variables=[var("AuthCtrlr", "OfflineTxForUnknownIdEnabled", "true")])
+    assert await csms201.call("GetTransactionStatus", {}) == {"messagesInQueue": False}
+    await sp.link(False)
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await asyncio.sleep(2)
+    await sp.link(True)
+    await csms201.connected.wait()
+    csms201.silent.add("TransactionEvent")
+    await csms201.expect("TransactionEvent", started, timeout=15)
+    assert await csms201.call("GetTransactionStatus", {}) == {"messagesInQueue": True}
+
+
+async def test_TC_E_40_CS_connection_loss_during_transaction(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    tx_id = ev["transactionInfo"]["transactionId"]
+    await sp.link(False)
+    await csms201.disconnected.wait()
+    await sp.swipe("TAG1")  # stopped while offline (the cache knows TAG1)
+    await asyncio.sleep(2)
+    await sp.link(True)
+    end = await csms201.expect("TransactionEvent", ended, timeout=30)
+    assert end["offline"] is True
+    assert end["transactionInfo"]["transactionId"] == tx_id
+    seq_ok(csms201, tx_id)
+
+
+async def test_TC_E_43_CS_transaction_during_offline_period(csms201, booted201):
+    sp = await booted201(variables=[var("AuthCtrlr", "OfflineTxForUnknownIdEnabled", "true")])
+    await sp.link(False)
+    await csms201.disconnected.wait()
+    await sp.plug()
+    await sp.swipe("OFF1")
+    await asyncio.sleep(5)
+    await sp.swipe("OFF1")
+    await asyncio.sleep(2)
+    await sp.link(True)
+    s = await csms201.expect("TransactionEvent", started, timeout=30)
+    e = await csms201.expect("TransactionEvent", ended, timeout=30)
+    assert s["offline"] is True and e["offline"] is True
+    assert s["transactionInfo"]["transactionId"] == e["transactionInfo"]["transactionId"]
+    seq_ok(csms201, s["transactionInfo"]["transactionId"])
+
+
+async def test_TC_E_41_CS_retry_max_count_reached(csms201, booted201):
+    """A TransactionEvent the CSMS never answers is sent MessageAttempts times, then dropped."""
+    sp = await booted201(variables=[var("OCPPCommCtrlr", "MessageAttempts", "3", instance="TransactionEvent")])
+    csms201.responders["TransactionEvent"] = lambda p: CallErrorReply("InternalError", "no")
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    await asyncio.sleep(30)
+    tries = [p for p in csms201.calls("TransactionEvent") if started(p)]
+    assert len(tries) == 3
+    assert len({p["seqNo"] for p in tries}) == 1
+
+
+async def test_TC_E_42_CS_retry_success_before_max(csms201, booted201):
+    sp = await booted201(variables=[var("OCPPCommCtrlr", "MessageAttempts", "3", instance="TransactionEvent")])
+    answers = iter([CallErrorReply("InternalError", "no"), None])
+    csms201.responders["TransactionEvent"] = lambda p: next(answers, None)
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    await asyncio.sleep(10)
+    tries = [p for p in csms201.calls("TransactionEvent") if started(p)]
+    assert len(tries) == 2
+
+
+# -- J: meter values -----------------------------------------------------------------------
+
+
+async def test_TC_J_07_CS_sampled_started_has_begin_values(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    contexts = {sv["context"] for mv in ev["meterValue"] for sv in mv["sampledValue"]}
+    assert contexts == {"Transaction.Begin"}
+
+
+async def test_TC_J_09_CS_sampled_updated(csms201, booted201):
+    sp = await booted201(variables=[var("SampledDataCtrlr", "TxUpdatedInterval", "10")])
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "MeterValuePeriodic", timeout=30)
+    measurands = {sv.get("measurand") for mv in upd["meterValue"] for sv in mv["sampledValue"]}
+    assert "Energy.Active.Import.Register" in measurands
+    assert all(sv["context"] == "Sample.Periodic" for mv in upd["meterValue"] for sv in mv["sampledValue"])
+
+
+async def test_TC_J_01_CS_clock_aligned_no_transaction(csms201, booted201):
+    await booted201(variables=[var("AlignedDataCtrlr", "Interval", "60")])
+    mv = await csms201.expect("MeterValues", timeout=130)
+    assert mv["evseId"] == 1
+    assert all(sv["context"] == "Sample.Clock" for m in mv["meterValue"] for sv in m["sampledValue"])
+
+
+async def test_TC_J_02_CS_clock_aligned_transaction_ongoing(csms201, booted201):
+    sp = await booted201(variables=[var("AlignedDataCtrlr", "Interval", "60")])
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "MeterValueClock", timeout=130)
+    assert upd["eventType"] == "Updated"
