@@ -767,7 +767,7 @@ class DeviceModel:
             why = check(value) if check else None
             problem = ("InvalidValue", f"{v.label}: {why}"[:512]) if why else None
         if problem:
-            return "Rejected", {"reasonCode": problem[0], "additionalInfo": problem[1]}, None
+            return "Rejected", {"reasonCode": problem[0], "additionalInfo": problem[1][:512]}, None
         return ("RebootRequired" if v.reboot_required else "Accepted"), None, (ck, v, attr, v.normalized(value))
 
     def set_variables(self, set_variable_data: list[dict], source: str = "CSMS") -> list[dict]:
