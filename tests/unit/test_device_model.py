@@ -404,6 +404,10 @@ def test_subscribers_are_told_after_the_change_with_the_typed_value(dm: DeviceMo
     assert told == [(("TxCtrlr", None, None, None), ("TxStopPoint", None), ["EVConnected"], ["EVConnected"]),
                     (("OCPPCommCtrlr", None, None, None), ("MessageAttempts", "TransactionEvent"), 7)]
     assert "subscriber of TxCtrlr.TxStopPoint failed" in caplog.text
+    told.clear()
+    dm.subscribe("SecurityCtrlr", "SecurityProfile", lambda *a: told.append(a))
+    dm.set_actual("SecurityCtrlr", "SecurityProfile", 3)  # the station's own change: nobody is told
+    assert told == []
 
 
 def test_set_actual_volatile_in_memory_persistent_in_store(dm: DeviceModel, store: MemoryStore) -> None:
