@@ -232,6 +232,18 @@ CONNECTOR_TYPES = (
     "s309-3P-32A", "sBS1361", "sCEE-7-7", "sType2", "sType3", "Other1PhMax16A", "Other1PhOver16A",
     "Other3Ph", "Pan", "wInductive", "wResonant", "Undetermined", "Unknown",
 )
+# MeasurandEnumType of OCPP 2.0.1 (1.6's Temperature is not one); the station offers those its
+# meter engine can deliver (station/core/metering.py)
+MEASURAND_ENUM = frozenset({
+    "Current.Export", "Current.Import", "Current.Offered", "Energy.Active.Export.Register",
+    "Energy.Active.Import.Register", "Energy.Reactive.Export.Register", "Energy.Reactive.Import.Register",
+    "Energy.Active.Export.Interval", "Energy.Active.Import.Interval", "Energy.Active.Net",
+    "Energy.Reactive.Export.Interval", "Energy.Reactive.Import.Interval", "Energy.Reactive.Net",
+    "Energy.Apparent.Net", "Energy.Apparent.Import", "Energy.Apparent.Export", "Frequency",
+    "Power.Active.Export", "Power.Active.Import", "Power.Factor", "Power.Offered", "Power.Reactive.Export",
+    "Power.Reactive.Import", "SoC", "Voltage",
+})
+MEASURANDS = tuple(m for m in SUPPORTED_MEASURANDS if m in MEASURAND_ENUM)
 TIME_SOURCES = ("Heartbeat", "NTP", "GPS", "RealTimeClock", "MobileNetwork", "RadioTimeTransmitter")
 # the limits this station's engines keep (reported read-only)
 ITEMS_PER_MESSAGE = {"GetReport": 100, "GetVariables": 50, "SetVariables": 50}
@@ -266,7 +278,7 @@ def _v(component: str, name: str, data_type: str, default: str | None = None, *,
 
 
 def _build() -> tuple[Variable, ...]:
-    m = SUPPORTED_MEASURANDS
+    m = MEASURANDS
     s, i, b = "string", "integer", "boolean"
     vs: list[Variable] = []
     add = vs.append

@@ -619,3 +619,22 @@ def test_device_model_doc_is_current() -> None:
         "docs/device-model.md is stale: python -m station.ocpp201.device_model --markdown > docs/device-model.md")
     for v in definitions().variables:
         assert f"| {v.name}" in doc.read_text()
+
+
+def test_values_lists_are_the_2_0_1_enumerations() -> None:
+    """Measurand lists offer only 2.0.1 MeasurandEnumType names (1.6's Temperature is not one);
+    ConnectorType only ConnectorEnumType names."""
+    import json
+
+    schemas = Path(ocpp_schema.SCHEMA_ROOT) / "v201" / "schemas"
+    measurands = set(json.loads((schemas / "MeterValuesRequest.json").read_text())
+                     ["definitions"]["MeasurandEnumType"]["enum"])
+    connectors = set(json.loads((schemas / "ReserveNowRequest.json").read_text())
+                     ["definitions"]["ConnectorEnumType"]["enum"])
+    d = definitions()
+    lists = [v for v in d.variables if v.name.endswith("Measurands")]
+    assert len(lists) == 5
+    for v in lists:
+        assert v.values_list and set(v.values_list) <= measurands, v.label
+        assert "Temperature" not in v.values_list
+    assert set(d.index[("connector", "connectortype", None)].values_list or ()) == connectors
