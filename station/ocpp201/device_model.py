@@ -816,6 +816,16 @@ class DeviceModel:
         self._notify([(ck, v, attr) for ck, v, attr, _ in changes])
         return results
 
+    def stored_key(self, item: Mapping[str, Any]) -> str | None:
+        """The store key (namespace ``dm201``) of the value a Get/SetVariableData element names,
+        or None if the station has no such variable and attribute: for bookkeeping per value, like
+        the runtime's ``--ocpp-config`` record of who set what (``store.updated_at(NS, key)``)."""
+        found = self._resolve(item.get("component") or {}, item.get("variable") or {})
+        attr = item.get("attributeType", "Actual")
+        if isinstance(found, str) or found[1].mutability(attr) is None:
+            return None
+        return self._store_key(found[0], found[1].key, attr)
+
     def apply_config_file(self, set_variable_data: list[dict]) -> list[str]:
         """``--ocpp-config``: a list shaped like SetVariablesRequest.setVariableData. The valid
         entries are applied (a read-only variable may only restate its value); returns one

@@ -638,3 +638,14 @@ def test_values_lists_are_the_2_0_1_enumerations() -> None:
         assert v.values_list and set(v.values_list) <= measurands, v.label
         assert "Temperature" not in v.values_list
     assert set(d.index[("connector", "connectortype", None)].values_list or ()) == connectors
+
+
+def test_stored_key_names_the_value_a_set_writes(dm: DeviceModel, store: MemoryStore) -> None:
+    item = {"component": comp("EVSE", 2), "variable": var("Power"), "attributeType": "MaxSet"}
+    assert dm.stored_key({**item, "variable": var("Nope")}) is None
+    assert dm.stored_key({**item, "attributeType": "Target"}) is None
+    item = {"component": comp("ocppcommctrlr"), "variable": var("MessageAttempts", "transactionevent"),
+            "attributeValue": "9"}
+    key = dm.stored_key(item)
+    dm.set_variables([item])
+    assert key is not None and store.items(NS) == {key: "9"}
