@@ -497,7 +497,7 @@ class DeviceModel:
 
     ``layout``: {evse_id: [connector_ids]}. ``identity``: vendor, model, serial,
     firmware_version, and optionally id (SecurityCtrlr.Identity), organization,
-    security_profile. ``store``: get/put/items/delete/atomic (station/store.py)."""
+    security_profile. ``store``: a :class:`KeyValueStore` (station/store.py Store or MemoryStore)."""
 
     __slots__ = ("store", "layout", "identity", "log", "defs", "_values", "_volatile", "_subs",
                  "_providers", "_checks", "load_problems")
@@ -541,6 +541,8 @@ class DeviceModel:
                 ck, v = found
                 if v.mutability(attr) is None:
                     problem = f"no {attr} attribute"
+                elif v.volatile:
+                    problem = "a runtime value, never stored"
                 else:
                     bad = v.validate(value)
                     if bad:

@@ -454,10 +454,12 @@ def test_a_bad_stored_value_is_not_used_and_logged(store: MemoryStore, caplog: p
     store.put(NS, "GoneCtrlr||||Enabled||Actual", "true")
     store.put(NS, "Connector||7|1|Available||Actual", "true")  # an EVSE this layout lacks
     store.put(NS, "OCPPCommCtrlr||||OfflineThreshold||Actual", "90")
+    store.put(NS, "EVSE||1||AvailabilityState||Actual", "Faulted")  # a runtime value: never from the store
     dm = DeviceModel(store, LAYOUT, IDENTITY)
     assert dm.value("OCPPCommCtrlr", "HeartbeatInterval") == 300
     assert dm.value("OCPPCommCtrlr", "OfflineThreshold") == 90
-    assert len(dm.load_problems) == 3
+    assert dm.value("EVSE", "AvailabilityState", evse=1) == "Available"
+    assert len(dm.load_problems) == 4
     assert "HeartbeatInterval" in caplog.text
 
 
