@@ -25,15 +25,16 @@ the log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from station.core.clock import parse_iso
 from station.core.metering import SUPPORTED_MEASURANDS
@@ -49,11 +50,11 @@ COMPONENT_CRITERIA = ("Active", "Available", "Enabled", "Problem")
 SUMMARY_VARIABLES = frozenset({"AvailabilityState", "Available", "Problem", "Tripped", "Overload", "Fallback"})
 
 # ComponentKey: (component name, component instance, evse id, connector id)
-ComponentKey = tuple[str, "str | None", "int | None", "int | None"]
+ComponentKey = tuple[str, str | None, int | None, int | None]
 # VariableKey: (variable name, variable instance)
-VariableKey = tuple[str, "str | None"]
+VariableKey = tuple[str, str | None]
 Callback = Callable[[ComponentKey, VariableKey, Any], None]
-Check = Callable[[str], "str | None"]
+Check = Callable[[str], str | None]
 
 STATION, EVSE, CONNECTOR = "station", "evse", "connector"
 _SCOPES = {"EVSE": EVSE, "Connector": CONNECTOR}
@@ -231,6 +232,18 @@ CONNECTOR_TYPES = (
     "s309-3P-32A", "sBS1361", "sCEE-7-7", "sType2", "sType3", "Other1PhMax16A", "Other1PhOver16A",
     "Other3Ph", "Pan", "wInductive", "wResonant", "Undetermined", "Unknown",
 )
+# MeasurandEnumType of OCPP 2.0.1 (1.6's Temperature is not one); the station offers those its
+# meter engine can deliver (station/core/metering.py)
+MEASURAND_ENUM = frozenset({
+    "Current.Export", "Current.Import", "Current.Offered", "Energy.Active.Export.Register",
+    "Energy.Active.Import.Register", "Energy.Reactive.Export.Register", "Energy.Reactive.Import.Register",
+    "Energy.Active.Export.Interval", "Energy.Active.Import.Interval", "Energy.Active.Net",
+    "Energy.Reactive.Export.Interval", "Energy.Reactive.Import.Interval", "Energy.Reactive.Net",
+    "Energy.Apparent.Net", "Energy.Apparent.Import", "Energy.Apparent.Export", "Frequency",
+    "Power.Active.Export", "Power.Active.Import", "Power.Factor", "Power.Offered", "Power.Reactive.Export",
+    "Power.Reactive.Import", "SoC", "Voltage",
+})
+MEASURANDS = tuple(m for m in SUPPORTED_MEASURANDS if m in MEASURAND_ENUM)
 TIME_SOURCES = ("Heartbeat", "NTP", "GPS", "RealTimeClock", "MobileNetwork", "RadioTimeTransmitter")
 # the limits this station's engines keep (reported read-only)
 ITEMS_PER_MESSAGE = {"GetReport": 100, "GetVariables": 50, "SetVariables": 50}
@@ -265,47 +278,46 @@ def _v(component: str, name: str, data_type: str, default: str | None = None, *,
 
 
 def _build() -> tuple[Variable, ...]:
-    m = SUPPORTED_MEASURANDS
+    m = MEASURANDS
     s, i, b = "string", "integer", "boolean"
-    req = {"required": True}
     vs: list[Variable] = []
     add = vs.append
 
     c = "ChargingStation"
     add(_v(c, "AvailabilityState", "OptionList", "Available", mut=RO, values=AVAILABILITY_STATES,
-           volatile=True, persistent=False, **req, description="Available, Occupied, Reserved, Unavailable or Faulted"))
-    add(_v(c, "Available", b, "true", mut=RO, volatile=True, persistent=False, **req,
+           volatile=True, persistent=False, required=True, description="Available, Occupied, Reserved, Unavailable or Faulted"))
+    add(_v(c, "Available", b, "true", mut=RO, volatile=True, persistent=False, required=True,
            description="the station is (or can be) operative"))
-    add(_v(c, "Model", s, "", mut=RO, default_from="model", max_limit=20, constant=True, **req))
-    add(_v(c, "VendorName", s, "", mut=RO, default_from="vendor", max_limit=50, constant=True, **req))
-    add(_v(c, "SupplyPhases", i, "3", mut=RO, min_limit=0, max_limit=3, constant=True, **req,
+    add(_v(c, "Model", s, "", mut=RO, default_from="model", max_limit=20, constant=True, required=True))
+    add(_v(c, "VendorName", s, "", mut=RO, default_from="vendor", max_limit=50, constant=True, required=True))
+    add(_v(c, "SupplyPhases", i, "3", mut=RO, min_limit=0, max_limit=3, constant=True, required=True,
            description="phases the grid connection supplies"))
     add(_v(c, "Problem", b, mut=RO, volatile=True, persistent=False, description="a fault is present"))
 
     c = "EVSE"
     add(_v(c, "AvailabilityState", "OptionList", "Available", mut=RO, values=AVAILABILITY_STATES,
-           volatile=True, persistent=False, **req))
-    add(_v(c, "Available", b, "true", mut=RO, volatile=True, persistent=False, **req))
+           volatile=True, persistent=False, required=True))
+    add(_v(c, "Available", b, "true", mut=RO, volatile=True, persistent=False, required=True))
     add(_v(c, "Power", "decimal", "0", attrs=(("Actual", RO), ("MaxSet", RO)), unit="W", min_limit=0,
-           volatile=True, persistent=False, **req, description="Actual: present power; MaxSet: the EVSE's maximum"))
-    add(_v(c, "SupplyPhases", i, "3", mut=RO, min_limit=0, max_limit=3, constant=True, **req))
+           volatile=True, persistent=False, required=True, description="Actual: present power; MaxSet: the EVSE's maximum"))
+    add(_v(c, "SupplyPhases", i, "3", mut=RO, min_limit=0, max_limit=3, constant=True, required=True))
 
     c = "Connector"
     add(_v(c, "AvailabilityState", "OptionList", "Available", mut=RO, values=AVAILABILITY_STATES,
-           volatile=True, persistent=False, **req))
-    add(_v(c, "Available", b, "true", mut=RO, volatile=True, persistent=False, **req))
-    add(_v(c, "ConnectorType", "OptionList", "sType2", mut=RO, values=CONNECTOR_TYPES, constant=True, **req))
-    add(_v(c, "SupplyPhases", i, "3", mut=RO, min_limit=0, max_limit=3, constant=True, **req))
+           volatile=True, persistent=False, required=True))
+    add(_v(c, "Available", b, "true", mut=RO, volatile=True, persistent=False, required=True))
+    add(_v(c, "ConnectorType", "OptionList", "sType2", mut=RO, values=CONNECTOR_TYPES, constant=True, required=True))
+    add(_v(c, "SupplyPhases", i, "3", mut=RO, min_limit=0, max_limit=3, constant=True, required=True))
 
     c = "AlignedDataCtrlr"
     add(_v(c, "Enabled", b, "true"))
-    add(_v(c, "Measurands", "MemberList", "Energy.Active.Import.Register", values=m, **req,
+    add(_v(c, "Measurands", "MemberList", "Energy.Active.Import.Register", values=m, required=True,
            description="measurands of clock-aligned MeterValues"))
-    add(_v(c, "Interval", i, "900", unit="s", min_limit=0, max_limit=DAY, **req,
+    add(_v(c, "Interval", i, "900", unit="s", min_limit=0, max_limit=DAY, required=True,
            description="seconds between clock-aligned samples from midnight; 0: none"))
     add(_v(c, "SendDuringIdle", b, "false", description="aligned MeterValues also while no transaction runs"))
-    add(_v(c, "TxEndedMeasurands", "MemberList", "", values=m, **req))
-    add(_v(c, "TxEndedInterval", i, "0", unit="s", min_limit=0, max_limit=DAY, **req))
+    add(_v(c, "TxEndedMeasurands", "MemberList", "", values=m, required=True))
+    add(_v(c, "TxEndedInterval", i, "0", unit="s", min_limit=0, max_limit=DAY, required=True))
 
     c = "AuthCacheCtrlr"
     add(_v(c, "Enabled", b, "true"))
@@ -318,36 +330,36 @@ def _build() -> tuple[Variable, ...]:
     add(_v(c, "DisablePostAuthorize", b, "false"))
 
     c = "AuthCtrlr"
-    add(_v(c, "Enabled", b, "true", **req, description="false: every id token is accepted without asking"))
+    add(_v(c, "Enabled", b, "true", required=True, description="false: every id token is accepted without asking"))
     add(_v(c, "AdditionalInfoItemsPerMessage", i, "10", mut=RO, constant=True))
-    add(_v(c, "AuthorizeRemoteStart", b, "true", **req))
-    add(_v(c, "LocalAuthorizeOffline", b, "true", **req))
-    add(_v(c, "LocalPreAuthorize", b, "false", **req))
+    add(_v(c, "AuthorizeRemoteStart", b, "true", required=True))
+    add(_v(c, "LocalAuthorizeOffline", b, "true", required=True))
+    add(_v(c, "LocalPreAuthorize", b, "false", required=True))
     add(_v(c, "OfflineTxForUnknownIdEnabled", b, "false"))
     add(_v(c, "DisableRemoteAuthorization", b, "false"))
     add(_v(c, "MasterPassGroupId", s, "", max_limit=36, description="empty: no master pass"))
 
     c = "ClockCtrlr"
-    add(_v(c, "DateTime", "dateTime", "", mut=RO, volatile=True, persistent=False, **req,
+    add(_v(c, "DateTime", "dateTime", "", mut=RO, volatile=True, persistent=False, required=True,
            description="the station's present time"))
-    add(_v(c, "TimeSource", "SequenceList", "Heartbeat", values=TIME_SOURCES, check=_not_empty, **req))
+    add(_v(c, "TimeSource", "SequenceList", "Heartbeat", values=TIME_SOURCES, check=_not_empty, required=True))
 
     c = "DeviceDataCtrlr"
     for inst, n in ITEMS_PER_MESSAGE.items():
-        add(_v(c, "ItemsPerMessage", i, str(n), instance=inst, mut=RO, constant=True, **req))
+        add(_v(c, "ItemsPerMessage", i, str(n), instance=inst, mut=RO, constant=True, required=True))
     for inst, n in BYTES_PER_MESSAGE.items():
-        add(_v(c, "BytesPerMessage", i, str(n), instance=inst, mut=RO, constant=True, **req))
+        add(_v(c, "BytesPerMessage", i, str(n), instance=inst, mut=RO, constant=True, required=True))
     add(_v(c, "ConfigurationValueSize", i, str(CONFIGURATION_VALUE_SIZE), mut=RO, constant=True))
     add(_v(c, "ReportingValueSize", i, str(REPORTING_VALUE_SIZE), mut=RO, constant=True))
     add(_v(c, "ValueSize", i, str(REPORTING_VALUE_SIZE), mut=RO, constant=True))
 
     c = "LocalAuthListCtrlr"
-    add(_v(c, "Enabled", b, "true", **req))
+    add(_v(c, "Enabled", b, "true", required=True))
     add(_v(c, "Available", b, "true", mut=RO, constant=True))
     add(_v(c, "Entries", i, "0", mut=RO, min_limit=0, max_limit=LOCAL_LIST_MAX, volatile=True,
-           persistent=False, **req, description="entries in the local list now"))
-    add(_v(c, "ItemsPerMessage", i, str(LOCAL_LIST_ITEMS_PER_MESSAGE), mut=RO, constant=True, **req))
-    add(_v(c, "BytesPerMessage", i, "65000", mut=RO, constant=True, **req))
+           persistent=False, required=True, description="entries in the local list now"))
+    add(_v(c, "ItemsPerMessage", i, str(LOCAL_LIST_ITEMS_PER_MESSAGE), mut=RO, constant=True, required=True))
+    add(_v(c, "BytesPerMessage", i, "65000", mut=RO, constant=True, required=True))
     add(_v(c, "Storage", i, "0", mut=RO, unit="B", min_limit=0, volatile=True, persistent=False))
     add(_v(c, "DisablePostAuthorize", b, "false"))
 
@@ -355,24 +367,24 @@ def _build() -> tuple[Variable, ...]:
     add(_v(c, "ActiveNetworkProfile", i, "0", mut=RO, volatile=True, persistent=False,
            description="the configuration slot in use"))
     add(_v(c, "FileTransferProtocols", "MemberList", "HTTP,HTTPS,FTP", mut=RO, values=("HTTP", "HTTPS", "FTP"),
-           constant=True, **req))
+           constant=True, required=True))
     add(_v(c, "HeartbeatInterval", i, "300", unit="s", min_limit=1, max_limit=DAY))
-    add(_v(c, "MessageTimeout", i, "30", instance="Default", mut=RO, unit="s", **req,
+    add(_v(c, "MessageTimeout", i, "30", instance="Default", mut=RO, unit="s", required=True,
            description="set by the network connection profile"))
     add(_v(c, "MessageAttemptInterval", i, "60", instance="TransactionEvent", unit="s", min_limit=0,
-           max_limit=3600, **req))
-    add(_v(c, "MessageAttempts", i, "3", instance="TransactionEvent", min_limit=0, max_limit=100, **req))
+           max_limit=3600, required=True))
+    add(_v(c, "MessageAttempts", i, "3", instance="TransactionEvent", min_limit=0, max_limit=100, required=True))
     add(_v(c, "NetworkConfigurationPriority", "SequenceList", "0", check=_network_slots, reboot_required=True,
-           **req, description="configuration slots to try, in order; used from the next connection"))
-    add(_v(c, "NetworkProfileConnectionAttempts", i, "3", min_limit=1, max_limit=100, **req))
-    add(_v(c, "OfflineThreshold", i, "60", unit="s", min_limit=0, max_limit=DAY, **req))
+           required=True, description="configuration slots to try, in order; used from the next connection"))
+    add(_v(c, "NetworkProfileConnectionAttempts", i, "3", min_limit=1, max_limit=100, required=True))
+    add(_v(c, "OfflineThreshold", i, "60", unit="s", min_limit=0, max_limit=DAY, required=True))
     add(_v(c, "QueueAllMessages", b, "false"))
-    add(_v(c, "ResetRetries", i, "1", min_limit=0, max_limit=100, **req))
-    add(_v(c, "RetryBackOffRandomRange", i, "10", unit="s", min_limit=0, max_limit=3600, **req))
-    add(_v(c, "RetryBackOffRepeatTimes", i, "3", min_limit=0, max_limit=100, **req))
-    add(_v(c, "RetryBackOffWaitMinimum", i, "3", unit="s", min_limit=0, max_limit=3600, **req))
-    add(_v(c, "UnlockOnEVSideDisconnect", b, "true", **req))
-    add(_v(c, "WebSocketPingInterval", i, "60", unit="s", min_limit=0, max_limit=3600, **req,
+    add(_v(c, "ResetRetries", i, "1", min_limit=0, max_limit=100, required=True))
+    add(_v(c, "RetryBackOffRandomRange", i, "10", unit="s", min_limit=0, max_limit=3600, required=True))
+    add(_v(c, "RetryBackOffRepeatTimes", i, "3", min_limit=0, max_limit=100, required=True))
+    add(_v(c, "RetryBackOffWaitMinimum", i, "3", unit="s", min_limit=0, max_limit=3600, required=True))
+    add(_v(c, "UnlockOnEVSideDisconnect", b, "true", required=True))
+    add(_v(c, "WebSocketPingInterval", i, "60", unit="s", min_limit=0, max_limit=3600, required=True,
            description="0: no pings from the station"))
 
     c = "ReservationCtrlr"
@@ -383,49 +395,49 @@ def _build() -> tuple[Variable, ...]:
     c = "SampledDataCtrlr"
     add(_v(c, "Enabled", b, "true"))
     add(_v(c, "SignReadings", b, "false", mut=RO, constant=True))
-    add(_v(c, "TxEndedMeasurands", "MemberList", "Energy.Active.Import.Register", values=m, **req))
-    add(_v(c, "TxEndedInterval", i, "0", unit="s", min_limit=0, max_limit=DAY, **req))
-    add(_v(c, "TxStartedMeasurands", "MemberList", "Energy.Active.Import.Register", values=m, **req))
+    add(_v(c, "TxEndedMeasurands", "MemberList", "Energy.Active.Import.Register", values=m, required=True))
+    add(_v(c, "TxEndedInterval", i, "0", unit="s", min_limit=0, max_limit=DAY, required=True))
+    add(_v(c, "TxStartedMeasurands", "MemberList", "Energy.Active.Import.Register", values=m, required=True))
     add(_v(c, "TxUpdatedMeasurands", "MemberList", "Energy.Active.Import.Register,Power.Active.Import",
-           values=m, **req))
-    add(_v(c, "TxUpdatedInterval", i, "60", unit="s", min_limit=0, max_limit=DAY, **req))
+           values=m, required=True))
+    add(_v(c, "TxUpdatedInterval", i, "60", unit="s", min_limit=0, max_limit=DAY, required=True))
     add(_v(c, "RegisterValuesWithoutPhases", b, "false"))
 
     c = "SecurityCtrlr"
-    add(_v(c, "AdditionalRootCertificateCheck", b, "false", mut=RO, constant=True, **req))
-    add(_v(c, "BasicAuthPassword", s, None, mut=WO, min_limit=16, max_limit=40, secret=True, **req,
+    add(_v(c, "AdditionalRootCertificateCheck", b, "false", mut=RO, constant=True, required=True))
+    add(_v(c, "BasicAuthPassword", s, None, mut=WO, min_limit=16, max_limit=40, secret=True, required=True,
            description="HTTP Basic Authentication password (security profiles 1 and 2)"))
-    add(_v(c, "CertificateEntries", i, "0", mut=RO, min_limit=0, volatile=True, persistent=False, **req))
+    add(_v(c, "CertificateEntries", i, "0", mut=RO, min_limit=0, volatile=True, persistent=False, required=True))
     add(_v(c, "CertSigningRepeatTimes", i, "3", min_limit=0, max_limit=100))
     add(_v(c, "CertSigningWaitMinimum", i, "30", unit="s", min_limit=0, max_limit=DAY))
-    add(_v(c, "Identity", s, "", mut=RO, default_from="id", max_limit=48, **req))
+    add(_v(c, "Identity", s, "", mut=RO, default_from="id", max_limit=48, required=True))
     add(_v(c, "MaxCertificateChainSize", i, str(CERTIFICATE_CHAIN_MAX), mut=RO, constant=True))
-    add(_v(c, "OrganizationName", s, "", default_from="organization", max_limit=50, **req))
+    add(_v(c, "OrganizationName", s, "", default_from="organization", max_limit=50, required=True))
     add(_v(c, "SecurityProfile", i, "1", mut=RO, default_from="security_profile", min_limit=0, max_limit=3,
-           **req, description="changed only upwards, by the security engine"))
+           required=True, description="changed only upwards, by the security engine"))
 
     c = "SmartChargingCtrlr"
     add(_v(c, "Enabled", b, "true"))
     add(_v(c, "Available", b, "true", mut=RO, constant=True))
     add(_v(c, "EntriesChargingProfiles", i, "0", mut=RO, min_limit=0, max_limit=CHARGING_PROFILES_MAX,
-           volatile=True, persistent=False, **req))
+           volatile=True, persistent=False, required=True))
     add(_v(c, "ExternalControlSignalsEnabled", b, "false"))
-    add(_v(c, "LimitChangeSignificance", "decimal", "1", unit="Percent", min_limit=0, max_limit=100, **req))
+    add(_v(c, "LimitChangeSignificance", "decimal", "1", unit="Percent", min_limit=0, max_limit=100, required=True))
     add(_v(c, "NotifyChargingLimitWithSchedules", b, "false"))
-    add(_v(c, "PeriodsPerSchedule", i, "48", mut=RO, constant=True, **req))
+    add(_v(c, "PeriodsPerSchedule", i, "48", mut=RO, constant=True, required=True))
     add(_v(c, "Phases3to1", b, "false", mut=RO, constant=True))
-    add(_v(c, "ProfileStackLevel", i, "10", mut=RO, constant=True, **req))
-    add(_v(c, "RateUnit", "MemberList", "A,W", mut=RO, values=("A", "W"), constant=True, **req))
+    add(_v(c, "ProfileStackLevel", i, "10", mut=RO, constant=True, required=True))
+    add(_v(c, "RateUnit", "MemberList", "A,W", mut=RO, values=("A", "W"), constant=True, required=True))
 
     c = "TxCtrlr"
-    add(_v(c, "EVConnectionTimeOut", i, "60", unit="s", min_limit=1, max_limit=3600, **req,
+    add(_v(c, "EVConnectionTimeOut", i, "60", unit="s", min_limit=1, max_limit=3600, required=True,
            description="seconds between authorization and plug-in (or back) before giving up"))
     add(_v(c, "MaxEnergyOnInvalidId", i, "0", unit="Wh", min_limit=0, max_limit=1_000_000_000))
-    add(_v(c, "StopTxOnEVSideDisconnect", b, "true", **req))
-    add(_v(c, "StopTxOnInvalidId", b, "true", **req))
+    add(_v(c, "StopTxOnEVSideDisconnect", b, "true", required=True))
+    add(_v(c, "StopTxOnInvalidId", b, "true", required=True))
     add(_v(c, "TxBeforeAcceptedEnabled", b, "false"))
-    add(_v(c, "TxStartPoint", "MemberList", "PowerPathClosed", values=TX_POINTS, check=_not_empty, **req))
-    add(_v(c, "TxStopPoint", "MemberList", "EVConnected,Authorized", values=TX_POINTS, check=_not_empty, **req))
+    add(_v(c, "TxStartPoint", "MemberList", "PowerPathClosed", values=TX_POINTS, check=_not_empty, required=True))
+    add(_v(c, "TxStopPoint", "MemberList", "EVConnected,Authorized", values=TX_POINTS, check=_not_empty, required=True))
     return tuple(vs)
 
 
@@ -470,18 +482,27 @@ def definitions() -> Definitions:
 
 # -- one station's device model ----------------------------------------------------------------
 
+class KeyValueStore(Protocol):
+    """What the device model uses of station/store.py (Store and MemoryStore have it)."""
+
+    def put(self, ns: str, key: str, value: Any) -> None: ...
+    def items(self, ns: str) -> dict[str, Any]: ...
+    def delete(self, ns: str, key: str) -> None: ...
+    def atomic(self) -> contextlib.AbstractContextManager[None]: ...
+
+
 class DeviceModel:
     """One station's device model: a reference to the shared definitions, its layout and
     identity, and only the values that differ from the defaults.
 
     ``layout``: {evse_id: [connector_ids]}. ``identity``: vendor, model, serial,
     firmware_version, and optionally id (SecurityCtrlr.Identity), organization,
-    security_profile. ``store``: get/put/items/delete/atomic (station/store.py)."""
+    security_profile. ``store``: a :class:`KeyValueStore` (station/store.py Store or MemoryStore)."""
 
     __slots__ = ("store", "layout", "identity", "log", "defs", "_values", "_volatile", "_subs",
                  "_providers", "_checks", "load_problems")
 
-    def __init__(self, store: Any, layout: Mapping[int, Iterable[int]], identity: Mapping[str, Any],
+    def __init__(self, store: KeyValueStore, layout: Mapping[int, Collection[int]], identity: Mapping[str, Any],
                  log: logging.Logger | None = None, *, defs: Definitions | None = None) -> None:
         self.store = store
         self.layout = layout
@@ -491,7 +512,7 @@ class DeviceModel:
         # (ComponentKey, VariableKey, attribute) -> wire value that differs from the default
         self._values: dict[tuple[ComponentKey, VariableKey, str], str] = {}
         self._volatile: dict[tuple[ComponentKey, VariableKey, str], str] | None = None
-        self._subs: dict[tuple[str, str], list[tuple[str | None, Callback]]] | None = None
+        self._subs: dict[tuple[str, str, str | None], list[Callback]] | None = None
         self._providers: dict[tuple[str, str, str | None], Callable[[], Any]] | None = None
         self._checks: dict[tuple[str, str, str | None], Check] | None = None
         self.load_problems: list[str] = []
@@ -520,6 +541,8 @@ class DeviceModel:
                 ck, v = found
                 if v.mutability(attr) is None:
                     problem = f"no {attr} attribute"
+                elif v.volatile:
+                    problem = "a runtime value, never stored"
                 else:
                     bad = v.validate(value)
                     if bad:
@@ -625,7 +648,8 @@ class DeviceModel:
     def value(self, component: str, variable: str, *, instance: str | None = None, evse: int | None = None,
               connector: int | None = None, attribute: str = "Actual") -> Any:
         """A value, typed (int, float, bool, str, or list for MemberList/SequenceList); None if it
-        has none. Raises KeyError for a variable this station does not define."""
+        has none. WriteOnly values too (they are the station's to use, never to report). Raises
+        KeyError for a variable or attribute this station does not define."""
         v = self._variable(component, variable, instance)
         if v.mutability(attribute) is None:
             raise KeyError(f"{v.label} has no {attribute} attribute")
@@ -673,11 +697,12 @@ class DeviceModel:
 
     def subscribe(self, component: str, variable: str, callback: Callback, *, instance: str | None = None) -> None:
         """``callback(component_key, variable_key, new_value)`` after a SetVariables or config file
-        changed this variable (any EVSE / connector, the given instance or all). ``new_value`` is typed."""
+        changed this variable (of any EVSE / connector; ``instance`` as the variable defines it).
+        ``new_value`` is typed. Not called for :meth:`set_actual` (the station's own changes)."""
         v = self._variable(component, variable, instance)
         if self._subs is None:
             self._subs = {}
-        self._subs.setdefault((v.component, v.name), []).append((instance and v.instance, callback))
+        self._subs.setdefault((v.component, v.name, v.instance), []).append(callback)
 
     def _write(self, key: tuple[ComponentKey, VariableKey, str], v: Variable, text: str) -> None:
         """Persist one value (inside the caller's ``store.atomic()``); a default is not stored."""
@@ -698,9 +723,7 @@ class DeviceModel:
         if not self._subs:
             return
         for ck, v, attr in changes:
-            for inst, cb in self._subs.get((v.component, v.name), ()):
-                if inst is not None and inst != v.instance:
-                    continue
+            for cb in self._subs.get((v.component, v.name, v.instance), ()):
                 try:
                     cb(ck, v.key, v.typed(self._raw(ck, v, attr)))
                 except Exception:  # noqa: BLE001 - the value is set; one subscriber must not stop the rest
@@ -767,7 +790,7 @@ class DeviceModel:
             why = check(value) if check else None
             problem = ("InvalidValue", f"{v.label}: {why}"[:512]) if why else None
         if problem:
-            return "Rejected", {"reasonCode": problem[0], "additionalInfo": problem[1]}, None
+            return "Rejected", {"reasonCode": problem[0], "additionalInfo": problem[1][:512]}, None
         return ("RebootRequired" if v.reboot_required else "Accepted"), None, (ck, v, attr, v.normalized(value))
 
     def set_variables(self, set_variable_data: list[dict], source: str = "CSMS") -> list[dict]:
@@ -794,6 +817,16 @@ class DeviceModel:
             results.append(r)
         self._notify([(ck, v, attr) for ck, v, attr, _ in changes])
         return results
+
+    def stored_key(self, item: Mapping[str, Any]) -> str | None:
+        """The store key (namespace ``dm201``) of the value a Get/SetVariableData element names,
+        or None if the station has no such variable and attribute: for bookkeeping per value, like
+        the runtime's ``--ocpp-config`` record of who set what (``store.updated_at(NS, key)``)."""
+        found = self._resolve(item.get("component") or {}, item.get("variable") or {})
+        attr = item.get("attributeType", "Actual")
+        if isinstance(found, str) or found[1].mutability(attr) is None:
+            return None
+        return self._store_key(found[0], found[1].key, attr)
 
     def apply_config_file(self, set_variable_data: list[dict]) -> list[str]:
         """``--ocpp-config``: a list shaped like SetVariablesRequest.setVariableData. The valid
@@ -834,7 +867,7 @@ class DeviceModel:
         return {"component": self._component_dict(ck), "variable": var, "variableAttribute": attrs,
                 "variableCharacteristics": v.characteristics()}
 
-    def _all(self) -> Iterable[tuple[ComponentKey, Variable]]:
+    def _all(self) -> Iterator[tuple[ComponentKey, Variable]]:
         for ck in self.component_keys():
             for v in self.defs.by_component[ck[0].lower()]:
                 yield ck, v
