@@ -36,6 +36,7 @@ from station.firmware import installed_version
 from station.ocpp16.adapter import Ocpp16Adapter
 from station.ocpp16.config_keys import NS
 from station.ocpp201.adapter import Ocpp201Adapter
+from station.ocpp201.device_model import NS as DM_NS
 from station.scheduler import LoopScheduler
 from station.station import Station
 from station.store import DB_NAME, DirLock, MemoryStore, StateDirLocked, Store, StoreError, open_state_dir
@@ -290,11 +291,39 @@ class Runtime:
         if not isinstance(data, list):
             self.log.error("--ocpp-config %s: not a JSON list of setVariableData; nothing applied", path)
             return
-        problems = adapter.dm.apply_config_file(data)
+        # the same rule as 1.6, per variable: a value changed in the file since it was last applied
+        # is applied, unless the CSMS set that variable after the file was edited
+        file_time = os.stat(path).st_mtime
+        dm, store = adapter.dm, self.store
+        todo, keys = [], []
+        for item in data:
+            key = dm.stored_key(item) if isinstance(item, dict) else None
+            value = item.get("attributeValue") if isinstance(item, dict) else None
+            if key is None or not isinstance(value, str):
+                todo.append(item)  # apply_config_file names the problem
+                keys.append(None)
+                continue
+            record = store.config_file_get(f"dm201:{key}")
+            if record is not None and record[0] == value:
+                continue  # unchanged in the file: whatever is in use stays
+            set_by_file = record is not None and record[1] == "file"
+            changed = store.updated_at(DM_NS, key)
+            if not set_by_file and store.get(DM_NS, key) is not None and (changed is None or changed > file_time):
+                self.log.warning("--ocpp-config: %s not applied: the CSMS set it after the file was edited", key)
+                store.config_file_put(f"dm201:{key}", value, "csms")
+                continue
+            todo.append(item)
+            keys.append((key, value))
+        problems = dm.apply_config_file(todo) if todo else []
+        failed = {p.split(" ", 2)[1] for p in problems if p.startswith("entry ")}
+        for n, k in enumerate(keys, 1):
+            if k is not None and str(n) not in failed:
+                store.config_file_put(f"dm201:{k[0]}", k[1], "file")
         for problem in problems:
             self.log.error("--ocpp-config: %s", problem)
         adapter.apply_variables()
-        self.log.info("--ocpp-config %s: %d variable(s) given, %d problem(s)", path, len(data), len(problems))
+        self.log.info("--ocpp-config %s: %d variable(s) applied, %d problem(s)", path,
+                      len(todo) - len(problems), len(problems))
 
     async def run(self) -> None:
         for hw in self.hw.values():

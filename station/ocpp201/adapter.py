@@ -124,6 +124,7 @@ class Ocpp201Adapter:
                     "firmware_version": cfg.firmware_version}
         self.dm = DeviceModel(store, layout, identity, log)
         self.device_model = self.dm
+        self._station_values()
         self.settings = Settings()
         self.apply_variables()
         self.link: Link | None = None
@@ -164,6 +165,32 @@ class Ocpp201Adapter:
         store.put(NS, "boot_reason", "PowerUp")  # the next start is a power-up unless a reset says otherwise
         for component, variable in WATCHED:
             self.dm.subscribe(component, variable, self._variable_changed)
+
+    def _station_values(self) -> None:
+        """The device model's values only the station knows: the time, each EVSE's power, the
+        security profile in use."""
+        self.dm.provide("ClockCtrlr", "DateTime", lambda: iso(self.scheduler.now()))
+        for evse in self.station.evses.values():
+            self._actual("EVSE", "Power", round(evse.max_current_a * 230.0 * evse.phases), evse=evse.evse_id,
+                         attribute="MaxSet")
+        self._actual("SecurityCtrlr", "SecurityProfile", self.cfg.security_profile)
+
+    def _actual(self, component: str, variable: str, value: Any, **kw: Any) -> None:
+        try:
+            self.dm.set_actual(component, variable, value, **kw)
+        except (KeyError, ValueError) as e:
+            self.log.warning("device model %s.%s = %r not kept: %s", component, variable, value, e)
+
+    def availability_changed(self, cid: int, status: str) -> None:
+        """A connector's ConnectorStatus: its AvailabilityState, its EVSE's and the station's."""
+        evse_id, connector_id = self.address(cid)
+        self._actual("Connector", "AvailabilityState", status, evse=evse_id, connector=connector_id)
+        states = [self.status.current(c) for c in self.connectors_of(evse_id)]
+        for word in ("Occupied", "Faulted", "Reserved", "Available", "Unavailable"):
+            if word in states:
+                self._actual("EVSE", "AvailabilityState", word, evse=evse_id)
+                break
+        self._actual("ChargingStation", "AvailabilityState", "Available" if self.station.operative else "Unavailable")
 
     # -- device model reads ------------------------------------------------------------------
     def _value(self, component: str, variable: str, **kw: Any) -> Any:

@@ -35,9 +35,12 @@ class StatusReporter:
                 "evseId": evse_id, "connectorId": connector_id}
 
     def changed(self, cid: int) -> None:
-        if self._stopped or not self.ad.online:
+        if self._stopped:
             return
         status = self.current(cid)
+        self.ad.availability_changed(cid, status)
+        if not self.ad.online:
+            return
         if self.sent.get(cid) != status:
             self._send(cid, status)
 

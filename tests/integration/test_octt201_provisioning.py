@@ -74,7 +74,7 @@ async def test_TC_B_06_CS_get_variables_single_value(csms201, booted201):
 
 
 async def test_TC_B_07_CS_get_variables_multiple_values(csms201, booted201):
-    await booted201()
+    await booted201(evses=2)
     answer = await csms201.call("GetVariables", {"getVariableData": [
         cv("OCPPCommCtrlr", "OfflineThreshold"), cv("AuthCtrlr", "AuthorizeRemoteStart"),
         cv("EVSE", "AvailabilityState", evse=2), cv("Connector", "ConnectorType", evse=1, connector=1)]})
@@ -143,7 +143,7 @@ async def test_TC_B_39_CS_set_variables_read_only(csms201, booted201):
 
 
 async def test_ocpp_config_file_sets_variables_at_start(csms201, booted201):
-    await booted201(ocpp_config=[cv("OCPPCommCtrlr", "OfflineThreshold", attributeValue="77")])
+    await booted201(variables=[cv("OCPPCommCtrlr", "OfflineThreshold", attributeValue="77")])
     assert (await get1(csms201, cv("OCPPCommCtrlr", "OfflineThreshold")))["attributeValue"] == "77"
 
 
@@ -171,7 +171,7 @@ async def test_TC_B_13_TC_B_53_CS_full_inventory_has_every_mandatory_variable(cs
 
 
 async def test_TC_B_14_CS_get_base_report_summary_inventory(csms201, booted201):
-    await booted201()
+    await booted201(evses=2)
     entries = await report(csms201, "GetBaseReport", {"requestId": 14, "reportBase": "SummaryInventory"})
     assert {e["variable"]["name"] for e in entries} <= {"AvailabilityState", "Available", "Problem", "Tripped",
                                                         "Overload", "Fallback"}
@@ -226,3 +226,19 @@ async def test_get_report_nothing_matches_is_empty_result_set(csms201, booted201
     answer = await csms201.call("GetReport", {"requestId": 99, "componentVariable": [cv("NoSuchCtrlr")]})
     assert answer["status"] == "EmptyResultSet"
     await csms201.no_call("NotifyReport", 1.0)
+
+
+async def test_ocpp_config_file_does_not_override_what_the_csms_set(csms201, make_station201):
+    """--ocpp-config is applied per variable at every start, unless the CSMS changed it since."""
+    item = cv("OCPPCommCtrlr", "OfflineThreshold", attributeValue="77")
+    sp = make_station201(variables=[item])
+    sp.start()
+    await csms201.expect("BootNotification", timeout=15)
+    await sp.wait_api()
+    answer = await csms201.call("SetVariables", {"setVariableData": [cv("OCPPCommCtrlr", "OfflineThreshold",
+                                                                       attributeValue="99")]})
+    assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    await sp.stop()
+    sp.start()
+    await csms201.expect("BootNotification", timeout=15, since=csms201.mark())
+    assert (await get1(csms201, cv("OCPPCommCtrlr", "OfflineThreshold")))["attributeValue"] == "99"
