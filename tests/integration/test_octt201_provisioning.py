@@ -229,7 +229,7 @@ async def test_get_report_nothing_matches_is_empty_result_set(csms201, booted201
 
 
 async def test_ocpp_config_file_does_not_override_what_the_csms_set(csms201, make_station201):
-    """--ocpp-config is applied per variable at every start, unless the CSMS changed it since."""
+    """--ocpp-config is applied per variable: a line unchanged in the file never overrides what the CSMS set."""
     item = cv("OCPPCommCtrlr", "OfflineThreshold", attributeValue="77")
     sp = make_station201(variables=[item])
     sp.start()
