@@ -170,8 +170,8 @@ class TransactionEvents:
                 t.id_token = {"idToken": core.id_tag, "type": core.id_token_type or "ISO14443"}
         self.open[cid] = t
         info = {"remoteStartId": t.remote_start_id} if t.remote_start_id is not None else None
-        if t.remote_start_id is not None and trigger == "Authorized":
-            trigger = "RemoteStart"
+        if t.remote_start_id is not None and trigger in ("Authorized", "ChargingStateChanged", "CablePluggedIn"):
+            trigger = "RemoteStart"  # F01/F02: the transaction a RequestStartTransaction started
         extra: dict = {}
         reservation = pend.reservation_id if pend.reservation_id is not None else (core.reservation_id if core else None)
         if reservation is not None:
