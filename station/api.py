@@ -511,6 +511,10 @@ def status_of(rt: Any) -> dict:
     }
     if st is None:
         return out
+    display = getattr(ad, "services", {}).get("display") if ad is not None else None
+    if display is not None:  # 2.0.1: display messages and running costs for the driver
+        out["display"] = [{"id": m["id"], "priority": m["priority"], "text": m["message"]["content"]}
+                          for m in display.shown()]
     for evse_id, evse in st.evses.items():
         # the connector the EVSE's one power path serves: the one with a transaction, else the first
         conn = next((c for c in evse.connectors if c.transaction is not None), evse.connectors[0])
@@ -545,4 +549,9 @@ def status_of(rt: Any) -> dict:
                 "offered_a": hw.connector(cids.index(conn.connector_id) + 1).pilot.offered_a,
             }
         )
+        t201 = ad.transactions.open.get(tx.connector_id) if tx is not None and display is not None else None
+        if t201 is not None:  # 2.0.1: the station's transactionId and the running cost the CSMS sent
+            out["evses"][-1]["transaction"]["id"] = t201.transaction_id
+            if t201.transaction_id in display.costs:
+                out["evses"][-1]["transaction"]["cost"] = display.costs[t201.transaction_id]
     return out

@@ -436,6 +436,9 @@ class Ocpp201Adapter:
 
     def event_answered(self, payload: dict, tx_local: int | None, response: dict) -> None:
         """The CSMS answered a TransactionEvent: an idTokenInfo about the token sent with it."""
+        if "totalCost" in response and "display" in self.services:  # I03: the running cost
+            self.services["display"].cost_updated(payload["transactionInfo"]["transactionId"],
+                                                  float(response["totalCost"]))
         info = response.get("idTokenInfo")
         token = payload.get("idToken")
         if not isinstance(info, dict) or not isinstance(token, dict):

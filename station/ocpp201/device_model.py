@@ -344,6 +344,21 @@ def _build() -> tuple[Variable, ...]:
            description="the station's present time"))
     add(_v(c, "TimeSource", "SequenceList", "Heartbeat", values=TIME_SOURCES, check=_not_empty, required=True))
 
+    # -- O (display messages) and I (tariff and cost): station/ocpp201/handlers/display.py ------
+    c = "DisplayMessageCtrlr"
+    add(_v(c, "Enabled", b, "true"))
+    add(_v(c, "Available", b, "true", mut=RO, constant=True))
+    add(_v(c, "DisplayMessages", i, "10", mut=RO, constant=True, required=True,
+           description="how many display messages the station keeps"))
+    add(_v(c, "SupportedFormats", "MemberList", "ASCII,UTF8", mut=RO, values=("ASCII", "HTML", "URI", "UTF8"),
+           constant=True, required=True))
+    add(_v(c, "SupportedPriorities", "MemberList", "AlwaysFront,InFront,NormalCycle", mut=RO,
+           values=("AlwaysFront", "InFront", "NormalCycle"), constant=True, required=True))
+    c = "TariffCostCtrlr"
+    add(_v(c, "Enabled", b, "true", instance="Tariff"))
+    add(_v(c, "Enabled", b, "true", instance="Cost"))
+    add(_v(c, "Currency", s, "EUR", max_limit=3, required=True))
+
     c = "DeviceDataCtrlr"
     for inst, n in ITEMS_PER_MESSAGE.items():
         add(_v(c, "ItemsPerMessage", i, str(n), instance=inst, mut=RO, constant=True, required=True))
