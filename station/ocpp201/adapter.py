@@ -185,12 +185,20 @@ class Ocpp201Adapter:
         """A connector's ConnectorStatus: its AvailabilityState, its EVSE's and the station's."""
         evse_id, connector_id = self.address(cid)
         self._actual("Connector", "AvailabilityState", status, evse=evse_id, connector=connector_id)
+        faults = [self.station.status_of(c)[1] for c in self.connectors_of(evse_id)]
+        self._actual("Connector", "Problem", faults[self.connectors_of(evse_id).index(cid)] is not None,
+                     evse=evse_id, connector=connector_id)
+        self._actual("EVSE", "Problem", any(f is not None for f in faults), evse=evse_id)
         states = [self.status.current(c) for c in self.connectors_of(evse_id)]
         for word in ("Occupied", "Faulted", "Reserved", "Available", "Unavailable"):
             if word in states:
                 self._actual("EVSE", "AvailabilityState", word, evse=evse_id)
                 break
         self._actual("ChargingStation", "AvailabilityState", "Available" if self.station.operative else "Unavailable")
+
+    def power_seen(self, cid: int, watts: float) -> None:
+        """A meter reading's power: the EVSE's Power (Actual), which monitors may watch."""
+        self._actual("EVSE", "Power", round(max(0.0, watts), 1), evse=self.address(cid)[0])
 
     # -- device model reads ------------------------------------------------------------------
     def _value(self, component: str, variable: str, **kw: Any) -> Any:

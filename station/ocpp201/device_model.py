@@ -112,12 +112,21 @@ class Variable:
         return None
 
     @property
+    def monitorable(self) -> bool:
+        """Monitors may watch it (N02): every value but a secret and the constants."""
+        return not self.secret and not self.constant
+
+    @property
+    def numeric(self) -> bool:
+        return self.data_type in ("integer", "decimal")
+
+    @property
     def writable(self) -> bool:
         return any(mut != "ReadOnly" for _, mut in self.attributes)
 
     def characteristics(self) -> dict[str, Any]:
         """VariableCharacteristicsType of a report."""
-        c: dict[str, Any] = {"dataType": self.data_type, "supportsMonitoring": False}
+        c: dict[str, Any] = {"dataType": self.data_type, "supportsMonitoring": self.monitorable}
         if self.unit:
             c["unit"] = self.unit
         if self.min_limit is not None:
@@ -301,12 +310,14 @@ def _build() -> tuple[Variable, ...]:
     add(_v(c, "Power", "decimal", "0", attrs=(("Actual", RO), ("MaxSet", RO)), unit="W", min_limit=0,
            volatile=True, persistent=False, required=True, description="Actual: present power; MaxSet: the EVSE's maximum"))
     add(_v(c, "SupplyPhases", i, "3", mut=RO, min_limit=0, max_limit=3, constant=True, required=True))
+    add(_v(c, "Problem", b, "false", mut=RO, volatile=True, persistent=False, description="a fault is present"))
 
     c = "Connector"
     add(_v(c, "AvailabilityState", "OptionList", "Available", mut=RO, values=AVAILABILITY_STATES,
            volatile=True, persistent=False, required=True))
     add(_v(c, "Available", b, "true", mut=RO, volatile=True, persistent=False, required=True))
     add(_v(c, "ConnectorType", "OptionList", "sType2", mut=RO, values=CONNECTOR_TYPES, constant=True, required=True))
+    add(_v(c, "Problem", b, "false", mut=RO, volatile=True, persistent=False, description="a fault is present"))
     add(_v(c, "SupplyPhases", i, "3", mut=RO, min_limit=0, max_limit=3, constant=True, required=True))
 
     c = "AlignedDataCtrlr"
@@ -358,6 +369,18 @@ def _build() -> tuple[Variable, ...]:
     add(_v(c, "Enabled", b, "true", instance="Tariff"))
     add(_v(c, "Enabled", b, "true", instance="Cost"))
     add(_v(c, "Currency", s, "EUR", max_limit=3, required=True))
+
+    # -- N (monitoring): station/ocpp201/handlers/monitoring.py --------------------------------
+    c = "MonitoringCtrlr"
+    add(_v(c, "Enabled", b, "true"))
+    add(_v(c, "Available", b, "true", mut=RO, constant=True))
+    for inst in ("ClearVariableMonitoring", "SetVariableMonitoring"):
+        add(_v(c, "ItemsPerMessage", i, "20", instance=inst, mut=RO, constant=True, required=True))
+        add(_v(c, "BytesPerMessage", i, "65000", instance=inst, mut=RO, constant=True, required=True))
+    add(_v(c, "OfflineQueuingSeverity", i, "2", min_limit=0, max_limit=9,
+           description="events this severe or worse (lower number) are kept while off line"))
+    add(_v(c, "ActiveMonitoringBase", "OptionList", "All", mut=RO, values=("All", "FactoryDefault", "HardWiredOnly")))
+    add(_v(c, "ActiveMonitoringLevel", i, "9", mut=RO, min_limit=0, max_limit=9))
 
     c = "DeviceDataCtrlr"
     for inst, n in ITEMS_PER_MESSAGE.items():
@@ -515,7 +538,7 @@ class DeviceModel:
     security_profile. ``store``: a :class:`KeyValueStore` (station/store.py Store or MemoryStore)."""
 
     __slots__ = ("store", "layout", "identity", "log", "defs", "_values", "_volatile", "_subs",
-                 "_providers", "_checks", "load_problems")
+                 "_providers", "_checks", "load_problems", "_watchers")
 
     def __init__(self, store: KeyValueStore, layout: Mapping[int, Collection[int]], identity: Mapping[str, Any],
                  log: logging.Logger | None = None, *, defs: Definitions | None = None) -> None:
@@ -528,6 +551,7 @@ class DeviceModel:
         self._values: dict[tuple[ComponentKey, VariableKey, str], str] = {}
         self._volatile: dict[tuple[ComponentKey, VariableKey, str], str] | None = None
         self._subs: dict[tuple[str, str, str | None], list[Callback]] | None = None
+        self._watchers: list[Watcher] | None = None
         self._providers: dict[tuple[str, str, str | None], Callable[[], Any]] | None = None
         self._checks: dict[tuple[str, str, str | None], Check] | None = None
         self.load_problems: list[str] = []
@@ -589,6 +613,11 @@ class DeviceModel:
             return (rank, k[2] or 0, k[3] or 0, k[0] != "EVSE", k[0])
 
         return sorted(keys, key=order)
+
+    @staticmethod
+    def component_dict(ck: ComponentKey) -> dict[str, Any]:
+        """The ComponentType of a component key."""
+        return DeviceModel._component_dict(ck)
 
     @staticmethod
     def _component_dict(ck: ComponentKey) -> dict[str, Any]:
@@ -685,14 +714,41 @@ class DeviceModel:
             raise ValueError(problem[1])
         text = v.normalized(text)
         key = (ck, v.key, attribute)
+        before = self._raw(ck, v, attribute) if self._watchers else None
         if v.volatile:
             if self._volatile is None:
                 self._volatile = {}
             self._volatile[key] = text
-            return
-        with self.store.atomic():
-            self._write(key, v, text)
-        self._remember(key, v, text)
+        else:
+            with self.store.atomic():
+                self._write(key, v, text)
+            self._remember(key, v, text)
+        if self._watchers and before != text:
+            self._watched(ck, v, attribute, text)
+
+    def watch(self, callback: Watcher) -> None:
+        """``callback(component_key, variable, attribute, new_text)`` after any value changed."""
+        if self._watchers is None:
+            self._watchers = []
+        self._watchers.append(callback)
+
+    def _watched(self, ck: ComponentKey, v: Variable, attribute: str, text: str) -> None:
+        for cb in self._watchers or ():
+            try:
+                cb(ck, v, attribute, text)
+            except Exception:  # noqa: BLE001 - the value is set; a watcher must not stop the rest
+                self.log.exception("device model: watcher of %s failed", v.label)
+
+    def resolve(self, component: Mapping[str, Any], variable: Mapping[str, Any]
+                ) -> tuple[ComponentKey, Variable] | str:
+        """(component key, variable) a ComponentType / VariableType names, or UnknownComponent /
+        UnknownVariable."""
+        return self._resolve(component, variable)
+
+    def raw(self, ck: ComponentKey, v: Variable, attribute: str = "Actual") -> str | None:
+        """A value in wire form (None: it has none)."""
+        return self._raw(ck, v, attribute)
+
 
     def provide(self, component: str, variable: str, getter: Callable[[], Any], *,
                 instance: str | None = None) -> None:
@@ -831,6 +887,8 @@ class DeviceModel:
                 r["attributeStatusInfo"] = info
             results.append(r)
         self._notify([(ck, v, attr) for ck, v, attr, _ in changes])
+        for ck, v, attr, text in changes:
+            self._watched(ck, v, attr, text)
         return results
 
     def stored_key(self, item: Mapping[str, Any]) -> str | None:

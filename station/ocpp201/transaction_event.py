@@ -150,6 +150,8 @@ class TransactionEvents:
 
     def _meter(self, cid: int, measurands_var: str, context: str, component: str = "SampledDataCtrlr") -> list[dict]:
         reading = self.ad.station.meter_cache.get(cid)
+        if reading is not None and reading.power_w is not None:
+            self.ad.power_seen(cid, reading.power_w)
         measurands = parse_measurands(self.ad.text(component, measurands_var))
         if reading is None or not measurands:
             return []

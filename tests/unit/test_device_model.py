@@ -481,7 +481,7 @@ def test_TC_B_13_CS_full_inventory_values_and_characteristics(dm: DeviceModel) -
     [hb] = [r for r in report if r["variable"]["name"] == "HeartbeatInterval"]
     assert hb["variableAttribute"] == [{"type": "Actual", "value": "42", "mutability": "ReadWrite",
                                         "persistent": True, "constant": False}]
-    assert hb["variableCharacteristics"] == {"dataType": "integer", "supportsMonitoring": False, "unit": "s",
+    assert hb["variableCharacteristics"] == {"dataType": "integer", "supportsMonitoring": True, "unit": "s",
                                              "minLimit": 1, "maxLimit": 86400}
     [tsp] = [r for r in report if r["variable"]["name"] == "TxStartPoint"]
     assert tsp["variableCharacteristics"]["valuesList"] == \
