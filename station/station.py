@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from hal.board import EvseHardware
 from hal.types import CpState, Fault, HalError, IdToken, MeterReading
 from station.core import model as m
-from station.core.auth import IdTagInfo, Verdict, decide
+from station.core.auth import IdTagInfo, IdTagMap, Verdict, decide, same_id_tag
 from station.core.clock import Clock, iso, parse_iso
 from station.core.evse import Connector, Evse, station_state
 from station.core.evse import Reservation as Hold
@@ -100,8 +100,9 @@ class Station:
         self.settings = Settings()
         self.operative: bool = bool(store.get("availability", "0", True))
         self.station_faults: dict[str, str] = {}
-        self.cache: dict[str, IdTagInfo] = {k: IdTagInfo(**v) for k, v in store.auth_all("cache").items()}
-        self.local_list: dict[str, IdTagInfo] = {k: IdTagInfo(**v) for k, v in store.auth_all("local").items()}
+        # idTags are case-insensitive: both are found whatever the case presented
+        self.cache: IdTagMap[IdTagInfo] = IdTagMap((k, IdTagInfo(**v)) for k, v in store.auth_all("cache").items())
+        self.local_list: IdTagMap[IdTagInfo] = IdTagMap((k, IdTagInfo(**v)) for k, v in store.auth_all("local").items())
         self.meter_cache: dict[int, MeterReading] = {}
         self.limits_a: dict[int, float | None] = {}
         self.restart_request: asyncio.Future[str] | None = None
@@ -493,7 +494,7 @@ class Station:
     def _card_connector(self, evse_id: int, id_tag: str) -> int:
         conns = [self.connectors[c.connector_id] for c in self.evses[evse_id].connectors]
         for pick in (
-            lambda c: c.transaction is not None and c.transaction.id_tag == id_tag,
+            lambda c: c.transaction is not None and same_id_tag(c.transaction.id_tag, id_tag),
             lambda c: c.transaction is not None,
             lambda c: c.plugged and c.transaction is None,
         ):
