@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from hal.board import EvseHardware
 from hal.types import CpState, Fault, HalError, IdToken, MeterReading
 from station.core import model as m
-from station.core.auth import IdTagInfo, IdTagMap, Verdict, decide, same_id_tag
+from station.core.auth import IdTagInfo, IdTagMap, Verdict, decide, list_conflict, same_id_tag
 from station.core.clock import Clock, iso, parse_iso
 from station.core.evse import Connector, Evse, station_state
 from station.core.evse import Reservation as Hold
@@ -60,6 +60,8 @@ class Adapter(Protocol):
     def transaction_stopped(self, tx: Transaction) -> None: ...
     # optional: ``domain_event(event: station.core.model.DomainEvent) -> None`` gets every domain
     # event (EV connected, authorized, power path closed, energy transfer started/stopped, ...)
+    # optional: ``local_list_conflict(id_tag: str, listed: IdTagInfo, answer: IdTagInfo) -> None``:
+    # the CSMS answered about an idTag of the local list with another status
 
 
 _AT_ONCE = (m.StartTimer, m.CancelTimer, m.ReportStatus, m.Reply, m.Note, m.DomainEvent)
@@ -521,12 +523,25 @@ class Station:
         if d.verdict is Verdict.ASK_CSMS:
             info = await self.adapter.authorize(id_tag) if self.adapter is not None else None
             if info is not None:
+                self.check_list_conflict(id_tag, info)
                 self.remember(id_tag, info)
                 return info
             d = decide(id_tag, False, self.settings.auth, self.local_list, self.cache, self.clock.now())
         if d.info is not None and d.verdict is Verdict.ACCEPT:
             return d.info
         return d.info if d.info is not None and d.info.status != "Accepted" else IdTagInfo("Invalid")
+
+    def check_list_conflict(self, id_tag: str, answer: IdTagInfo) -> None:
+        """A CSMS answer about an idTag contradicts the local list: the adapter tells the CSMS (1.6:
+        StatusNotification LocalListConflict); the list stays as the CSMS last sent it."""
+        listed = list_conflict(id_tag, answer, self.settings.auth, self.local_list)
+        if listed is None:
+            return
+        self.log.warning("local list conflict: %s is %s in the list, the CSMS says %s", id_tag, listed.status,
+                         answer.status)
+        report = getattr(self.adapter, "local_list_conflict", None)
+        if report is not None:
+            report(id_tag, listed, answer)
 
     def remember(self, id_tag: str, info: IdTagInfo) -> None:
         """Update the authorization cache with an IdTagInfo the CSMS sent."""
@@ -611,6 +626,7 @@ class Station:
 
     def on_start_result(self, tx: Transaction, info: IdTagInfo) -> None:
         """The CSMS answered StartTransaction: record its idTagInfo (its parentIdTag too) and act on a refusal."""
+        self.check_list_conflict(tx.id_tag, info)
         self.remember(tx.id_tag, info)
         if tx.connector_id not in self.connectors:
             return

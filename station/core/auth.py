@@ -149,3 +149,19 @@ def decide(
     if rules.allow_offline_tx_for_unknown_id:
         return Decision(Verdict.ACCEPT, IdTagInfo("Accepted"), "offline_unknown")
     return Decision(Verdict.REJECT, IdTagInfo("Invalid"), "unknown")
+
+
+def list_conflict(
+    id_tag: str, answer: IdTagInfo, rules: AuthRules, local_list: Mapping[str, IdTagInfo]
+) -> IdTagInfo | None:
+    """The local list's entry for ``id_tag`` when the CSMS's ``answer`` about it (Authorize,
+    StartTransaction) contradicts it: another status. None when the list is not in use, does not
+    hold the idTag, or agrees. The list itself is never changed by an answer (1.6 3.5.2: only
+    SendLocalList changes it); the station tells the CSMS instead (1.6: LocalListConflict)."""
+    if not rules.local_auth_list_enabled:
+        return None
+    entry = local_list.get(id_tag)
+    if entry is None or entry.status == answer.status:
+        return None
+    return entry
+

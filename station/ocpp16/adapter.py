@@ -324,6 +324,11 @@ class Ocpp16Adapter:
     def status_changed(self, connector_id: int, state: ConnectorState, fault: str | None, info: str) -> None:
         self.status.changed(connector_id, state, fault)
 
+    def local_list_conflict(self, id_tag: str, listed: IdTagInfo, answer: IdTagInfo) -> None:
+        """1.6 section 3.5.2: a conflict between the local list and an answer of the CSMS is told by
+        a StatusNotification on connector 0 with errorCode LocalListConflict."""
+        self.status.report_error(0, "LocalListConflict", f"{id_tag}: list {listed.status}, CSMS {answer.status}")
+
     # -- authorization -----------------------------------------------------------------------
     async def authorize(self, id_tag: str) -> IdTagInfo | None:
         if not self.online:
