@@ -4,7 +4,8 @@ The profiles (station/core/charging.py decides what they mean) are kept in the s
 namespace ``charging_profiles`` (profile id -> its record), so they survive a restart. After every
 change (a profile installed or cleared, a transaction started or ended) and at every period
 boundary the limit of each EVSE is evaluated and, when it changed, handed to the station
-(``Station.apply_limit``: the pilot offer; below 6 A nothing is offered). The next boundary is
+(``Station.apply_limit``: the pilot offer, below 6 A nothing is offered; and the limit's
+numberPhases, which a phase-switching EVSE - today the simulated one - feeds). The next boundary is
 one one-shot timer of the scheduler, re-armed when it fires: no polling.
 
 A TxProfile lives as long as its transaction: it is removed when the transaction ends. The
@@ -48,7 +49,7 @@ class ChargingService:
         self.profiles = ProfileSet()
         self._timer: Timer | None = None
         self._due: datetime | None = None
-        self._applied: dict[int, tuple[int, float | None]] = {}  # EVSE id -> (connector, amps) last applied
+        self._applied: dict[int, tuple[int, float | None, int]] = {}  # EVSE id -> (connector, amps, phases) applied
         self._running = False
         for key, rec in store.items(NS).items():
             try:
@@ -179,10 +180,11 @@ class ChargingService:
             sharers = self._sharers(cid)
             limit = self.profiles.limit_at(ctx, now, sharers)
             amps = None if limit.amps is None else tenths(limit.amps)  # 0.1 A steps, never above the limit
-            if self._applied.get(evse.evse_id) != (cid, amps):
-                self._applied[evse.evse_id] = (cid, amps)
-                self.log.info("connector %d: charging limit %s", cid, "none" if amps is None else f"{amps} A")
-                self.station.apply_limit(cid, amps)
+            if self._applied.get(evse.evse_id) != (cid, amps, limit.phases):
+                self._applied[evse.evse_id] = (cid, amps, limit.phases)
+                self.log.info("connector %d: charging limit %s", cid,
+                              "none" if amps is None else f"{amps} A on {limit.phases} phase(s)")
+                self.station.apply_limit(cid, amps, limit.phases)
             nxt = self.profiles.next_change(ctx, now, sharers=sharers)
             if nxt is not None:
                 nexts.append(nxt)

@@ -107,6 +107,7 @@ class Station:
         self.local_list: IdTagMap[IdTagInfo] = IdTagMap((k, IdTagInfo(**v)) for k, v in store.auth_all("local").items())
         self.meter_cache: dict[int, MeterReading] = {}
         self.limits_a: dict[int, float | None] = {}
+        self.limits_phases: dict[int, int] = {}  # EVSE id -> phases of its charging limit
         self.restart_request: asyncio.Future[str] | None = None
         self.sessions: dict[int, Session] = {e.evse_id: Session(e, self.settings) for e in evses}
         # connector number -> (EVSE id, the connector's number within its EVSE, from 1)
@@ -574,10 +575,18 @@ class Station:
         self.apply_limit(cid, amps)
         await self._settled(cid)
 
-    def apply_limit(self, cid: int, amps: float | None) -> None:
+    def apply_limit(self, cid: int, amps: float | None, phases: int | None = None) -> None:
         """set_limit without waiting: the new offer is queued at once (a start about to offer the
-        old limit offers the new one instead; station/charging.py calls it from its timer)."""
+        old limit offers the new one instead; station/charging.py calls it from its timer).
+        ``phases``: the limit's numberPhases; an EVSE that can switch phases feeds that many
+        (switched before the new current is offered)."""
         self.limits_a[cid] = amps
+        evse_id = self._evse_of[cid]
+        hw = self.hw.get(evse_id)
+        if hw is not None and phases is not None and self.limits_phases.get(evse_id) != phases:
+            self.limits_phases[evse_id] = phases
+            if hw.switch_phases(phases if phases < self.evses[evse_id].phases else None):
+                self.log.info("EVSE %d: charging on %d phase(s)", evse_id, min(phases, self.evses[evse_id].phases))
         self._feed(cid, m.LimitChanged(cid, amps))
 
     def save_transaction(self, tx: Transaction) -> None:

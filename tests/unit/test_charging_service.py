@@ -30,7 +30,7 @@ class FakeStation:
     def evse_of(self, cid: int) -> Evse:
         return self.evses[1]
 
-    def apply_limit(self, cid: int, amps: float | None) -> None:
+    def apply_limit(self, cid: int, amps: float | None, phases: int | None = None) -> None:
         assert self.clock is not None
         self.applied.append((self.clock.now(), cid, amps))
 
