@@ -756,6 +756,10 @@ class Station:
         due = self.reservations.next_expiry()
         if due is None or self._stopped:
             return
+        call_at_wall = getattr(self.clock, "call_at_wall", None)
+        if call_at_wall is not None:  # a Scheduler: re-armed for the instant when the wall clock jumps
+            self._timers[_RESERVATION_TIMER] = call_at_wall(due, self._reservations_due)
+            return
         delay = max(0.0, (due - self.clock.now()).total_seconds())
         self._timers[_RESERVATION_TIMER] = self._call_later(min(delay, 86_400.0), self._reservations_due)
 
