@@ -36,6 +36,7 @@ import websockets
 
 from station import logsafe
 from station.core.clock import iso, parse_iso
+from station.firmware import NS as FIRMWARE_NS
 from station.link import CallErrorReceived, NotConnected
 from station.ocpp16.handlers import Routes
 from station.revocation import check_revocation, issuer_among
@@ -87,7 +88,7 @@ class SecurityService:
         self.failure_events: set[str] = set()  # events of the current run of failed connections (sent once)
         self.log_upload: tuple[str, int | None] = ("Idle", None)
         self.started = False  # StartupOfTheDevice / ResetOrReboot reported (on the first connection)
-        self.signed_status: tuple[str, int | None] = ("Idle", None)  # its last status and requestId
+        self.signed_status: tuple[str, int | None] = self._kept_signed_status()  # its last status and requestId
 
     # -- the link for a profile ---------------------------------------------------------------
     def url(self, profile: int | None = None) -> str:
@@ -182,10 +183,23 @@ class SecurityService:
             self.ad.spawn(self.ad.send_quietly("SignedFirmwareStatusNotification", {"status": "Installed", "requestId": request_id}))
 
     # -- signed firmware (station/firmware.py's SignedFirmware) ----------------------------------
+    def _kept_signed_status(self) -> tuple[str, int | None]:
+        """The last status of the signed firmware job still kept from before a restart (stored
+        with each status), else Idle: a job that ended (installed, failed) reports Idle."""
+        stored = self.ad.store.get(NS, "signed_status")
+        job = self.ad.store.get(FIRMWARE_NS, "job")
+        signed = job.get("signed") if isinstance(job, dict) else None
+        if (isinstance(stored, list) and len(stored) == 2 and isinstance(stored[0], str)
+                and isinstance(signed, dict) and signed.get("requestId") == stored[1]):
+            return stored[0], stored[1]
+        return ("Idle", None)
+
     async def notify_signed(self, status: str, request_id: int) -> bool:
-        """SignedFirmwareStatusNotification; the last status is what ExtendedTriggerMessage reports."""
+        """SignedFirmwareStatusNotification; the last status is what ExtendedTriggerMessage reports
+        (kept in the store: after a restart it is still the job's)."""
         final = status in ("DownloadFailed", "InvalidSignature", "InstallationFailed")
         self.signed_status = ("Idle", None) if final else (status, request_id)
+        self.ad.store.put(NS, "signed_status", list(self.signed_status))
         return await self.ad.send_quietly("SignedFirmwareStatusNotification",
                                           {"status": status, "requestId": request_id}) is not None
 
