@@ -275,6 +275,7 @@ class Ocpp16Adapter:
         if self.registrar.accepted:
             self.status.resend_changed()
             self.outbox.kick()
+            self.security_events.deliver_held()  # a MemoryExhaustion raised while offline
 
     def on_close(self) -> None:
         self.registrar.disconnected()
@@ -304,6 +305,7 @@ class Ocpp16Adapter:
         self.status.send_all()
         self.outbox.kick()
         self.security.registered()  # StartupOfTheDevice / ResetOrReboot
+        self.security_events.deliver_held()
         self.firmware.registered()  # an installation done before the restart is reported
 
     def _reconnect_with_new_key(self) -> Callable[[], Awaitable[None]] | None:

@@ -167,15 +167,14 @@ class SecurityService:
 
     def registered(self) -> None:
         """BootNotification Accepted: the first time in this run of the station (a Reset starts a
-        new one), StartupOfTheDevice or ResetOrReboot, sent at once (not queued behind the
-        transaction messages of the previous run; logged in the security log either way)."""
+        new one), StartupOfTheDevice or ResetOrReboot, queued in the outbox like every critical
+        event (after the transaction messages of the previous run, kept across a power cut,
+        retried after a CallError), and logged in the security log."""
         if self.started:
             return
         self.started = True
         after_reset = self.ad.link is not None and self.ad.link.reconnecting
-        kind = "ResetOrReboot" if after_reset else "StartupOfTheDevice"
-        self.event(kind, queue=False)
-        self.ad.spawn(self.ad.send_quietly("SecurityEventNotification", {"type": kind, "timestamp": iso(self.ad.scheduler.now())}))
+        self.event("ResetOrReboot" if after_reset else "StartupOfTheDevice")
         request_id = self.ad.store.get(NS, "signed_installed")
         if request_id is not None:  # a SignedUpdateFirmware installed before this restart
             self.ad.store.delete(NS, "signed_installed")
