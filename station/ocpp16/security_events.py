@@ -12,8 +12,9 @@
   held until the CSMS has answered it. A power cut while it is held loses it (the security log on
   disk, when it can still be written, keeps it). At most one per
   :data:`MEMORY_EXHAUSTION_INTERVAL_S`.
-- ``TamperDetectionActivated``: the tamper input turned active (the local API's ``/api/tamper``
-  for simulated hardware); critical, queued in the outbox like the others.
+- ``TamperDetectionActivated``: the tamper input turned active (the enclosure's switch on a GPIO
+  input, ``[hardware] tamper``, hal/tamper.py; or the local API's ``/api/tamper`` for simulated
+  hardware); critical, queued in the outbox like the others.
 
 SecurityLogWasCleared is raised by the security log itself (handlers/security.py) when its bound
 drops the oldest records.

@@ -155,3 +155,25 @@ async def test_boot_security_events_go_through_the_outbox(csms, booted):
     assert first["timestamp"] == again["timestamp"]
     sent = [r for r in csms.received if r.action == "SecurityEventNotification"]
     assert len(sent) == 2 and sent[0].unique_id == sent[1].unique_id
+
+
+async def test_tamper_detection_from_the_hardware_tamper_input(csms, make_station, tmp_path):
+    """[hardware] tamper = 23 (simulated GPIO): the enclosure opened on the input line raises
+    TamperDetectionActivated, by the same path as POST /api/tamper; once per activation."""
+    config = tmp_path / "station.toml"
+    config.write_text('[hardware]\ngpio = "sim"\ntamper = 23\ntamper_interval_s = 0.2\n\n[[evse]]\nid = 1\n')
+    sp = make_station(config=str(config))
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    await csms.expect_status(1, "Available", since=0)
+    await sp.wait_api()
+    await csms.no_call("SecurityEventNotification", 5, lambda p: p["type"] == "TamperDetectionActivated")
+    await sp.api("POST", "/api/gpio", {"line": 23, "stuck": True})  # the door opens
+    ev = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "TamperDetectionActivated")
+    assert ev["timestamp"]
+    await csms.no_call("SecurityEventNotification", 5, lambda p: p["type"] == "TamperDetectionActivated")
+    await sp.api("POST", "/api/gpio", {"line": 23, "stuck": False})
+    await csms.no_call("SecurityEventNotification", 2, lambda p: p["type"] == "TamperDetectionActivated")
+    await sp.api("POST", "/api/gpio", {"line": 23, "stuck": True})
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "TamperDetectionActivated")
+    assert len(events(csms, "TamperDetectionActivated")) == 2
