@@ -376,8 +376,13 @@ async def certificate_signed(ad: Ocpp16Adapter, p: dict) -> Any:
         ad.log.warning("CertificateSigned rejected: %s", e)
         svc.event("InvalidChargePointCertificate", str(e))
         return {"status": "Rejected"}
-    leaf_issuer = certs[1] if len(certs) > 1 else issuer_among(certs[0], [r for k in ROOT_TYPES for r in svc.certs.roots(k)])
-    if await revoked(ad, certs[0], leaf_issuer, "CertificateSigned", "InvalidChargePointCertificate"):
+    # every certificate of the chain against its issuer's CRL (the next one in the chain; for the
+    # top one an installed root), the downloads side by side: the answer waits CRL_TIMEOUT_S at most
+    roots = [r for k in ROOT_TYPES for r in svc.certs.roots(k)]
+    issuers = [certs[i + 1] if i + 1 < len(certs) else issuer_among(c, roots) for i, c in enumerate(certs)]
+    checks = await asyncio.gather(*(revoked(ad, c, issuer, "CertificateSigned", "InvalidChargePointCertificate")
+                                    for c, issuer in zip(certs, issuers, strict=True)))
+    if any(checks):
         return {"status": "Rejected"}
     try:
         svc.certs.accept_signed(certs)
