@@ -84,6 +84,15 @@ class EvseHardware:
     def on_fault(self, cb: FaultCallback) -> None:
         self.faults.add(cb)
 
+    def switch_phases(self, phases: int | None) -> bool:
+        """Feed ``phases`` phases (a charging limit's numberPhases; None: all that are wired).
+        Only the simulated plant can switch today (no phase-switching contactor device yet): False
+        when this EVSE cannot, and it then feeds every wired phase."""
+        if self.plant is None:
+            return False
+        self.plant.switch_phases(phases)
+        return True
+
     async def start(self) -> None:
         """Start every device. One that cannot start is reported as a fault, not as a crash:
         the station still comes up and tells the CSMS (e.g. Faulted, ReaderFailure)."""

@@ -2,7 +2,7 @@
 and the meter of the EVSE.
 
 The simulated EV draws what it is offered (up to its own maximum, on the phases both it and the
-EVSE have) while the relay is closed, the pilot offers at least 6 A and it is not suspended, so
+EVSE have, and no more than the EVSE switched to for a charging limit's numberPhases) while the relay is closed, the pilot offers at least 6 A and it is not suspended, so
 energy and power are realistic. Below 6 A nothing is offered (IEC 61851-1): the EV stays in B.
 Energy is integrated from a monotonic clock function, so tests can use a fake clock.
 
@@ -114,6 +114,9 @@ class SimPlant:
                  connectors: int = 1) -> None:
         self.clock = clock
         self.phases = phases  # wired to the EVSE: a single-phase EVSE feeds one phase whatever the EV has
+        # a phase-switching EVSE feeds fewer phases than it is wired for when a charging limit says
+        # so (numberPhases): None feeds every wired phase
+        self.switched_phases: int | None = None
         self.outlets: dict[int, SimOutlet] = {n: SimOutlet(self, n) for n in range(1, max(1, connectors) + 1)}
         self.relay = SimRelay()
         self.meter = SimMeter(self)
@@ -159,7 +162,12 @@ class SimPlant:
         return sum(o.current_a(self.relay.closed) for o in self.outlets.values())
 
     def _phases_of(self, outlet: SimOutlet) -> int:
-        return max(1, min(self.phases, outlet.ev.phases))
+        return max(1, min(self.phases, self.switched_phases or self.phases, outlet.ev.phases))
+
+    def switch_phases(self, phases: int | None) -> None:
+        """Feed ``phases`` phases (1-3; None: every wired one) from now on; the EV draws on them."""
+        self.settle()
+        self.switched_phases = None if phases is None else max(1, min(3, int(phases)))
 
     @property
     def active_phases(self) -> int:

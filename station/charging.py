@@ -4,8 +4,12 @@ The profiles (station/core/charging.py decides what they mean) are kept in the s
 namespace ``charging_profiles`` (profile id -> its record), so they survive a restart. After every
 change (a profile installed or cleared, a transaction started or ended) and at every period
 boundary the limit of each EVSE is evaluated and, when it changed, handed to the station
-(``Station.apply_limit``: the pilot offer; below 6 A nothing is offered). The next boundary is
-one one-shot timer of the scheduler, re-armed when it fires: no polling.
+(``Station.apply_limit``: the pilot offer, below 6 A nothing is offered; and the limit's
+numberPhases, which a phase-switching EVSE - today the simulated one - feeds). The next boundary is
+one one-shot timer of the scheduler on the boundary's wall-clock instant, re-armed when it fires:
+no polling. A wall clock set forward or back is noticed by the scheduler at the next timer of
+the station (its checkpoint runs every few seconds) and the boundary timer is armed again from
+the wall clock: a boundary is never applied early, nor late by the step.
 
 A TxProfile lives as long as its transaction: it is removed when the transaction ends. The
 chargingProfile of a RemoteStartTransaction is installed as the transaction starts, before the
@@ -48,8 +52,9 @@ class ChargingService:
         self.profiles = ProfileSet()
         self._timer: Timer | None = None
         self._due: datetime | None = None
-        self._applied: dict[int, tuple[int, float | None]] = {}  # EVSE id -> (connector, amps) last applied
+        self._applied: dict[int, tuple[int, float | None, int]] = {}  # EVSE id -> (connector, amps, phases) applied
         self._running = False
+        self._jump_watch = False
         for key, rec in store.items(NS).items():
             try:
                 self.profiles.install(ChargingProfile.from_record(rec))
@@ -60,6 +65,10 @@ class ChargingService:
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
         self._running = True
+        if not self._jump_watch:
+            self._jump_watch = True
+            # the wall clock jumped: the limit of the new wall time now, and the boundary after it
+            self.scheduler.on_wall_jump(self.reevaluate)
         # a TxProfile whose transaction did not survive the restart is of no use any more
         for p in [p for p in self.profiles.profiles.values() if p.purpose == TX_PROFILE]:
             if self._tx(p.connector_id) is None:
@@ -179,10 +188,11 @@ class ChargingService:
             sharers = self._sharers(cid)
             limit = self.profiles.limit_at(ctx, now, sharers)
             amps = None if limit.amps is None else tenths(limit.amps)  # 0.1 A steps, never above the limit
-            if self._applied.get(evse.evse_id) != (cid, amps):
-                self._applied[evse.evse_id] = (cid, amps)
-                self.log.info("connector %d: charging limit %s", cid, "none" if amps is None else f"{amps} A")
-                self.station.apply_limit(cid, amps)
+            if self._applied.get(evse.evse_id) != (cid, amps, limit.phases):
+                self._applied[evse.evse_id] = (cid, amps, limit.phases)
+                self.log.info("connector %d: charging limit %s", cid,
+                              "none" if amps is None else f"{amps} A on {limit.phases} phase(s)")
+                self.station.apply_limit(cid, amps, limit.phases)
             nxt = self.profiles.next_change(ctx, now, sharers=sharers)
             if nxt is not None:
                 nexts.append(nxt)
@@ -194,7 +204,8 @@ class ChargingService:
             self._timer = None
         self._due = when
         if when is not None:
-            self._timer = self.scheduler.call_later(max(0.0, (when - now).total_seconds()), self._fired)
+            # on the wall clock: a clock set forward or back re-arms it for the boundary's instant
+            self._timer = self.scheduler.call_at_wall(when, self._fired)
 
     def _fired(self) -> None:
         self._timer = None

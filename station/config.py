@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 from hal.board import BUILDERS, check_device
 from hal.board import KEYS as DEVICE_KEYS
+from hal.section import read_section
+from hal.tamper import KEYS as TAMPER_KEYS
 
 OCPP_VERSIONS = ("1.6", "2.0.1")
 OCPP_IMPLEMENTED = ("1.6", "2.0.1")
@@ -87,6 +89,8 @@ class StationConfig:
     api: str | None = None
     api_token: str | None = None
     gpio: str = "sim"
+    # [hardware] tamper keys (hal/tamper.py), defaults filled in; tamper -1: no tamper switch
+    tamper: dict[str, Any] = field(default_factory=lambda: read_section({}, TAMPER_KEYS, "hardware")[0])
     simulated: bool = False
     evses: list[EvseConfig] = field(default_factory=lambda: [EvseConfig(1)])
     ocpp_config_file: str | None = None
@@ -331,6 +335,9 @@ def _check_shared_resources(s: StationConfig, problems: list[str]) -> None:
     """One GPIO line, PWM channel, ADC input, meter address or reader port used twice: a wiring
     mistake (gpiod would say "busy", two meters would answer one request, or none would)."""
     used: dict[tuple, tuple[str, bool]] = {}
+    line = s.tamper.get("tamper", -1)
+    if isinstance(line, int) and line >= 0:  # the tamper switch's input, station-wide
+        used[("gpio", s.tamper.get("tamper_chip", "gpiochip0"), line)] = ("hardware.tamper", False)
     for n, e in enumerate(s.evses):
         sections = [(f"evse[{n}].{device}", device, section) for device, section in e.devices.items()]
         sections += [(f"evse[{n}].connector[{k}].{device}", device, section)
@@ -361,13 +368,18 @@ def parse(data: dict, source: str = "<config>") -> StationConfig:
     if not isinstance(hw, dict):
         problems.append("hardware: must be a table [hardware]")
     else:
+        tamper: dict[str, Any] = {}
         for key, value in hw.items():
-            if key != "gpio":
-                problems.append(f"hardware.{key}: unknown key (known: gpio)")
+            if key in TAMPER_KEYS:
+                tamper[key] = value
+            elif key != "gpio":
+                problems.append(f"hardware.{key}: unknown key (known: gpio, {', '.join(TAMPER_KEYS)})")
             elif value not in ("sim", "gpiod", "rpigpio"):
                 problems.append(f"hardware.gpio: must be sim, gpiod or rpigpio, got {value!r}")
             else:
                 cfg.gpio = value
+        cfg.tamper, tamper_problems = read_section(tamper, TAMPER_KEYS, "hardware")
+        problems += tamper_problems
     if "evse" in data:
         evses = data["evse"]
         if not isinstance(evses, list):

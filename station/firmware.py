@@ -235,7 +235,7 @@ class FirmwareService:
         delay = (at - self.scheduler.now()).total_seconds()
         if delay > 0:
             self.log.info("firmware download from %s at %s (in %.0f s)", _shown(job["location"]), job["retrieve_at"], delay)
-        self._timer = self.scheduler.call_later(max(0.0, delay), self._begin, job)
+        self._timer = self.scheduler.call_at_wall(at, self._begin, job)  # a clock set meanwhile re-arms it
 
     def _begin(self, job: dict) -> None:
         self._timer = None

@@ -27,7 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hal.board import EvseHardware, build_evse
-from hal.types import CpState, Fault, IdToken
+from hal.gpio import pin_factory
+from hal.tamper import TamperInput, build_tamper
+from hal.types import CpState, Fault, HalError, IdToken
 from station.config import DEFAULT_STATE_ROOT, StationConfig, connector_numbers
 from station.core.clock import Clock
 from station.core.evse import Connector, Evse
@@ -187,6 +189,28 @@ class Runtime:
             plant = self.hw[e.id].plant
             if plant is not None:
                 plant.on_reading = lambda wh, evse_id=e.id: self._save_sim_reading(evse_id, wh)
+        self.tamper = self._build_tamper()
+
+    def _build_tamper(self) -> TamperInput | None:
+        """The enclosure's tamper switch ([hardware] tamper), on the station's pin factory; its
+        changes go to the current adapter's security events (as POST /api/tamper's do)."""
+        cfg = self.cfg
+        if cfg.tamper.get("tamper", -1) < 0:
+            return None
+        try:
+            pins = self.shared_hw.get("pins")
+            if pins is None:
+                pins = self.shared_hw["pins"] = pin_factory("sim" if cfg.simulated else cfg.gpio)
+            tamper = build_tamper(cfg.tamper, pins)
+        except HalError as e:
+            raise HalError(f"hardware.tamper: {e}", e.error_code) from e
+        if tamper is not None:
+            tamper.on_change(self._tamper_changed)
+        return tamper
+
+    def _tamper_changed(self, active: bool) -> None:
+        if self.adapter is not None:
+            self.adapter.security_events.tamper(active)
 
     def _save_sim_reading(self, evse_id: int, wh: float) -> None:
         """A simulated meter reading is about to be used: its energy is stored first (synchronous
@@ -328,6 +352,8 @@ class Runtime:
     async def run(self) -> None:
         for hw in self.hw.values():
             await hw.start()
+        if self.tamper is not None:
+            await self.tamper.start()
         saver = asyncio.ensure_future(self._save_sim_energy())
         try:
             while not self._stopping.is_set():
@@ -346,6 +372,8 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self.tamper is not None:
+            await self.tamper.stop()
         for hw in self.hw.values():
             await hw.close()
         self.store.close()
@@ -370,6 +398,8 @@ class Runtime:
         station.attach(adapter)
         link = adapter.make_link(reconnecting=self.generation > 1)  # after a Reset: not at once
         self.station, self.adapter = station, adapter
+        if self.tamper is not None and self.tamper.active:  # the enclosure is open as this run starts
+            adapter.security_events.tamper(True)
         await station.start()
         await adapter.start()
         link_task = asyncio.ensure_future(link.run())

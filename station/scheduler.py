@@ -2,7 +2,9 @@
 
 Everything periodic in the station (heartbeat, sampled and clock-aligned meter values, connection
 timeout, retries, checkpoints) is a one-shot timer re-armed when it fires: no polling loops, so an
-idle station wakes only for its own timers.
+idle station wakes only for its own timers. What is due at a wall-clock instant (a charging
+profile's period boundary, a reservation's expiry) is a ``call_at_wall`` timer, armed again from
+the wall clock when it is found to have jumped (see ``_WallClock``).
 
 - ``LoopScheduler``: the running asyncio loop (production, and in-process tests on a
   ``VirtualTimeLoop``). Wall time follows the system clock, or the loop's clock when the loop is
@@ -38,15 +40,112 @@ class Scheduler(Protocol):
     def monotonic(self) -> float: ...
     def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer: ...
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer: ...
+    def call_at_wall(self, when: datetime, fn: Callable[..., Any], *args: Any) -> Timer: ...
+    def on_wall_jump(self, cb: Callable[[], Any]) -> None: ...
 
 
-class LoopScheduler:
+# A change of the wall clock against monotonic time beyond this is a jump (NTP stepping the clock,
+# an operator setting it): timers on wall-clock instants are then armed again from wall time.
+WALL_JUMP_S = 1.0
+
+
+class _WallTimer:
+    __slots__ = ("when", "fn", "args", "inner", "owner", "cancelled")
+
+    def __init__(self, when: datetime, fn: Callable[..., Any], args: tuple, owner: _WallClock) -> None:
+        self.when, self.fn, self.args, self.owner = when, fn, args, owner
+        self.inner: Any = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.inner is not None:
+            self.inner.cancel()
+        self.owner._wall_timers.discard(self)
+
+
+class _WallClock:
+    """Timers on wall-clock instants (``call_at_wall``: a charging-profile period boundary, a
+    reservation's expiry) over the scheduler's monotonic timers.
+
+    A monotonic timer armed for "in 600 s" fires late by the step when the wall clock is set
+    forward meanwhile, early when it is set back. So whenever any timer of the scheduler fires
+    (the station always has some: its checkpoint every few seconds, the heartbeat), the offset
+    between wall and monotonic time is compared with the last one seen; when it moved by more
+    than WALL_JUMP_S every wall timer is armed again from the wall clock (one whose instant has
+    passed fires at once) and the ``on_wall_jump`` listeners are told (what depends on the wall
+    time now, e.g. the charging limit, is evaluated again). A wall timer that fires early (the
+    clock was set back) is armed again instead of running."""
+
+    _wall_timers: set[_WallTimer]
+    _wall_offset: float | None
+    _wall_listeners: list[Callable[[], Any]]
+
+    def now(self) -> datetime: ...  # provided by the scheduler
+    def monotonic(self) -> float: ...
+    def _raw_call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+    def _offset_now(self) -> float:
+        return self.now().timestamp() - self.monotonic()
+
+    def call_at_wall(self, when: datetime, fn: Callable[..., Any], *args: Any) -> Timer:
+        """Call ``fn(*args)`` when the wall clock reaches ``when`` (at once if it has)."""
+        t = _WallTimer(when, fn, args, self)
+        if self._wall_offset is None:
+            self._wall_offset = self._offset_now()
+        self._wall_timers.add(t)
+        self._arm_wall(t)
+        return t
+
+    def _arm_wall(self, t: _WallTimer) -> None:
+        if t.inner is not None:
+            t.inner.cancel()
+        t.inner = self._raw_call_later(max(0.0, (t.when - self.now()).total_seconds()), self._wall_fired, t)
+
+    def _wall_fired(self, t: _WallTimer) -> None:
+        self.check_wall_clock()
+        if t.cancelled:
+            return
+        if (t.when - self.now()).total_seconds() > WALL_JUMP_S:
+            self._arm_wall(t)  # early: the clock was set back; armed again for its instant
+            return
+        self._wall_timers.discard(t)
+        t.fn(*t.args)
+
+    def on_wall_jump(self, cb: Callable[[], Any]) -> None:
+        """``cb()`` after the wall timers were armed again for a jump of the wall clock."""
+        self._wall_listeners.append(cb)
+
+    def check_wall_clock(self) -> bool:
+        """Re-arm the wall timers if the wall clock jumped since the last check (then tell the
+        ``on_wall_jump`` listeners); True if it did."""
+        offset = self._offset_now()
+        last, self._wall_offset = self._wall_offset, offset
+        if last is None or abs(offset - last) <= WALL_JUMP_S:
+            return False
+        for t in list(self._wall_timers):
+            self._arm_wall(t)
+        for cb in list(self._wall_listeners):
+            cb()
+        return True
+
+    def _run(self, fn: Callable[..., Any], args: tuple) -> None:
+        """Every timer of the scheduler runs through here: the wall clock is checked first."""
+        if self._wall_timers or self._wall_listeners:
+            self.check_wall_clock()
+        fn(*args)
+
+
+class LoopScheduler(_WallClock):
     """Time and timers of the running asyncio loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop
         self._wall0: datetime | None = None
         self._mono0 = 0.0
+        self._wall_timers = set()
+        self._wall_offset = None
+        self._wall_listeners = []
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -64,9 +163,12 @@ class LoopScheduler:
         return self.loop.time()
 
     def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer:
-        return self.loop.call_at(when, fn, *args)
+        return self.loop.call_at(when, self._run, fn, args)
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        return self.loop.call_later(max(0.0, delay), self._run, fn, args)
+
+    def _raw_call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Any:
         return self.loop.call_later(max(0.0, delay), fn, *args)
 
 
@@ -80,8 +182,9 @@ class _ManualTimer:
         self.cancelled = True
 
 
-class ManualScheduler:
-    """Time that moves only when told to; due timers fire, in order, inside ``advance()``."""
+class ManualScheduler(_WallClock):
+    """Time that moves only when told to; due timers fire, in order, inside ``advance()``. Tests
+    set the wall clock by moving ``_wall0``."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self._wall0 = start or datetime(2026, 1, 1, tzinfo=UTC)
@@ -89,6 +192,9 @@ class ManualScheduler:
         self._mono0 = self._mono
         self._heap: list[tuple[float, int, _ManualTimer, Callable[..., Any], tuple]] = []
         self._seq = itertools.count()
+        self._wall_timers = set()
+        self._wall_offset = None
+        self._wall_listeners = []
 
     def now(self) -> datetime:
         return self._wall0 + timedelta(seconds=self._mono - self._mono0)
@@ -104,6 +210,11 @@ class ManualScheduler:
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
         return self.call_at(self._mono + max(0.0, delay), fn, *args)
 
+    def _raw_call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Any:
+        t = _ManualTimer()
+        heapq.heappush(self._heap, (self._mono + max(0.0, delay), next(self._seq), t, fn, args))
+        return t
+
     @property
     def pending(self) -> int:
         return sum(1 for entry in self._heap if not entry[2].cancelled)
@@ -115,7 +226,7 @@ class ManualScheduler:
             if t.cancelled:
                 continue
             self._mono = max(self._mono, when)
-            fn(*args)
+            self._run(fn, args)
         self._mono = end
 
 

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from hal.board import EvseHardware
 from hal.types import CpState, Fault, HalError, IdToken, MeterReading
 from station.core import model as m
-from station.core.auth import IdTagInfo, Verdict, decide
+from station.core.auth import IdTagInfo, IdTagMap, Verdict, decide, list_conflict, same_id_tag
 from station.core.clock import Clock, iso, parse_iso
 from station.core.evse import Connector, Evse, station_state
 from station.core.evse import Reservation as Hold
@@ -61,6 +61,8 @@ class Adapter(Protocol):
     def transaction_stopped(self, tx: Transaction) -> None: ...
     # optional: ``domain_event(event: station.core.model.DomainEvent) -> None`` gets every domain
     # event (EV connected, authorized, power path closed, energy transfer started/stopped, ...)
+    # optional: ``local_list_conflict(id_tag: str, listed: IdTagInfo, answer: IdTagInfo) -> None``:
+    # the CSMS answered about an idTag of the local list with another status
 
 
 _AT_ONCE = (m.StartTimer, m.CancelTimer, m.ReportStatus, m.Reply, m.Note, m.DomainEvent)
@@ -101,10 +103,12 @@ class Station:
         self.settings = Settings()
         self.operative: bool = bool(store.get("availability", "0", True))
         self.station_faults: dict[str, str] = {}
-        self.cache: dict[str, IdTagInfo] = {k: IdTagInfo(**v) for k, v in store.auth_all("cache").items()}
-        self.local_list: dict[str, IdTagInfo] = {k: IdTagInfo(**v) for k, v in store.auth_all("local").items()}
+        # idTags are case-insensitive: both are found whatever the case presented
+        self.cache: IdTagMap[IdTagInfo] = IdTagMap((k, IdTagInfo(**v)) for k, v in store.auth_all("cache").items())
+        self.local_list: IdTagMap[IdTagInfo] = IdTagMap((k, IdTagInfo(**v)) for k, v in store.auth_all("local").items())
         self.meter_cache: dict[int, MeterReading] = {}
         self.limits_a: dict[int, float | None] = {}
+        self.limits_phases: dict[int, int] = {}  # EVSE id -> phases of its charging limit
         self.restart_request: asyncio.Future[str] | None = None
         self.sessions: dict[int, Session] = {e.evse_id: Session(e, self.settings) for e in evses}
         # connector number -> (EVSE id, the connector's number within its EVSE, from 1)
@@ -494,7 +498,7 @@ class Station:
     def _card_connector(self, evse_id: int, id_tag: str) -> int:
         conns = [self.connectors[c.connector_id] for c in self.evses[evse_id].connectors]
         for pick in (
-            lambda c: c.transaction is not None and c.transaction.id_tag == id_tag,
+            lambda c: c.transaction is not None and same_id_tag(c.transaction.id_tag, id_tag),
             lambda c: c.transaction is not None,
             lambda c: c.plugged and c.transaction is None,
         ):
@@ -525,12 +529,25 @@ class Station:
                 info = await (self.adapter.authorize(id_tag, token_type) if token_type and getattr(self.adapter, "version", "1.6") != "1.6"
                               else self.adapter.authorize(id_tag))
             if info is not None:
+                self.check_list_conflict(id_tag, info)
                 self.remember(id_tag, info)
                 return info
             d = decide(id_tag, False, self.settings.auth, self.local_list, self.cache, self.clock.now())
         if d.info is not None and d.verdict is Verdict.ACCEPT:
             return d.info
         return d.info if d.info is not None and d.info.status != "Accepted" else IdTagInfo("Invalid")
+
+    def check_list_conflict(self, id_tag: str, answer: IdTagInfo) -> None:
+        """A CSMS answer about an idTag contradicts the local list: the adapter tells the CSMS (1.6:
+        StatusNotification LocalListConflict); the list stays as the CSMS last sent it."""
+        listed = list_conflict(id_tag, answer, self.settings.auth, self.local_list)
+        if listed is None:
+            return
+        self.log.warning("local list conflict: %s is %s in the list, the CSMS says %s", id_tag, listed.status,
+                         answer.status)
+        report = getattr(self.adapter, "local_list_conflict", None)
+        if report is not None:
+            report(id_tag, listed, answer)
 
     def remember(self, id_tag: str, info: IdTagInfo) -> None:
         """Update the authorization cache with an IdTagInfo the CSMS sent."""
@@ -563,10 +580,18 @@ class Station:
         self.apply_limit(cid, amps)
         await self._settled(cid)
 
-    def apply_limit(self, cid: int, amps: float | None) -> None:
+    def apply_limit(self, cid: int, amps: float | None, phases: int | None = None) -> None:
         """set_limit without waiting: the new offer is queued at once (a start about to offer the
-        old limit offers the new one instead; station/charging.py calls it from its timer)."""
+        old limit offers the new one instead; station/charging.py calls it from its timer).
+        ``phases``: the limit's numberPhases; an EVSE that can switch phases feeds that many
+        (switched before the new current is offered)."""
         self.limits_a[cid] = amps
+        evse_id = self._evse_of[cid]
+        hw = self.hw.get(evse_id)
+        if hw is not None and phases is not None and self.limits_phases.get(evse_id) != phases:
+            self.limits_phases[evse_id] = phases
+            if hw.switch_phases(phases if phases < self.evses[evse_id].phases else None):
+                self.log.info("EVSE %d: charging on %d phase(s)", evse_id, min(phases, self.evses[evse_id].phases))
         self._feed(cid, m.LimitChanged(cid, amps))
 
     def save_transaction(self, tx: Transaction) -> None:
@@ -615,6 +640,7 @@ class Station:
 
     def on_start_result(self, tx: Transaction, info: IdTagInfo) -> None:
         """The CSMS answered StartTransaction: record its idTagInfo (its parentIdTag too) and act on a refusal."""
+        self.check_list_conflict(tx.id_tag, info)
         self.remember(tx.id_tag, info)
         if tx.connector_id not in self.connectors:
             return
@@ -735,6 +761,10 @@ class Station:
             old.cancel()
         due = self.reservations.next_expiry()
         if due is None or self._stopped:
+            return
+        call_at_wall = getattr(self.clock, "call_at_wall", None)
+        if call_at_wall is not None:  # a Scheduler: re-armed for the instant when the wall clock jumps
+            self._timers[_RESERVATION_TIMER] = call_at_wall(due, self._reservations_due)
             return
         delay = max(0.0, (due - self.clock.now()).total_seconds())
         self._timers[_RESERVATION_TIMER] = self._call_later(min(delay, 86_400.0), self._reservations_due)

@@ -83,9 +83,21 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE auth ADD COLUMN written_at REAL")
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    # idTags are case-insensitive (CiString; station.core.auth.id_tag_key folds ASCII letters, as
+    # NOCASE does): one entry per idTag whatever its case. Of entries that differ only in case,
+    # the one written last stays.
+    db.execute("CREATE TABLE auth_v4 (kind TEXT NOT NULL, id_tag TEXT NOT NULL COLLATE NOCASE, info TEXT NOT NULL, "
+               "written_at REAL, PRIMARY KEY (kind, id_tag))")
+    db.execute("INSERT OR REPLACE INTO auth_v4(kind, id_tag, info, written_at) SELECT kind, id_tag, info, written_at "
+               "FROM auth ORDER BY written_at IS NOT NULL, written_at, rowid")
+    db.execute("DROP TABLE auth")
+    db.execute("ALTER TABLE auth_v4 RENAME TO auth")
+
+
 # MIGRATIONS[n - 1] brings a file from user_version n - 1 to n. Append only; never edit one
 # that was released (a file out there already has it).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -355,17 +367,18 @@ class Store:
             (TX_KEEP_CLOSED if keep is None else keep,),
         )
 
-    # -- authorization cache / local list ----------------------------------------------------
+    # -- authorization cache / local list (idTags: case-insensitive keys) ---------------------
     def auth_all(self, kind: str) -> dict[str, dict]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT id_tag, info FROM auth WHERE kind=?", (kind,))}
 
     def auth_put(self, kind: str, id_tag: str, info: dict, keep: int | None = None) -> list[str]:
-        """Store an entry. ``keep``: at most this many entries of ``kind`` stay, the least recently
+        """Store an entry (it replaces the idTag's entry in any case: the key is case-insensitive). ``keep``: at most this many entries of ``kind`` stay, the least recently
         written ones go (the authorization cache: ``AUTH_CACHE_MAX``); returns the id tags evicted."""
         with self.atomic():
             self.db.execute(
                 "INSERT INTO auth(kind, id_tag, info, written_at) VALUES(?,?,?,?) "
-                "ON CONFLICT(kind, id_tag) DO UPDATE SET info=excluded.info, written_at=excluded.written_at",
+                "ON CONFLICT(kind, id_tag) DO UPDATE SET id_tag=excluded.id_tag, info=excluded.info, "
+                "written_at=excluded.written_at",
                 (kind, id_tag, json.dumps(info), self._tick()),
             )
             if keep is None:

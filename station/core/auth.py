@@ -7,10 +7,63 @@ say whether to accept now, reject now, or ask the CSMS. Who sends the Authorize 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from station.core.clock import parse_iso
+
+# -- idTags are case-insensitive ---------------------------------------------------------------------
+# An idTag is a CiString (OCPP 1.6 section 4: "case insensitive string"; OCPP 2.0.1's idToken is a
+# CiString36): "04A1B2" and "04a1b2" are the same card. Every comparison of idTags (the cache, the
+# local list and its updates, reservations and their parentIdTag, stopping with the same card) goes
+# through id_tag_key; the store keys them the same way (COLLATE NOCASE, which folds ASCII letters
+# only, as id_tag_key does: memory and disk always agree).
+_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def id_tag_key(id_tag: str) -> str:
+    """The form under which an idTag is compared: its ASCII letters in lower case."""
+    return id_tag.translate(_ASCII_FOLD)
+
+
+def same_id_tag(a: str | None, b: str | None) -> bool:
+    """Two idTags (or parentIdTags) name the same card or group; None or "" matches nothing."""
+    return bool(a) and bool(b) and id_tag_key(a) == id_tag_key(b)  # type: ignore[arg-type]
+
+
+V = TypeVar("V")
+
+
+class IdTagMap(MutableMapping[str, V]):
+    """idTag -> value, found whatever the case of the idTag asked for; iterating gives each idTag
+    as it was last written."""
+
+    def __init__(self, items: Mapping[str, V] | Iterable[tuple[str, V]] = ()) -> None:
+        self._d: dict[str, tuple[str, V]] = {}
+        self.update(items)
+
+    def __getitem__(self, id_tag: str) -> V:
+        return self._d[id_tag_key(id_tag)][1]
+
+    def __setitem__(self, id_tag: str, value: V) -> None:
+        self._d[id_tag_key(id_tag)] = (id_tag, value)
+
+    def __delitem__(self, id_tag: str) -> None:
+        del self._d[id_tag_key(id_tag)]
+
+    def __contains__(self, id_tag: object) -> bool:
+        return isinstance(id_tag, str) and id_tag_key(id_tag) in self._d
+
+    def __iter__(self) -> Iterator[str]:
+        return (tag for tag, _ in self._d.values())
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __repr__(self) -> str:
+        return f"IdTagMap({dict(self.items())!r})"
 
 
 @dataclass(frozen=True)
@@ -68,11 +121,12 @@ def decide(
     id_tag: str,
     online: bool,
     rules: AuthRules,
-    local_list: dict[str, IdTagInfo],
-    cache: dict[str, IdTagInfo],
+    local_list: Mapping[str, IdTagInfo],
+    cache: Mapping[str, IdTagInfo],
     now: datetime,
 ) -> Decision:
-    """What to do with an id tag presented locally (OCPP 1.6 sections 3.5 and 5.x)."""
+    """What to do with an id tag presented locally (OCPP 1.6 sections 3.5 and 5.x). The station's
+    list and cache are :class:`IdTagMap`: found whatever the case."""
     known: IdTagInfo | None = None
     source = ""
     if rules.local_auth_list_enabled and id_tag in local_list:
@@ -95,3 +149,19 @@ def decide(
     if rules.allow_offline_tx_for_unknown_id:
         return Decision(Verdict.ACCEPT, IdTagInfo("Accepted"), "offline_unknown")
     return Decision(Verdict.REJECT, IdTagInfo("Invalid"), "unknown")
+
+
+def list_conflict(
+    id_tag: str, answer: IdTagInfo, rules: AuthRules, local_list: Mapping[str, IdTagInfo]
+) -> IdTagInfo | None:
+    """The local list's entry for ``id_tag`` when the CSMS's ``answer`` about it (Authorize,
+    StartTransaction) contradicts it: another status. None when the list is not in use, does not
+    hold the idTag, or agrees. The list itself is never changed by an answer (1.6 3.5.2: only
+    SendLocalList changes it); the station tells the CSMS instead (1.6: LocalListConflict)."""
+    if not rules.local_auth_list_enabled:
+        return None
+    entry = local_list.get(id_tag)
+    if entry is None or entry.status == answer.status:
+        return None
+    return entry
+

@@ -17,8 +17,8 @@ Rules:
   5.10), whatever version the update that emptied it carried; a non-empty list has a version of
   1 or more, so a full update with entries and a version below 1 fails.
 - An update with more entries than the station takes in one message (``send_max_length``), with
-  an id tag twice, or that would make the list longer than ``max_length`` fails and changes
-  nothing.
+  an id tag twice (in any case: idTags are case-insensitive, station/core/auth.py), or that would
+  make the list longer than ``max_length`` fails and changes nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from station.core.auth import IdTagInfo
+from station.core.auth import IdTagInfo, IdTagMap, id_tag_key
 
 
 class UpdateType(enum.Enum):
@@ -94,9 +94,9 @@ def plan_update(
                                             f"{limits.send_max_length}")
     seen: set[str] = set()
     for item in items:
-        if item.id_tag in seen:
+        if id_tag_key(item.id_tag) in seen:  # idTags are case-insensitive: "A" and "a" are one
             return refuse(UpdateOutcome.FAILED, f"id tag {item.id_tag!r} is in the update twice")
-        seen.add(item.id_tag)
+        seen.add(id_tag_key(item.id_tag))
 
     if update_type is UpdateType.FULL:
         missing = [i.id_tag for i in items if i.info is None]
@@ -113,18 +113,19 @@ def plan_update(
     if version <= current:
         return refuse(UpdateOutcome.VERSION_MISMATCH, f"version {version} is not newer than the list's ({current})")
     put = {i.id_tag: i.info for i in items if i.info is not None}
-    remove = tuple(i.id_tag for i in items if i.info is None and i.id_tag in entries)
-    after = len(set(entries) - set(remove) | set(put))
+    known = {id_tag_key(t) for t in entries}
+    remove = tuple(i.id_tag for i in items if i.info is None and id_tag_key(i.id_tag) in known)
+    after = len(known - {id_tag_key(t) for t in remove} | {id_tag_key(t) for t in put})
     if after > limits.max_length:
         return refuse(UpdateOutcome.FAILED, f"the list would hold {after} entries; at most {limits.max_length}")
     return Plan(UpdateOutcome.ACCEPTED, version if after else 0, put=put, remove=remove)
 
 
-def applied(entries: Mapping[str, IdTagInfo], plan: Plan) -> dict[str, IdTagInfo]:
+def applied(entries: Mapping[str, IdTagInfo], plan: Plan) -> IdTagMap[IdTagInfo]:
     """The list after an accepted plan (the list as it is when the plan was refused)."""
     if plan.outcome is not UpdateOutcome.ACCEPTED:
-        return dict(entries)
-    out = {} if plan.replace else dict(entries)
+        return IdTagMap(entries)
+    out: IdTagMap[IdTagInfo] = IdTagMap() if plan.replace else IdTagMap(entries)
     for tag in plan.remove:
         out.pop(tag, None)
     out.update(plan.put)

@@ -18,6 +18,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from station.core.auth import same_id_tag
 from station.core.clock import iso, parse_iso
 
 
@@ -67,9 +68,9 @@ class Reservation:
 
 def may_use(reserved_tag: str, reserved_parent: str | None, id_tag: str, parent_id_tag: str | None) -> bool:
     """The reserved idTag itself, or (5.13) any idTag whose parentIdTag is the reservation's parentIdTag."""
-    if id_tag == reserved_tag:
+    if same_id_tag(id_tag, reserved_tag):
         return True
-    return bool(reserved_parent) and parent_id_tag == reserved_parent
+    return bool(reserved_parent) and same_id_tag(parent_id_tag, reserved_parent)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from station.core.auth import IdTagInfo
+from station.core.auth import IdTagInfo, same_id_tag
 from station.core.evse import Connector, Evse, PendingAuthorization
 from station.core.model import (
     MIN_CURRENT_A,
@@ -331,14 +331,14 @@ class Session:
         out: list[Effect] = [Note(f"card {ev.token.value} presented at connector {ev.connector_id}")]
         tx = conn.transaction
         if tx is not None:
-            if ev.token.value == tx.id_tag:
+            if same_id_tag(ev.token.value, tx.id_tag):
                 return out + self._stop(conn, StopReason.Local, id_token=ev.token.value) + [
                     ReportStatus(ev.connector_id), Reply(ev.request_id, "stopped")]
             return out + self._ask(ev.request_id, _Request(ev.connector_id, ev.token, stop_of=tx.local_id))
         if not self._available(conn):
             return out + [Note(f"connector {ev.connector_id} is not available; card ignored"),
                           Reply(ev.request_id, "unavailable")]
-        if conn.pending is not None and conn.pending.id_tag == ev.token.value:
+        if conn.pending is not None and same_id_tag(conn.pending.id_tag, ev.token.value):
             conn.pending = None
             return out + [CancelTimer(CABLE_TIMER, ev.connector_id), AuthorizationDropped(ev.connector_id, False),
                           ReportStatus(ev.connector_id), Reply(ev.request_id, "cancelled")]
@@ -367,13 +367,13 @@ class Session:
             if tx is None or tx.local_id != req.stop_of:
                 return [Note(f"card {tag}: the transaction on connector {cid} has already ended"),
                         Reply(ev.request_id, "not allowed to stop")]
-            if info.status == "Accepted" and tx.parent_id_tag and info.parent_id_tag == tx.parent_id_tag:
+            if info.status == "Accepted" and same_id_tag(info.parent_id_tag, tx.parent_id_tag):
                 return self._stop(conn, StopReason.Local, id_token=tag) + [ReportStatus(cid), Reply(ev.request_id, "stopped")]
             return [Note(f"card {tag} may not stop the transaction on connector {cid}"),
                     Reply(ev.request_id, "not allowed to stop")]
         if tx is not None:
             # another session started meanwhile: the card now asks to stop that one
-            if tag == tx.id_tag or (info.status == "Accepted" and tx.parent_id_tag and info.parent_id_tag == tx.parent_id_tag):
+            if same_id_tag(tag, tx.id_tag) or (info.status == "Accepted" and same_id_tag(info.parent_id_tag, tx.parent_id_tag)):
                 return self._stop(conn, StopReason.Local, id_token=tag) + [ReportStatus(cid), Reply(ev.request_id, "stopped")]
             return [Note(f"card {tag} may not stop the transaction on connector {cid}"),
                     Reply(ev.request_id, "not allowed to stop")]
@@ -383,7 +383,7 @@ class Session:
             return [Note(f"card {tag} rejected ({info.status})"), Reply(ev.request_id, "rejected")]
         if not self._may_use_reservation(conn, tag, info.parent_id_tag):
             return [Note(f"card {tag}: connector {cid} is reserved for another idTag"), Reply(ev.request_id, "reserved")]
-        if conn.pending is not None and conn.pending.id_tag == tag:
+        if conn.pending is not None and same_id_tag(conn.pending.id_tag, tag):
             conn.pending = None  # presented twice while asking: the second presentation cancels
             return [CancelTimer(CABLE_TIMER, cid), AuthorizationDropped(cid, False), ReportStatus(cid),
                     Reply(ev.request_id, "cancelled")]

@@ -275,6 +275,7 @@ class Ocpp16Adapter:
         if self.registrar.accepted:
             self.status.resend_changed()
             self.outbox.kick()
+            self.security_events.deliver_held()  # a MemoryExhaustion raised while offline
 
     def on_close(self) -> None:
         self.registrar.disconnected()
@@ -304,6 +305,7 @@ class Ocpp16Adapter:
         self.status.send_all()
         self.outbox.kick()
         self.security.registered()  # StartupOfTheDevice / ResetOrReboot
+        self.security_events.deliver_held()
         self.firmware.registered()  # an installation done before the restart is reported
 
     def _reconnect_with_new_key(self) -> Callable[[], Awaitable[None]] | None:
@@ -323,6 +325,11 @@ class Ocpp16Adapter:
     # -- status ------------------------------------------------------------------------------
     def status_changed(self, connector_id: int, state: ConnectorState, fault: str | None, info: str) -> None:
         self.status.changed(connector_id, state, fault)
+
+    def local_list_conflict(self, id_tag: str, listed: IdTagInfo, answer: IdTagInfo) -> None:
+        """1.6 section 3.5.2: a conflict between the local list and an answer of the CSMS is told by
+        a StatusNotification on connector 0 with errorCode LocalListConflict."""
+        self.status.report_error(0, "LocalListConflict", f"{id_tag}: list {listed.status}, CSMS {answer.status}")
 
     # -- authorization -----------------------------------------------------------------------
     async def authorize(self, id_tag: str) -> IdTagInfo | None:

@@ -96,18 +96,27 @@ class StatusReporter:
             self._last_sent[cid] = (status, error)
             await self._send(cid, status, error, fault)
 
+    def report_error(self, connector_id: int, error_code: str, info: str) -> None:
+        """Tell the CSMS of an error that is no lasting state of the connector (LocalListConflict):
+        one StatusNotification with the connector's status now and ``error_code``; the next one
+        carries the connector's own errorCode again."""
+        if not self._online():
+            return
+        status, _ = self.current(connector_id)
+        self._spawn(self._send(connector_id, status, error_code, None, info))
+
     def stop(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
 
-    async def _send(self, connector_id: int, status: str, error: str, fault: str | None) -> None:
+    async def _send(self, connector_id: int, status: str, error: str, fault: str | None, info: str = "") -> None:
         payload: dict = {"connectorId": connector_id, "errorCode": error, "status": status,
                          "timestamp": iso(self.scheduler.now())}
         if connector_id and fault is not None:
             info = self.station.connectors[connector_id].faults.get(fault, "")
-            if info:
-                payload["info"] = info[:50]
+        if info:
+            payload["info"] = info[:50]
         try:
             await self._call("StatusNotification", payload)
         except (TimeoutError, CallErrorReceived, NotConnected) as e:

@@ -261,3 +261,67 @@ async def test_the_list_takes_precedence_over_the_cache(csms, booted):
     await asyncio.sleep(1.0)
     st = await sp.status()
     assert st["evses"][0]["transaction"] is None and st["outbox"] == 0
+
+
+# -- LocalListConflict (1.6 section 3.5.2) ---------------------------------------------------------
+def conflicts(csms) -> list[dict]:
+    return [p for p in csms.calls("StatusNotification") if p["errorCode"] == "LocalListConflict"]
+
+
+async def test_a_start_answer_contradicting_the_list_is_reported_as_local_list_conflict(csms, booted):
+    """The list says Accepted (started at once, LocalPreAuthorize), StartTransaction.conf says
+    Blocked: a StatusNotification on connector 0 with errorCode LocalListConflict. The list is not
+    changed by it (only SendLocalList changes it)."""
+    csms.responders["StartTransaction"] = lambda p: {"transactionId": 5, "idTagInfo": {"status": "Blocked"}}
+    sp = await booted(ocpp_config={"LocalPreAuthorize": "true", "AuthorizationCacheEnabled": "false"})
+    assert (await csms.call("SendLocalList", full(1, "TAG1")))["status"] == "Accepted"
+    await sp.plug()
+    await sp.swipe("tag1")  # in the list (in any case): no Authorize
+    await csms.expect("StartTransaction")
+    sn = await csms.expect("StatusNotification", lambda p: p["errorCode"] == "LocalListConflict")
+    assert sn["connectorId"] == 0 and sn["status"] == "Available" and "TAG1" in sn.get("info", "").upper()
+    assert not csms.calls("Authorize")
+    assert sp.rt.station.local_list["TAG1"].status == "Accepted"
+    # the status reported afterwards is the plain one again
+    await csms.call("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 0})
+    sn = await csms.expect("StatusNotification", lambda p: p["connectorId"] == 0)
+    assert sn["errorCode"] == "NoError"
+
+
+async def test_an_authorize_answer_contradicting_the_list_is_reported_as_local_list_conflict(csms, booted):
+    csms.responders["Authorize"] = lambda p: {"idTagInfo": {"status": "Blocked"}}
+    sp = await booted(ocpp_config={"LocalPreAuthorize": "false"})
+    assert (await csms.call("SendLocalList", full(1, "TAG1")))["status"] == "Accepted"
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms.expect("Authorize")
+    sn = await csms.expect("StatusNotification", lambda p: p["errorCode"] == "LocalListConflict")
+    assert sn["connectorId"] == 0
+    await csms.no_call("StartTransaction", 1.0)
+
+
+async def test_answers_that_agree_with_the_list_or_concern_ids_outside_it_raise_no_conflict(csms, booted):
+    csms.responders["Authorize"] = lambda p: {"idTagInfo": {"status": "Blocked" if p["idTag"] == "OTHER" else "Accepted"}}
+    sp = await booted(ocpp_config={"LocalPreAuthorize": "false"})
+    assert (await csms.call("SendLocalList", full(1, "TAG1")))["status"] == "Accepted"
+    await sp.plug()
+    await sp.swipe("OTHER")  # not in the list: a refusal is no conflict
+    await csms.expect("Authorize")
+    await sp.swipe("TAG1")  # in the list, and the CSMS agrees
+    await csms.expect("StartTransaction")
+    await csms.expect_status(1, "Charging")
+    await asyncio.sleep(1)
+    assert not conflicts(csms)
+
+
+async def test_no_conflict_is_reported_while_the_list_is_not_in_use(csms, booted):
+    csms.responders["Authorize"] = lambda p: {"idTagInfo": {"status": "Blocked"}}
+    sp = await booted(ocpp_config={"LocalPreAuthorize": "false"})
+    assert (await csms.call("SendLocalList", full(1, "TAG1")))["status"] == "Accepted"
+    r = await csms.call("ChangeConfiguration", {"key": "LocalAuthListEnabled", "value": "false"})
+    assert r["status"] == "Accepted"
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms.expect("Authorize")
+    await asyncio.sleep(1)
+    assert not conflicts(csms)

@@ -258,7 +258,9 @@ async def test_TC_032_1_power_failure_during_transaction(csms, booted):
     assert contexts[0] == "Transaction.Begin" and "Sample.Periodic" in contexts and "Transaction.End" not in contexts
     assert [a for a, _ in order(csms, mark)] == ["StopTransaction"]
     await csms.expect_status(1, "Available", since=mark)
-    assert (await sp.status())["outbox"] == 0
+    # the queue empties (StartupOfTheDevice, queued like every critical security event, goes after it)
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice", since=mark)
+    await until(lambda: _outbox_empty(sp))
     # a second, orderly restart reports nothing again
     sp.stop()
     await asyncio.wait_for(csms.disconnected.wait(), 5)
@@ -299,7 +301,9 @@ async def test_TC_032_2_power_failure_with_queued_messages(csms, booted):
     assert stamps == sorted(stamps)
     assert sent[-1][1]["reason"] == "PowerLoss"
     assert sent[-1][1]["meterStop"] >= int(max(energy(m) for m in mvs))
-    assert (await sp.status())["outbox"] == 0
+    # then StartupOfTheDevice, queued behind them like every critical security event: the queue empties
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice", since=mark)
+    await until(lambda: _outbox_empty(sp))
 
 
 @pytest.mark.process  # power cut: kill -9

@@ -260,3 +260,19 @@ async def test_remote_start_without_connector_takes_the_one_reserved_for_the_idt
     assert await reserve(csms, 1, "TAG9", rid=72) == "Accepted"
     r = await csms.call("RemoteStartTransaction", {"idTag": "OTHER"})
     assert r["status"] == "Rejected"
+
+
+async def test_a_wall_clock_set_forward_past_the_expiry_ends_the_reservation_within_seconds(csms, booted):
+    """Expiry is a wall-clock instant: a clock stepped past it ends the reservation at the
+    station's next timer (its checkpoint, every 5 s), not when a monotonic wait would be over."""
+    import asyncio
+
+    await booted()
+    assert await reserve(csms, 1, "TAG1", rid=31, seconds=600) == "Accepted"
+    await csms.expect_status(1, "Reserved")
+    await asyncio.sleep(60)
+    loop = asyncio.get_running_loop()
+    loop.wall_start += timedelta(minutes=15)
+    jumped = loop.time()
+    await csms.expect_status(1, "Available", timeout=30)
+    assert loop.time() - jumped <= 6

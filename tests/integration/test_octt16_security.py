@@ -545,3 +545,25 @@ async def test_TC_083_upgrade_1_to_2_connects_to_csms_url_tls(csms, make_station
     finally:
         await tls.close()
     assert not tls.schema_problems
+
+
+async def test_the_signed_firmware_status_reported_by_trigger_survives_a_restart(csms, booted):
+    """A signed update scheduled ten minutes ahead (DownloadScheduled), the station restarts: an
+    ExtendedTriggerMessage FirmwareStatusNotification reports DownloadScheduled with its requestId
+    (the kept job's last status), not Idle. Once the job has ended it is Idle again."""
+    sp, answer, server, _ = await signed_update(csms, booted, retrieve=iso_in(600))
+    try:
+        await csms.expect("SignedFirmwareStatusNotification", lambda p: p["status"] == "DownloadScheduled")
+        await sp.stop()
+        sp.start()
+        await csms.expect("BootNotification", timeout=15)
+        await sp.wait_api()
+        r = await csms.call("ExtendedTriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
+        assert r == {"status": "Accepted"}
+        assert (await csms.expect("SignedFirmwareStatusNotification")) == {"status": "DownloadScheduled", "requestId": 5}
+        await csms.expect("BootNotification", timeout=900)  # installed, restarted
+        await csms.expect("SignedFirmwareStatusNotification", lambda p: p["status"] == "Installed", timeout=20)
+        await csms.call("ExtendedTriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
+        assert (await csms.expect("SignedFirmwareStatusNotification")) == {"status": "Idle"}
+    finally:
+        await server.close()

@@ -9,7 +9,7 @@ import asyncio
 from datetime import timedelta
 
 from station.core.clock import iso
-from tests.integration.harness import start_session, wall_now
+from tests.integration.harness import start_session, until, wall_now
 
 MAX_A = 32.0  # the simulated EVSE's maximum current (config default)
 
@@ -296,3 +296,61 @@ async def test_profiles_survive_a_station_restart_and_tx_profiles_end_with_their
     assert comp["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 9.0
     assert (await csms.call("ClearChargingProfile", {"id": 2}))["status"] == "Unknown"
     assert (await csms.call("ClearChargingProfile", {"id": 1}))["status"] == "Accepted"
+
+
+# -- numberPhases reaches the simulated EV ----------------------------------------------------------
+def phased(pid: int, unit: str, periods: list[tuple[int, float, int]]) -> dict:
+    p = profile(pid=pid, unit=unit)
+    p["chargingSchedule"]["chargingSchedulePeriod"] = [
+        {"startPeriod": s, "limit": v, "numberPhases": n} for s, v, n in periods]
+    return p
+
+
+async def test_the_simulated_ev_charges_on_the_number_of_phases_of_the_period(csms, booted):
+    """A TxDefaultProfile of 16 A on 1 phase, then 16 A on 3 phases from minute 1: the EVSE
+    switches phases at the boundary and the simulated EV's power follows (16 A x 230 V x phases)."""
+    sp = await booted()
+    assert await set_profile(csms, 1, phased(1, "A", [(0, 16.0, 1), (60, 16.0, 3)])) == "Accepted"
+    await start_session(csms, sp)
+    await settle()
+    e = await evse(sp)
+    assert e["offered_a"] == 16.0 and e["power_w"] == 16.0 * 230
+    await asyncio.sleep(60)
+    e = await evse(sp)
+    assert e["offered_a"] == 16.0 and e["power_w"] == 16.0 * 230 * 3
+
+
+async def test_a_limit_in_watts_on_one_phase_offers_its_current_on_that_phase(csms, booted):
+    """7360 W on 1 phase is 32 A on one phase; 6900 W on 3 phases is 10 A on each."""
+    sp = await booted()
+    assert await set_profile(csms, 0, phased(2, "W", [(0, 7360.0, 1), (60, 6900.0, 3)])) == "Accepted"
+    await start_session(csms, sp)
+    await settle()
+    e = await evse(sp)
+    assert e["offered_a"] == 32.0 and e["power_w"] == 7360.0
+    await asyncio.sleep(60)
+    e = await evse(sp)
+    assert e["offered_a"] == 10.0 and e["power_w"] == 6900.0
+
+
+async def test_a_wall_clock_set_forward_applies_the_boundary_it_passed_within_seconds(csms, booted):
+    """An Absolute profile: 16 A, then 10 A from minute 10 of the wall clock. The wall clock is set
+    forward by 15 minutes at minute 1: 10 A is offered within seconds (the station's next timer
+    notices the jump), not 9 minutes later when a monotonic timer would have fired."""
+    sp = await booted()
+    start = wall_now()
+    cp = profile(kind="Absolute", start=iso(start), periods=[(0, 16.0), (600, 10.0)])
+    assert await set_profile(csms, 0, cp) == "Accepted"
+    await start_session(csms, sp)
+    await settle()
+    assert (await evse(sp))["offered_a"] == 16.0
+    await asyncio.sleep(60 - (wall_now() - start).total_seconds())
+    loop = asyncio.get_running_loop()
+    loop.wall_start += timedelta(minutes=15)  # NTP steps the clock
+    jumped = loop.time()
+    await until(lambda: _offered(sp, 10.0), timeout=30, step=0.5)
+    assert loop.time() - jumped <= 6  # the checkpoint runs every 5 s
+
+
+async def _offered(sp, amps: float) -> bool:
+    return (await evse(sp))["offered_a"] == amps

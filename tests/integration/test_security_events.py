@@ -94,3 +94,86 @@ async def test_tamper_detection_activated_once_per_activation(csms, booted):
     await csms.expect("SecurityEventNotification", lambda p: p["type"] == "TamperDetectionActivated")
     assert len(events(csms, "TamperDetectionActivated")) == 2
     await sp.api("POST", "/api/tamper", {"active": "yes"}, expect=400)
+
+
+async def test_memory_exhaustion_while_offline_is_sent_when_the_station_is_online_again(csms, booted):
+    """The disk is full while the CSMS is out of reach: the event cannot go through the outbox
+    (it lives on that disk), so it is kept in memory and sent once the link is back, even while the
+    disk is still full; once delivered it is not sent again."""
+    import asyncio
+
+    sp = await booted()
+    await sp.link(False)
+    await asyncio.wait_for(csms.disconnected.wait(), 5)
+    store = sp.rt.adapter.store
+    real = store.db._db
+    store.db._db = _FullDisk(real)
+    try:
+        try:
+            store.put("test", "write", 1)
+        except sqlite3.OperationalError:
+            pass
+        await asyncio.sleep(5)
+        assert not events(csms, "MemoryExhaustion")
+        await sp.link(True)
+        ev = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "MemoryExhaustion", timeout=30)
+        assert "database or disk is full" in ev["techInfo"]
+    finally:
+        store.db._db = real
+    await sp.link(False)
+    await sp.link(True)
+    await csms.no_call("SecurityEventNotification", 30, lambda p: p["type"] == "MemoryExhaustion")
+    assert len(events(csms, "MemoryExhaustion")) == 1
+
+
+async def test_memory_exhaustion_whose_send_fails_is_sent_again(csms, booted):
+    answers = iter([CallErrorReply("InternalError", "busy")])
+    csms.responders["SecurityEventNotification"] = lambda p: next(answers, None) if p["type"] == "MemoryExhaustion" else None
+    sp = await booted()
+    store = sp.rt.adapter.store
+    real = store.db._db
+    store.db._db = _FullDisk(real)
+    try:
+        try:
+            store.put("test", "write", 1)
+        except sqlite3.OperationalError:
+            pass
+        await csms.expect("SecurityEventNotification", lambda p: p["type"] == "MemoryExhaustion")
+        await csms.expect("SecurityEventNotification", lambda p: p["type"] == "MemoryExhaustion", timeout=120)
+    finally:
+        store.db._db = real
+
+
+async def test_boot_security_events_go_through_the_outbox(csms, booted):
+    """StartupOfTheDevice is queued like the other critical events: a CallError for it is an
+    attempt, and it is sent again with the same message id (it was sent once, directly, before)."""
+    answers = iter([CallErrorReply("InternalError", "try again")])
+    csms.responders["SecurityEventNotification"] = lambda p: next(answers, None)
+    await booted()
+    first = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice", since=0)
+    again = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice", timeout=120)
+    assert first["timestamp"] == again["timestamp"]
+    sent = [r for r in csms.received if r.action == "SecurityEventNotification"]
+    assert len(sent) == 2 and sent[0].unique_id == sent[1].unique_id
+
+
+async def test_tamper_detection_from_the_hardware_tamper_input(csms, make_station, tmp_path):
+    """[hardware] tamper = 23 (simulated GPIO): the enclosure opened on the input line raises
+    TamperDetectionActivated, by the same path as POST /api/tamper; once per activation."""
+    config = tmp_path / "station.toml"
+    config.write_text('[hardware]\ngpio = "sim"\ntamper = 23\ntamper_interval_s = 0.2\n\n[[evse]]\nid = 1\n')
+    sp = make_station(config=str(config))
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    await csms.expect_status(1, "Available", since=0)
+    await sp.wait_api()
+    await csms.no_call("SecurityEventNotification", 5, lambda p: p["type"] == "TamperDetectionActivated")
+    await sp.api("POST", "/api/gpio", {"line": 23, "stuck": True})  # the door opens
+    ev = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "TamperDetectionActivated")
+    assert ev["timestamp"]
+    await csms.no_call("SecurityEventNotification", 5, lambda p: p["type"] == "TamperDetectionActivated")
+    await sp.api("POST", "/api/gpio", {"line": 23, "stuck": False})
+    await csms.no_call("SecurityEventNotification", 2, lambda p: p["type"] == "TamperDetectionActivated")
+    await sp.api("POST", "/api/gpio", {"line": 23, "stuck": True})
+    await csms.expect("SecurityEventNotification", lambda p: p["type"] == "TamperDetectionActivated")
+    assert len(events(csms, "TamperDetectionActivated")) == 2

@@ -207,3 +207,32 @@ async def test_TC_080_signed_update_firmware_whose_crl_server_does_not_answer_is
         assert len(entries) == 1 and "timed out" in entries[0]["techInfo"]
     finally:
         await server.close()
+
+
+async def test_certificate_signed_with_a_revoked_sub_ca_in_the_chain(csms, booted):
+    """Every certificate of the chain is checked: a leaf that is not revoked, issued by a sub-CA
+    that its root's CRL lists, is Rejected (InvalidChargePointCertificate); the same chain under a
+    sub-CA the CRL does not list is Accepted."""
+    await booted()
+    server = await HttpFileServer().start()
+    try:
+        root = make_ca("CPO Root")
+        r = await csms.call("InstallCertificate", {"certificateType": "CentralSystemRootCertificate",
+                                                   "certificate": pem(root[0])})
+        assert r["status"] == "Accepted"
+        revoked_sub = cert_with_crl("CPO Sub CA", root, server.url("/root.crl"), ca=True)
+        server.files["/root.crl"] = make_crl(root, [revoked_sub[0].serial_number])
+        csr = await requested_csr(csms)
+        leaf = sign_with_crl(csr, revoked_sub, server.url("/sub.crl"))
+        server.files["/sub.crl"] = make_crl(revoked_sub, [])  # the leaf itself is not listed
+        chain = pem(leaf) + pem(revoked_sub[0])
+        assert (await csms.call("CertificateSigned", {"certificateChain": chain})) == {"status": "Rejected"}
+        ev = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidChargePointCertificate")
+        assert "revoked" in ev["techInfo"]
+        good_sub = cert_with_crl("CPO Sub CA", root, server.url("/root.crl"), ca=True)
+        leaf = sign_with_crl(csr, good_sub, server.url("/good-sub.crl"))
+        server.files["/good-sub.crl"] = make_crl(good_sub, [])
+        chain = pem(leaf) + pem(good_sub[0])
+        assert (await csms.call("CertificateSigned", {"certificateChain": chain})) == {"status": "Accepted"}
+    finally:
+        await server.close()

@@ -30,7 +30,7 @@ class FakeStation:
     def evse_of(self, cid: int) -> Evse:
         return self.evses[1]
 
-    def apply_limit(self, cid: int, amps: float | None) -> None:
+    def apply_limit(self, cid: int, amps: float | None, phases: int | None = None) -> None:
         assert self.clock is not None
         self.applied.append((self.clock.now(), cid, amps))
 
@@ -114,4 +114,23 @@ def test_a_profile_past_its_valid_to_is_removed_at_that_boundary(tmp_path):
     sched.advance(3600)
     assert st.applied[-1] == (T0 + timedelta(hours=1), 1, None)
     assert len(svc.profiles) == 0 and store.items(NS) == {}
+    store.close()
+
+
+def test_wall_clock_set_forward_does_not_apply_the_next_period_late(tmp_path):
+    sched, st, store, svc = make(tmp_path)
+    svc.install(absolute(1, [(0, 16.0), (600, 10.0), (1800, 6.0)]))
+
+    def checkpoint() -> None:  # the station's own 5 s timer
+        sched.call_later(5, checkpoint)
+
+    sched.call_later(5, checkpoint)
+    sched.advance(100)
+    sched._wall0 += timedelta(seconds=1000)  # NTP sets the clock forward: 20:18:20, past 20:10
+    sched.advance(5)
+    assert st.applied[-1][2] == 10.0 and st.applied[-1][0] <= T0 + timedelta(seconds=1105)
+    sched.advance(1800 - 1105 - 1)
+    assert st.applied[-1][2] == 10.0
+    sched.advance(1)
+    assert st.applied[-1] == (T0 + timedelta(seconds=1800), 1, 6.0)  # exactly at 20:30 on the wall clock
     store.close()

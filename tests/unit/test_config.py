@@ -76,6 +76,13 @@ def test_defaults_without_a_file():
     assert StationConfig().security_profile == 0
 
 
+def test_the_hardware_tamper_input_is_optional_and_read_with_its_defaults():
+    assert parse({}).tamper["tamper"] == -1
+    cfg = parse({"hardware": {"gpio": "gpiod", "tamper": 5, "tamper_pull": "up"}})
+    assert cfg.tamper == {"tamper": 5, "tamper_chip": "gpiochip0", "tamper_active_low": False, "tamper_pull": "up",
+                          "tamper_interval_s": 0.5}
+
+
 def test_evse_ids_default_to_their_position():
     cfg = parse({"evse": [{}, {"phases": 1}]})
     assert [e.id for e in cfg.evses] == [1, 2]
@@ -113,6 +120,11 @@ BAD = [
     ('station = "CP-1"', "station: must be a table [station]"),
     ('[hardware]\ngpio = "arduino"', "hardware.gpio: must be sim, gpiod or rpigpio"),
     ('[hardware]\npins = 40', "hardware.pins: unknown key"),
+    ('[hardware]\ntamper = "5"', "hardware.tamper: must be a whole number"),
+    ('[hardware]\ntamper = 5\ntamper_pull = "sideways"', "hardware.tamper_pull: must be one of"),
+    ('[hardware]\ntamper_interval_s = 0', "hardware.tamper_interval_s: must be between"),
+    ('[hardware]\ngpio = "gpiod"\ntamper = 17\n[[evse]]\nid = 1\n[evse.relay]\nkind = "gpio"\npin = 17',
+     "evse[0].relay.pin: gpiochip0 line 17 is already used by hardware.tamper"),
     ('hardware = "sim"', "hardware: must be a table [hardware]"),
     ("[extra]\nx = 1", "extra: unknown section"),
     ("[[evse]]\nid = 1\nmax_current = 100", "evse[0].max_current: must be between 6 and 80 A"),

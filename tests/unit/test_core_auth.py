@@ -186,3 +186,16 @@ def test_fake_clock_and_ocpp_timestamps():
     assert iso(parse_iso("2026-01-01T00:00:01.250Z")) == "2026-01-01T00:00:01.250Z"
     assert iso(parse_iso("2026-01-01T02:00:00+02:00")) == "2026-01-01T00:00:00.000Z"
     assert parse_iso("2026-01-01T00:00:00").tzinfo is not None  # naive times are taken as UTC
+
+
+# -- a CSMS answer contradicting the local list (1.6 3.5.2, LocalListConflict) ----------------------
+def test_list_conflict_is_an_answer_with_another_status_for_an_id_in_the_list_in_use():
+    from station.core.auth import IdTagMap, list_conflict
+
+    listed = IdTagMap({"A": VALID, "B": IdTagInfo("Blocked")})
+    on, off = AuthRules(), AuthRules(local_auth_list_enabled=False)
+    assert list_conflict("a", IdTagInfo("Blocked"), on, listed) == VALID
+    assert list_conflict("B", IdTagInfo("Accepted"), on, listed) == IdTagInfo("Blocked")
+    assert list_conflict("A", IdTagInfo("Accepted", parent_id_tag="P"), on, listed) is None  # same status
+    assert list_conflict("C", IdTagInfo("Blocked"), on, listed) is None  # not in the list
+    assert list_conflict("A", IdTagInfo("Blocked"), off, listed) is None  # the list is not in use

@@ -29,3 +29,11 @@ def test_every_key_of_every_backend_is_documented(device, kind):
 def test_every_meter_model_is_listed():
     missing = [m for m in MODELS if f"`{m}`" not in DOC]
     assert not missing, f"meter models not in docs/hardware.md: {missing}"
+
+
+def test_every_tamper_key_is_documented():
+    from hal.tamper import KEYS as TAMPER_KEYS
+
+    assert "[hardware] tamper" in DOC
+    missing = [k for k in TAMPER_KEYS if f"`{k}`" not in DOC]
+    assert not missing, f"[hardware] tamper keys not in docs/hardware.md: {missing}"

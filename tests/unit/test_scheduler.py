@@ -76,3 +76,81 @@ def test_virtual_time_loop_waits_for_threads_in_real_time():
         assert loop.run_until_complete(asyncio.wait_for(main(), 1.0)) == "done"
     finally:
         loop.close()
+
+
+# -- timers on wall-clock instants (call_at_wall) ---------------------------------------------------
+def wall_jump_rig():
+    from datetime import timedelta
+
+    s = ManualScheduler()
+    fired: list = []
+    due = s.now() + timedelta(seconds=600)
+    s.call_at_wall(due, lambda: fired.append(s.now()))
+
+    def tick() -> None:  # any other timer of the station (e.g. its 5 s checkpoint)
+        s.call_later(5, tick)
+
+    s.call_later(5, tick)
+    return s, fired, due, timedelta
+
+
+def test_a_wall_timer_fires_at_its_instant_when_the_wall_clock_is_set_forward():
+    s, fired, due, timedelta = wall_jump_rig()
+    s.advance(100)
+    s._wall0 += timedelta(seconds=1000)  # NTP sets the clock forward: the instant has passed
+    s.advance(5)  # the next timer of any kind notices the jump
+    assert len(fired) == 1 and fired[0] - due <= timedelta(seconds=1005 - 500)  # not 500 s more
+    assert fired[0] <= due + timedelta(seconds=505) and s.pending == 1  # only the tick is left
+
+
+def test_a_wall_timer_fires_at_its_instant_when_the_wall_clock_is_set_forward_less_than_its_wait():
+    s, fired, due, timedelta = wall_jump_rig()
+    s._wall0 += timedelta(seconds=300)
+    s.advance(299)  # 300 s of wall time are left at the jump, 299 s later (+ the tick's 5) it fires
+    assert not fired
+    s.advance(10)
+    assert len(fired) == 1 and abs((fired[0] - due).total_seconds()) <= 5
+
+
+def test_a_wall_timer_waits_for_its_instant_when_the_wall_clock_is_set_back():
+    s, fired, due, timedelta = wall_jump_rig()
+    s._wall0 -= timedelta(seconds=3600)
+    s.advance(700)  # its monotonic wait is over, its wall instant is not
+    assert not fired
+    s.advance(3600 - 700 + 600 + 5)
+    assert len(fired) == 1 and abs((fired[0] - due).total_seconds()) <= 5
+
+
+def test_a_cancelled_wall_timer_never_fires_even_after_a_jump():
+    s, fired, due, timedelta = wall_jump_rig()
+    s._wall0 += timedelta(seconds=30)
+    s.advance(5)
+    s._wall0 += timedelta(seconds=30)
+    timers = list(s._wall_timers)
+    assert len(timers) == 1
+    timers[0].cancel()
+    s.advance(5000)
+    assert not fired and not s._wall_timers
+
+
+def test_a_wall_timer_on_the_virtual_time_loop_follows_a_wall_clock_set_forward():
+    from datetime import timedelta
+
+    loop = VirtualTimeLoop()
+
+    async def main() -> float:
+        s = LoopScheduler()
+        fired = asyncio.Event()
+        s.call_at_wall(s.now() + timedelta(hours=1), fired.set)
+        t0 = loop.time()
+        s.call_later(10, lambda: None)  # another timer
+        await asyncio.sleep(5)
+        loop.wall_start += timedelta(minutes=50)  # the wall clock jumps 50 min forward
+        await fired.wait()
+        return loop.time() - t0
+
+    try:
+        waited = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert 600 <= waited <= 610  # 10 min of wall time were left: not the 55 min the monotonic timer had

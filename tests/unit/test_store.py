@@ -77,7 +77,7 @@ def test_a_first_release_state_file_is_upgraded_in_place(tmp_path):
     path = tmp_path / "state" / DB_NAME
     first_release_file(path)
     s = Store(path)
-    assert s.version == SCHEMA_VERSION == 3
+    assert s.version == SCHEMA_VERSION == 4
     assert s.get("ocpp16", "HeartbeatInterval") == "120" and s.get("station", "tx_counter") == 7
     assert s.get("availability", "1") is False
     assert s.get("station", "ocpp_config_applied") is None  # replaced by per-key records

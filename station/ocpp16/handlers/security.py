@@ -36,6 +36,7 @@ import websockets
 
 from station import logsafe
 from station.core.clock import iso, parse_iso
+from station.firmware import NS as FIRMWARE_NS
 from station.link import CallErrorReceived, NotConnected
 from station.ocpp16.handlers import Routes
 from station.revocation import check_revocation, issuer_among
@@ -87,7 +88,7 @@ class SecurityService:
         self.failure_events: set[str] = set()  # events of the current run of failed connections (sent once)
         self.log_upload: tuple[str, int | None] = ("Idle", None)
         self.started = False  # StartupOfTheDevice / ResetOrReboot reported (on the first connection)
-        self.signed_status: tuple[str, int | None] = ("Idle", None)  # its last status and requestId
+        self.signed_status: tuple[str, int | None] = self._kept_signed_status()  # its last status and requestId
 
     # -- the link for a profile ---------------------------------------------------------------
     def url(self, profile: int | None = None) -> str:
@@ -166,15 +167,14 @@ class SecurityService:
 
     def registered(self) -> None:
         """BootNotification Accepted: the first time in this run of the station (a Reset starts a
-        new one), StartupOfTheDevice or ResetOrReboot, sent at once (not queued behind the
-        transaction messages of the previous run; logged in the security log either way)."""
+        new one), StartupOfTheDevice or ResetOrReboot, queued in the outbox like every critical
+        event (after the transaction messages of the previous run, kept across a power cut,
+        retried after a CallError), and logged in the security log."""
         if self.started:
             return
         self.started = True
         after_reset = self.ad.link is not None and self.ad.link.reconnecting
-        kind = "ResetOrReboot" if after_reset else "StartupOfTheDevice"
-        self.event(kind, queue=False)
-        self.ad.spawn(self.ad.send_quietly("SecurityEventNotification", {"type": kind, "timestamp": iso(self.ad.scheduler.now())}))
+        self.event("ResetOrReboot" if after_reset else "StartupOfTheDevice")
         request_id = self.ad.store.get(NS, "signed_installed")
         if request_id is not None:  # a SignedUpdateFirmware installed before this restart
             self.ad.store.delete(NS, "signed_installed")
@@ -182,10 +182,23 @@ class SecurityService:
             self.ad.spawn(self.ad.send_quietly("SignedFirmwareStatusNotification", {"status": "Installed", "requestId": request_id}))
 
     # -- signed firmware (station/firmware.py's SignedFirmware) ----------------------------------
+    def _kept_signed_status(self) -> tuple[str, int | None]:
+        """The last status of the signed firmware job still kept from before a restart (stored
+        with each status), else Idle: a job that ended (installed, failed) reports Idle."""
+        stored = self.ad.store.get(NS, "signed_status")
+        job = self.ad.store.get(FIRMWARE_NS, "job")
+        signed = job.get("signed") if isinstance(job, dict) else None
+        if (isinstance(stored, list) and len(stored) == 2 and isinstance(stored[0], str)
+                and isinstance(signed, dict) and signed.get("requestId") == stored[1]):
+            return stored[0], stored[1]
+        return ("Idle", None)
+
     async def notify_signed(self, status: str, request_id: int) -> bool:
-        """SignedFirmwareStatusNotification; the last status is what ExtendedTriggerMessage reports."""
+        """SignedFirmwareStatusNotification; the last status is what ExtendedTriggerMessage reports
+        (kept in the store: after a restart it is still the job's)."""
         final = status in ("DownloadFailed", "InvalidSignature", "InstallationFailed")
         self.signed_status = ("Idle", None) if final else (status, request_id)
+        self.ad.store.put(NS, "signed_status", list(self.signed_status))
         return await self.ad.send_quietly("SignedFirmwareStatusNotification",
                                           {"status": status, "requestId": request_id}) is not None
 
@@ -363,8 +376,13 @@ async def certificate_signed(ad: Ocpp16Adapter, p: dict) -> Any:
         ad.log.warning("CertificateSigned rejected: %s", e)
         svc.event("InvalidChargePointCertificate", str(e))
         return {"status": "Rejected"}
-    leaf_issuer = certs[1] if len(certs) > 1 else issuer_among(certs[0], [r for k in ROOT_TYPES for r in svc.certs.roots(k)])
-    if await revoked(ad, certs[0], leaf_issuer, "CertificateSigned", "InvalidChargePointCertificate"):
+    # every certificate of the chain against its issuer's CRL (the next one in the chain; for the
+    # top one an installed root), the downloads side by side: the answer waits CRL_TIMEOUT_S at most
+    roots = [r for k in ROOT_TYPES for r in svc.certs.roots(k)]
+    issuers = [certs[i + 1] if i + 1 < len(certs) else issuer_among(c, roots) for i, c in enumerate(certs)]
+    checks = await asyncio.gather(*(revoked(ad, c, issuer, "CertificateSigned", "InvalidChargePointCertificate")
+                                    for c, issuer in zip(certs, issuers, strict=True)))
+    if any(checks):
         return {"status": "Rejected"}
     try:
         svc.certs.accept_signed(certs)
