@@ -55,6 +55,8 @@ ComponentKey = tuple[str, str | None, int | None, int | None]
 VariableKey = tuple[str, str | None]
 Callback = Callable[[ComponentKey, VariableKey, Any], None]
 Check = Callable[[str], str | None]
+# Watcher: told of every change of any value (the CSMS's and the station's own): monitoring (N)
+Watcher = Callable[[ComponentKey, "Variable", str, str], None]
 
 STATION, EVSE, CONNECTOR = "station", "evse", "connector"
 _SCOPES = {"EVSE": EVSE, "Connector": CONNECTOR}
