@@ -77,6 +77,9 @@ class ChargingService:
 
     def stop(self) -> None:
         self._running = False
+        if self._jump_watch:
+            self._jump_watch = False
+            self.scheduler.off_wall_jump(self.reevaluate)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -42,6 +42,7 @@ class Scheduler(Protocol):
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer: ...
     def call_at_wall(self, when: datetime, fn: Callable[..., Any], *args: Any) -> Timer: ...
     def on_wall_jump(self, cb: Callable[[], Any]) -> None: ...
+    def off_wall_jump(self, cb: Callable[[], Any]) -> None: ...
 
 
 # A change of the wall clock against monotonic time beyond this is a jump (NTP stepping the clock,
@@ -115,6 +116,11 @@ class _WallClock:
     def on_wall_jump(self, cb: Callable[[], Any]) -> None:
         """``cb()`` after the wall timers were armed again for a jump of the wall clock."""
         self._wall_listeners.append(cb)
+
+    def off_wall_jump(self, cb: Callable[[], Any]) -> None:
+        """Stop telling ``cb`` (a stopped service: nothing may keep it alive across a reset)."""
+        if cb in self._wall_listeners:
+            self._wall_listeners.remove(cb)
 
     def check_wall_clock(self) -> bool:
         """Re-arm the wall timers if the wall clock jumped since the last check (then tell the

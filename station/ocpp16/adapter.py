@@ -223,13 +223,21 @@ class Ocpp16Adapter:
         )
         return self.link
 
+    def _clock_set(self) -> None:
+        """The wall clock jumped (set by hand, NTP stepping it): security event SettingSystemTime."""
+        self.security.event("SettingSystemTime", f"the system time was changed (now {iso(self.scheduler.now())})")
+
     async def start(self) -> None:
+        if hasattr(self.scheduler, "on_wall_jump"):
+            self.scheduler.on_wall_jump(self._clock_set)
         self.aligned.start()
         self.outbox.kick()
         self.firmware.start()
         self.charging.start()
 
     async def stop(self) -> None:
+        if hasattr(self.scheduler, "off_wall_jump"):
+            self.scheduler.off_wall_jump(self._clock_set)
         self.registrar.stop()
         self.firmware.stop()
         self.charging.stop()

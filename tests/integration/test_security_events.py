@@ -177,3 +177,17 @@ async def test_tamper_detection_from_the_hardware_tamper_input(csms, make_statio
     await sp.api("POST", "/api/gpio", {"line": 23, "stuck": True})
     await csms.expect("SecurityEventNotification", lambda p: p["type"] == "TamperDetectionActivated")
     assert len(events(csms, "TamperDetectionActivated")) == 2
+
+
+async def test_setting_system_time_when_the_wall_clock_jumps(csms, booted):
+    """The system time is set (by hand, or NTP steps it): SettingSystemTime, once per jump."""
+    import asyncio
+    from datetime import timedelta
+
+    await booted()
+    await csms.no_call("SecurityEventNotification", within=10, pred=lambda p: p["type"] == "SettingSystemTime")
+    loop = asyncio.get_running_loop()
+    loop.wall_start += timedelta(minutes=15)
+    got = await csms.expect("SecurityEventNotification", lambda p: p["type"] == "SettingSystemTime", timeout=30)
+    assert "system time" in got.get("techInfo", "")
+    await csms.no_call("SecurityEventNotification", within=20, pred=lambda p: p["type"] == "SettingSystemTime")
