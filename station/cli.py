@@ -2,7 +2,7 @@
 
     station run [--config FILE] [--csms-url URL] [--id ID] [--ocpp 1.6|2.0.1] [--sim] [--evses N]
                 [--state-dir DIR] [--api HOST:PORT] [--ocpp-config FILE] [--log-level LEVEL]
-    station demo
+    station demo [--ocpp 1.6|2.0.1]
     station config check FILE
     station hw check --config FILE
 
@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ocpp-config", help="OCPP settings (JSON) applied at start: a value changed in the file is "
                                            "applied unless the CSMS changed that key after the file was edited")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    sub.add_parser("demo", help="a demo CSMS and a simulated station showing a whole charging session")
+    demo = sub.add_parser("demo", help="a demo CSMS and a simulated station showing a whole charging session")
+    demo.add_argument("--ocpp", choices=["1.6", "2.0.1"], default="1.6", help="OCPP version the demo speaks")
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     check = cfg_sub.add_parser("check", help="validate a config file")
@@ -276,7 +277,7 @@ async def check_csms_host(cfg: StationConfig, log: logging.Logger, timeout: floa
     return line
 
 
-async def _demo() -> int:
+async def _demo(version: str = "1.6") -> int:
     from station.runtime import Runtime
     from station.sim.csms import DemoCsms
 
@@ -290,9 +291,15 @@ async def _demo() -> int:
     say("demo", f"demo CSMS listening on ws://127.0.0.1:{port}/ocpp")
     with tempfile.TemporaryDirectory(prefix="station-demo-") as state:
         ocpp_cfg = Path(state) / "ocpp.json"
-        ocpp_cfg.write_text(json.dumps({"MeterValueSampleInterval": "3", "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import"}))
+        if version == "2.0.1":
+            ocpp_cfg.write_text(json.dumps([{"component": {"name": "SampledDataCtrlr"},
+                                             "variable": {"name": "TxUpdatedInterval"}, "attributeValue": "3"}]))
+        else:
+            ocpp_cfg.write_text(json.dumps({"MeterValueSampleInterval": "3",
+                                            "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import"}))
         cfg = StationConfig(
             id="DEMO-001",
+            ocpp=version,
             csms_url=f"ws://127.0.0.1:{port}/ocpp",
             state_dir=state,
             simulated=True,
@@ -371,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         _setup_logging("error")
         try:
-            return asyncio.run(_demo())
+            return asyncio.run(_demo(args.ocpp))
         except KeyboardInterrupt:
             return 130
     _setup_logging(args.log_level)

@@ -1,7 +1,8 @@
-"""A small demo CSMS (OCPP 1.6J server) for `station demo` and for trying the station out.
+"""A small demo CSMS (OCPP 1.6J and 2.0.1 server) for `station demo` and for trying the station out.
 
 It accepts every station, authorizes every id tag except those starting with ``BLOCK``, numbers
-transactions, and tells what it receives in plain words through ``on_event``.
+transactions, and tells what it receives in plain words through ``on_event``. It speaks the
+version the station asks for in the websocket handshake (subprotocol ``ocpp1.6`` or ``ocpp2.0.1``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class DemoCsms:
         self.received: list[tuple[str, str, dict]] = []
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        self.server = await serve(self._session, host, port, subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+        self.server = await serve(self._session, host, port, subprotocols=["ocpp1.6", "ocpp2.0.1"])  # type: ignore[list-item]
         self.port = self.server.sockets[0].getsockname()[1] if hasattr(self.server, "sockets") else port
         return self.port
 
@@ -45,7 +46,10 @@ class DemoCsms:
                     continue
                 _, uid, action, payload = msg
                 self.received.append((station, action, payload))
-                result = self.answer(station, action, payload)
+                if ws.subprotocol == "ocpp2.0.1":
+                    result = self.answer201(station, action, payload)
+                else:
+                    result = self.answer(station, action, payload)
                 await ws.send(json.dumps([3, uid, result]))
         except Exception as e:  # a broken station must not stop the demo CSMS
             self.log.debug("session %s ended: %s", station, e)
@@ -86,3 +90,41 @@ class DemoCsms:
         if action == "DataTransfer":
             return {"status": "UnknownVendorId"}
         return {}
+
+    def answer201(self, station: str, action: str, p: dict) -> dict:
+        """The same CSMS in OCPP 2.0.1 words."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        say = self.on_event
+        if action == "BootNotification":
+            cs = p.get("chargingStation", {})
+            say(f"{station} booted ({cs.get('vendorName')} {cs.get('model')}, OCPP 2.0.1): accepted")
+            return {"status": "Accepted", "currentTime": now, "interval": self.heartbeat_interval}
+        if action == "Heartbeat":
+            return {"currentTime": now}
+        if action == "StatusNotification":
+            say(f"{station} EVSE {p['evseId']} connector {p['connectorId']}: {p['connectorStatus']}")
+            return {}
+        if action in ("Authorize", "TransactionEvent") and "idToken" in p:
+            token = p["idToken"]["idToken"]
+            ok = not token.upper().startswith("BLOCK")
+            if action == "Authorize":
+                say(f"{station} asks about card {token}: {'accepted' if ok else 'blocked'}")
+            else:
+                self._say_event(station, p)
+            return {"idTokenInfo": {"status": "Accepted" if ok else "Blocked"}}
+        if action == "TransactionEvent":
+            self._say_event(station, p)
+            return {}
+        if action == "DataTransfer":
+            return {"status": "UnknownVendorId"}
+        return {}
+
+    def _say_event(self, station: str, p: dict) -> None:
+        info = p["transactionInfo"]
+        values = [f"{sv.get('measurand', 'Energy.Active.Import.Register')} = {sv['value']}"
+                  f" {sv.get('unitOfMeasure', {}).get('unit', 'Wh')}"
+                  for mv in p.get("meterValue", []) for sv in mv.get("sampledValue", []) if not sv.get("phase")]
+        what = {"Started": "started", "Updated": "updated", "Ended": "ended"}[p["eventType"]]
+        extra = f", {info['stoppedReason']}" if "stoppedReason" in info else ""
+        self.on_event(f"{station} transaction {info['transactionId'][:8]} {what} ({p['triggerReason']}{extra})"
+                      + (": " + ", ".join(values) if values else ""))
