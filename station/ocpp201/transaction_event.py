@@ -141,12 +141,14 @@ class TransactionEvents:
         if extra:
             payload.update(extra)
         t.seq_no += 1
+        with self.ad.store.atomic():  # the next seqNo and the event queued: both or neither (no gap)
+            if event_type == "Ended":
+                self.ad.store.delete(NS, t.transaction_id)
+            else:
+                self._save(t)
+            self.ad.queue_event(payload, t.local_id)
         if event_type == "Ended":
-            self.ad.store.delete(NS, t.transaction_id)
             self.open.pop(t.cid, None)
-        else:
-            self._save(t)
-        self.ad.queue_event(payload, t.local_id)
 
     def _meter(self, cid: int, measurands_var: str, context: str, component: str = "SampledDataCtrlr") -> list[dict]:
         reading = self.ad.station.meter_cache.get(cid)
