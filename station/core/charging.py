@@ -361,7 +361,7 @@ class ProfileSet:
     validity periods overlap: a TxDefaultProfile for the week and one for the weekend may share a
     stack level."""
 
-    def __init__(self, profiles: Iterable[ChargingProfile] = (), overlapping_only: bool = False) -> None:
+    def __init__(self, profiles: Iterable[ChargingProfile] = (), *, overlapping_only: bool = False) -> None:
         self.profiles: dict[int, ChargingProfile] = {}
         self.overlapping_only = overlapping_only
         for p in profiles:
