@@ -509,3 +509,66 @@ async def test_TC_K_24_CS_clear_stack_level_purpose_multiple_profiles(csms201, b
     assert answer["status"] == "Accepted"
     _, rs = await get_profiles(csms201, 24, {})
     assert reported_ids(rs) == {3}
+
+
+# -- the limit during a transaction, as the CSMS hears of it ------------------------------------------
+async def test_K_period_boundary_reaches_the_ev_and_is_reported(csms201, booted201):
+    """A TxProfile 16 A then 6 A from 60 s: at the boundary (a timer, no poll) the offer drops
+    and a TransactionEvent ChargingRateChanged tells the CSMS."""
+    sp = await booted201()
+    tx_id = await start_tx(csms201, sp)
+    cp = profile(5, "TxProfile", periods=[(0, 16.0), (60, 6.0)], kind="Absolute", start=iso(wall_now()), tx=tx_id)
+    assert (await set_profile(csms201, 1, cp))["status"] == "Accepted"
+    await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "ChargingRateChanged")
+    await settle()
+    assert await offered(sp) == 16.0
+    before = wall_now()
+    ev = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "ChargingRateChanged", timeout=90)
+    assert 55 <= (parse_iso(ev["timestamp"]) - before).total_seconds() <= 62
+    await settle()
+    assert await offered(sp) == 6.0
+
+
+async def test_K_limit_change_significance(csms201, booted201):
+    """SmartChargingCtrlr.LimitChangeSignificance 50 %: 32 A -> 20 A (37.5 %) is not reported;
+    then 8 A is, being 75 % below the rate last reported (32 A)."""
+    sp = await booted201(variables=[var("SmartChargingCtrlr", "LimitChangeSignificance", "50")])
+    tx_id = await start_tx(csms201, sp)
+    assert (await set_profile(csms201, 1, profile(1, periods=[(0, 20.0)])))["status"] == "Accepted"
+    await settle()
+    assert await offered(sp) == 20.0
+    assert not [p for p in csms201.calls("TransactionEvent") if p["triggerReason"] == "ChargingRateChanged"]
+    assert (await set_profile(csms201, 1, profile(2, "TxProfile", periods=[(0, 8.0)], tx=tx_id)))["status"] == "Accepted"
+    await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "ChargingRateChanged")
+    await settle()
+    assert await offered(sp) == 8.0
+
+
+async def test_TC_K_38_CS_remote_start_ignores_profile_without_smart_charging(csms201, booted201):
+    """SmartChargingCtrlr.Enabled false: the remote start is Accepted, its TxProfile ignored."""
+    sp = await booted201(variables=[var("SmartChargingCtrlr", "Enabled", "false")])
+    await sp.plug(1)
+    cp = profile(21, "TxProfile", periods=[(0, 6.0)])
+    answer = await csms201.call("RequestStartTransaction", {"idToken": {"idToken": "RS1", "type": "Central"},
+                                                            "remoteStartId": 78, "evseId": 1, "chargingProfile": cp})
+    assert answer["status"] == "Accepted"
+    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    await settle()
+    assert await offered(sp) == MAX_A
+    assert (await get_profiles(csms201, 30, {}))[0] == "NoProfiles"
+
+
+async def test_K_entries_charging_profiles_variable(csms201, booted201):
+    """SmartChargingCtrlr.EntriesChargingProfiles counts the installed profiles (read from the
+    station's device model: GetVariables is another block's)."""
+    sp = await booted201()
+
+    def entries() -> int:
+        return sp.rt.adapter.dm.value("SmartChargingCtrlr", "EntriesChargingProfiles")
+
+    assert entries() == 0
+    assert (await set_profile(csms201, 1, profile(1)))["status"] == "Accepted"
+    assert (await set_profile(csms201, 0, absolute(2, [(0, 20.0)], "ChargingStationMaxProfile")))["status"] == "Accepted"
+    assert entries() == 2
+    assert (await csms201.call("ClearChargingProfile", {"chargingProfileId": 1}))["status"] == "Accepted"
+    assert entries() == 1
