@@ -162,7 +162,7 @@ class Capabilities:
 
 
 def problems(p: ChargingProfile, *, connector_ids: Iterable[int], caps: Capabilities,
-             running: Mapping[int, int | None], installed: ProfileSet | None = None,
+             running: Mapping[int, int | str | None], installed: ProfileSet | None = None,
              remote_start: bool = False) -> str | None:
     """Why SetChargingProfile (or RemoteStartTransaction's chargingProfile, ``remote_start``) must
     be Rejected; None when it can be installed. ``running``: connector -> its transaction's id

@@ -76,10 +76,19 @@ class Charging201(ChargingService):
         return None if tx is None else TxFacts(None, tx.started_at)
 
     def remote_profile(self, tx: Transaction) -> ChargingProfile:
+        """The TxProfile of RequestStartTransaction, checked as K01 checks a SetChargingProfile
+        (but for the transactionId it cannot have); raises ProfileError when it is not usable."""
         t = self.ad.transactions.open.get(tx.connector_id)
         assert tx.charging_profile is not None
-        return cps.from_wire(self.target(tx.connector_id), tx.charging_profile, self.scheduler.now(),
-                             transaction_id=t.transaction_id if t is not None else None)
+        evse_id = self.target(tx.connector_id)
+        p = cps.from_wire(evse_id, tx.charging_profile, self.scheduler.now())
+        why = cps.check(p, tx.charging_profile, evse_ids=self.ad.layout, caps=self.capabilities(),
+                        running=self.running(), installed=self.profiles, remote_start=True)
+        if why is not None:
+            raise ProfileError(f"{why[0]}: {why[1]}")
+        if t is None:
+            return p
+        return replace(p, transaction_id=t.transaction_id, raw={**p.raw, "transactionId": t.transaction_id})
 
     def station_contexts(self) -> list[ConnectorContext]:
         return [self.context(self.serving(e)) for e in self.station.evses.values()]
