@@ -340,7 +340,7 @@ async def test_TC_K_40_CS_composite_stacking(csms201, booted201):
     assert (await set_profile(csms201, 1, low))["status"] == "Accepted"
     assert (await set_profile(csms201, 1, high))["status"] == "Accepted"
     await start_tx(csms201, sp)
-    got = limits(await composite(csms201, 1, duration=400))
+    got = limits(await composite(csms201, 1, duration=450))
     assert [v for _, v in got] == [7.0, 9.0, 8.0, 10.0, MAX_A]
     assert all(abs(s - e) <= 2 for (s, _), e in zip(got, [0, 100, 150, 200, 400], strict=False))
     in_w = await composite(csms201, 1, duration=400, unit="W")
@@ -572,3 +572,20 @@ async def test_K_entries_charging_profiles_variable(csms201, booted201):
     assert entries() == 2
     assert (await csms201.call("ClearChargingProfile", {"chargingProfileId": 1}))["status"] == "Accepted"
     assert entries() == 1
+
+
+async def test_K_tx_profile_before_the_session_tx_start_point_ev_connected(csms201, booted201):
+    """TxStartPoint EVConnected: the transaction runs from the plug; a TxProfile for it, set before
+    the driver is authorized, is the first current the EV is offered; it ends with the transaction."""
+    sp = await booted201(variables=[var("TxCtrlr", "TxStartPoint", "EVConnected")])
+    await sp.plug(1)
+    started = await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    tx_id = started["transactionInfo"]["transactionId"]
+    assert (await set_profile(csms201, 1, profile(5, "TxProfile", periods=[(0, 7.0)], tx=tx_id)))["status"] == "Accepted"
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "Authorized")
+    await settle()
+    assert await offered(sp) == 7.0
+    await sp.unplug(1)
+    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Ended")
+    assert (await get_profiles(csms201, 31, {}))[0] == "NoProfiles"

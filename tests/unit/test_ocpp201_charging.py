@@ -85,6 +85,15 @@ def test_K01_checks(cp, evse, running, code):
     assert reason(cp, evse, running) == code
 
 
+def test_K01_rate_unit_the_station_does_not_support():
+    """TC_K_12 (a station with one RateUnit): the other unit is Rejected."""
+    cp = wire(unit="W", periods=[(0, 11000.0)])
+    p = from_wire(1, cp, T0)
+    amps_only = Capabilities(max_stack_level=10, allowed_units=frozenset({"A"}), max_periods=4, max_installed=3)
+    why = check(p, cp, evse_ids=[1], caps=amps_only, running={}, installed=ProfileSet(overlapping_only=True))
+    assert why is not None and why[0] == "UnsupportedRateUnit"
+
+
 def test_K01_phase_to_use_and_second_schedule_checked():
     cp = wire()
     cp["chargingSchedule"][0]["chargingSchedulePeriod"][0].update(numberPhases=1, phaseToUse=2)

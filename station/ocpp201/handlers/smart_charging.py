@@ -110,9 +110,14 @@ class Charging201(ChargingService):
         self._rate[tx.connector_id] = self._offered(tx.connector_id)
 
     def transaction_stopped(self, tx: Transaction) -> None:
-        """The session ended; its TxProfiles end with the 2.0.1 transaction (``tx_closed``)."""
+        """The session ended. TxProfiles end with the 2.0.1 transaction (``tx_closed``), which may
+        outlive the session (TxStopPoint EVConnected); when none is open (it ended with the
+        session, or never started: TxStartPoint EnergyTransfer without energy) they end now."""
         try:
-            self.reevaluate()
+            if tx.connector_id in self.ad.transactions.open:
+                self.reevaluate()
+            else:
+                self.end_tx_profiles(self.target(tx.connector_id))
         except Exception:
             self.log.exception("charging limit at the end of the session on connector %d", tx.connector_id)
 
