@@ -105,8 +105,12 @@ class Charging201(ChargingService):
         self._rate.pop(tx.connector_id, None)
         if tx.charging_profile and not enabled(self.ad):
             self.log.info("chargingProfile of the remote start ignored: SmartChargingCtrlr.Enabled is false")
-            tx.charging_profile = None
-        super().transaction_started(tx)
+            try:
+                self.reevaluate()
+            except Exception:
+                self.log.exception("charging limit at the start of the session on connector %d", tx.connector_id)
+        else:
+            super().transaction_started(tx)
         self._rate[tx.connector_id] = self._offered(tx.connector_id)
 
     def transaction_stopped(self, tx: Transaction) -> None:
