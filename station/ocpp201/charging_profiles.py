@@ -100,6 +100,14 @@ def check(p: ChargingProfile, cp: Mapping, *, evse_ids: Iterable[int], caps: Cap
             return "InvalidValue", "a ChargingStationMaxProfile is set on evseId 0 only"
         if p.kind == "Relative":
             return "InvalidValue", "a ChargingStationMaxProfile cannot be Relative (K01.FR.38)"
+    if p.purpose == TX_DEFAULT:
+        # K01.FR.52 / FR.53: one stack level is either the station-wide default or EVSE-specific ones
+        clash = [q.id for q in installed.profiles.values()
+                 if q.purpose == TX_DEFAULT and q.id != p.id and q.stack_level == p.stack_level
+                 and (q.connector_id == 0) != (evse == 0)]
+        if clash:
+            where = "a specific EVSE" if evse == 0 else "evseId 0"
+            return "DuplicateProfile", f"TxDefaultProfile {clash[0]} on {where} has stackLevel {p.stack_level}"
     if p.purpose == TX_PROFILE:
         if evse == 0:
             return "InvalidValue", "a TxProfile is set on an EVSE, not on evseId 0 (K01.FR.16)"

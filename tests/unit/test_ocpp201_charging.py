@@ -112,6 +112,26 @@ def test_K01_FR_39_tx_profile_stack_level_of_its_transaction_taken():
     assert reason(wire(2, "TxProfile", stack=1, transactionId="t1"), running={1: "t1"}, installed=ps) is None
 
 
+def test_K01_FR_52_53_tx_default_stack_level_station_wide_or_per_evse():
+    ps = ProfileSet(overlapping_only=True)
+    ps.install(from_wire(1, wire(1, stack=2), T0))
+    assert reason(wire(2, stack=2), evse=0, installed=ps) == "DuplicateProfile"
+    assert reason(wire(2, stack=3), evse=0, installed=ps) is None
+    assert reason(wire(2, stack=2), evse=2, installed=ps) is None  # another EVSE
+    ps.install(from_wire(0, wire(3, stack=5), T0))
+    assert reason(wire(4, stack=5), evse=2, installed=ps) == "DuplicateProfile"
+    assert reason(wire(3, stack=5), evse=2, installed=ps) is None  # the same id moves
+
+
+def test_old_1_6_record_still_loads():
+    cp = {"chargingProfileId": 3, "stackLevel": 1, "chargingProfilePurpose": "TxDefaultProfile",
+          "chargingProfileKind": "Relative",
+          "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}}
+    p = ChargingProfile.from_record({"connectorId": 1, "installedAt": iso(T0), "profile": cp})
+    assert (p.id, p.connector_id, p.unit, p.periods[0].limit) == (3, 1, "A", 10.0)
+    assert ChargingProfile.from_record(p.record()) == p
+
+
 def test_remote_start_profile_checks():
     assert reason(wire(1, "TxProfile", kind="Relative", start=None), remote_start=True) is None
     assert reason(wire(1, "TxProfile", kind="Relative", start=None, transactionId="x"), remote_start=True) == "InvalidValue"
