@@ -160,6 +160,7 @@ async def test_TC_K_03_CS_charging_station_max_profile(csms201, booted201):
     assert await offered(sp, 1) == 8.0 and await offered(sp, 2) == 8.0
     station = await composite(csms201, 0)
     assert station["schedule"]["evseId"] == 0 and limits(station)[0] == (0, 16.0)
+    assert limits(await composite(csms201, 0, unit="W"))[0] == (0, 16.0 * 230 * 3)
 
 
 async def test_TC_K_14_CS_unexisting_evse(csms201, booted201):
