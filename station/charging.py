@@ -14,12 +14,19 @@ the wall clock: a boundary is never applied early, nor late by the step.
 A TxProfile lives as long as its transaction: it is removed when the transaction ends. The
 chargingProfile of a RemoteStartTransaction is installed as the transaction starts, before the
 first current is offered.
+
+The service speaks the core's neutral terms; what differs between OCPP versions is a few methods
+a version's subclass overrides (station/ocpp201/handlers/smart_charging.py): ``target`` (what a
+profile is set on: the 1.6 connector, the 2.0.1 EVSE), ``tx_facts`` (the running transaction as
+the version sees it), ``remote_profile`` (the chargingProfile of a remote start in the version's
+shape), ``station_contexts`` and ``limit_changed`` (told after each new limit reached the pilot).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from station.core.charging import (
@@ -32,6 +39,7 @@ from station.core.charging import (
     ProfileSet,
     tenths,
 )
+from station.core.evse import Evse
 from station.core.transaction import Transaction
 from station.scheduler import Scheduler, Timer
 from station.station import Station
@@ -41,7 +49,17 @@ NS = "charging_profiles"
 MAX_COMPOSITE_S = 31 * 86_400  # a composite schedule covers at most 31 days (a bounded answer)
 
 
+@dataclass(frozen=True)
+class TxFacts:
+    """A running transaction as the charging rules need it."""
+
+    transaction_id: int | str | None  # None while the CSMS has not numbered it (1.6)
+    started_at: datetime
+
+
 class ChargingService:
+    OVERLAPPING_ONLY = False  # same purpose and stack level replace whatever their validity (1.6)
+
     def __init__(self, station: Station, store: Store, scheduler: Scheduler, log: logging.Logger,
                  capabilities: Callable[[], Capabilities] = Capabilities) -> None:
         self.station = station
@@ -49,7 +67,7 @@ class ChargingService:
         self.scheduler = scheduler
         self.log = log
         self.capabilities = capabilities
-        self.profiles = ProfileSet()
+        self.profiles = ProfileSet(overlapping_only=self.OVERLAPPING_ONLY)
         self._timer: Timer | None = None
         self._due: datetime | None = None
         self._applied: dict[int, tuple[int, float | None, int]] = {}  # EVSE id -> (connector, amps, phases) applied
@@ -70,8 +88,13 @@ class ChargingService:
             # the wall clock jumped: the limit of the new wall time now, and the boundary after it
             self.scheduler.on_wall_jump(self.reevaluate)
         # a TxProfile whose transaction did not survive the restart is of no use any more
+        alive = {(self.target(cid), f.transaction_id) for cid in self.station.connectors
+                 if (f := self.tx_facts(cid)) is not None}
+        targets = {t for t, _ in alive}
         for p in [p for p in self.profiles.profiles.values() if p.purpose == TX_PROFILE]:
-            if self._tx(p.connector_id) is None:
+            if p.connector_id not in targets or (p.transaction_id is not None
+                                                 and (p.connector_id, p.transaction_id) not in alive
+                                                 and (p.connector_id, None) not in alive):
                 self._forget(self.profiles.clear(profile_id=p.id))
         self.reevaluate()
 
@@ -84,24 +107,52 @@ class ChargingService:
             self._timer.cancel()
             self._timer = None
 
-    # -- facts of the station --------------------------------------------------------------
+    # -- facts of the station (what a version's subclass may see differently) -------------------
     def _tx(self, cid: int) -> Transaction | None:
         conn = self.station.connectors.get(cid)
         tx = conn.transaction if conn is not None else None
         return tx if tx is not None and tx.active else None
 
+    def target(self, cid: int) -> int:
+        """What a profile for connector ``cid`` is set on (1.6: the connector itself)."""
+        return cid
+
+    def tx_facts(self, cid: int) -> TxFacts | None:
+        """The transaction running on connector ``cid`` (1.6: the core session's)."""
+        tx = self._tx(cid)
+        return None if tx is None else TxFacts(tx.transaction_id, tx.started_at)
+
+    def remote_profile(self, tx: Transaction) -> ChargingProfile:
+        """The profile of a remote start's chargingProfile (1.6 csChargingProfiles). Raises ProfileError."""
+        assert tx.charging_profile is not None
+        return ChargingProfile.from_ocpp(tx.connector_id, tx.charging_profile, self.scheduler.now())
+
+    def limit_changed(self, cid: int, amps: float | None) -> None:
+        """Told after a new limit of connector ``cid`` was handed to the station."""
+
     def context(self, cid: int) -> ConnectorContext:
         evse = self.station.evse_of(cid)
-        tx = self._tx(cid)
-        return ConnectorContext(cid, evse.phases, evse.max_current_a, tx.started_at if tx is not None else None)
+        f = self.tx_facts(cid)
+        return ConnectorContext(self.target(cid), evse.phases, evse.max_current_a,
+                                f.started_at if f is not None else None, f.transaction_id if f is not None else None)
 
-    def running(self) -> dict[int, int | None]:
-        """Connector -> the CSMS's id of its running transaction (None until numbered)."""
-        return {cid: tx.transaction_id for cid in self.station.connectors if (tx := self._tx(cid)) is not None}
+    def station_contexts(self) -> list[ConnectorContext]:
+        """The contexts whose schedules add up to the station's composite schedule."""
+        return [self.context(c) for c in self.station.connectors]
+
+    def serving(self, evse: Evse) -> int:
+        """The connector an EVSE's power path serves: the one with a transaction, else the first."""
+        return next((c.connector_id for c in evse.connectors if self.tx_facts(c.connector_id) is not None),
+                    evse.connectors[0].connector_id)
+
+    def running(self) -> dict[int, int | str | None]:
+        """Target (connector or EVSE) -> the id of its running transaction (None until numbered)."""
+        return {self.target(cid): f.transaction_id for cid in self.station.connectors
+                if (f := self.tx_facts(cid)) is not None}
 
     def _sharers(self, cid: int) -> int:
         """How many connectors share the ChargePointMaxProfile when ``cid`` charges."""
-        others = sum(1 for c in self.station.connectors if c != cid and self._tx(c) is not None)
+        others = sum(1 for c in self.station.connectors if c != cid and self.tx_facts(c) is not None)
         return others + 1
 
     # -- profiles --------------------------------------------------------------------------
@@ -135,7 +186,7 @@ class ChargingService:
         now = self.scheduler.now()
         duration_s = max(0, min(int(duration_s), MAX_COMPOSITE_S))
         if cid == 0:
-            return self.profiles.composite_station([self.context(c) for c in self.station.connectors], now, duration_s)
+            return self.profiles.composite_station(self.station_contexts(), now, duration_s)
         return self.profiles.composite(self.context(cid), now, duration_s, self._sharers(cid))
 
     # -- transactions ----------------------------------------------------------------------
@@ -145,7 +196,7 @@ class ChargingService:
         try:
             if tx.charging_profile:
                 try:
-                    p = ChargingProfile.from_ocpp(tx.connector_id, tx.charging_profile, self.scheduler.now())
+                    p = self.remote_profile(tx)
                 except ProfileError as e:  # checked when the remote start was accepted: should not happen
                     self.log.error("chargingProfile of the remote start not installed: %s", e)
                 else:
@@ -158,14 +209,20 @@ class ChargingService:
     def transaction_stopped(self, tx: Transaction) -> None:
         """Its TxProfiles end with it (and the others' share of the ChargePointMaxProfile grows)."""
         try:
-            gone = [p for p in self.profiles.profiles.values()
-                    if p.purpose == TX_PROFILE and p.connector_id == tx.connector_id]
-            for p in gone:
-                self.profiles.clear(profile_id=p.id)
-            self._forget(gone)
-            self.reevaluate()
+            self.end_tx_profiles(self.target(tx.connector_id))
         except Exception:
             self.log.exception("charging limit at the end of the transaction on connector %d", tx.connector_id)
+
+    def end_tx_profiles(self, target: int, transaction_id: int | str | None = None) -> None:
+        """The transaction on ``target`` ended: its TxProfiles go (only those naming
+        ``transaction_id`` or none when it is given), and the limits are evaluated again."""
+        gone = [p for p in self.profiles.profiles.values()
+                if p.purpose == TX_PROFILE and p.connector_id == target
+                and (transaction_id is None or p.transaction_id in (None, transaction_id))]
+        for p in gone:
+            self.profiles.clear(profile_id=p.id)
+        self._forget(gone)
+        self.reevaluate()
 
     # -- applying the limit ----------------------------------------------------------------
     def reevaluate(self, at: datetime | None = None) -> None:
@@ -183,10 +240,9 @@ class ChargingService:
             self._forget(expired)
             self.log.info("charging profile(s) %s expired (validTo passed): removed", [p.id for p in expired])
         nexts: list[datetime] = []
+        changed: list[tuple[int, float | None]] = []
         for evse in self.station.evses.values():
-            # the connector the EVSE's power path serves: the one with a transaction, else the first
-            cid = next((c.connector_id for c in evse.connectors if self._tx(c.connector_id) is not None),
-                       evse.connectors[0].connector_id)
+            cid = self.serving(evse)
             ctx = self.context(cid)
             sharers = self._sharers(cid)
             limit = self.profiles.limit_at(ctx, now, sharers)
@@ -196,10 +252,16 @@ class ChargingService:
                 self.log.info("connector %d: charging limit %s", cid,
                               "none" if amps is None else f"{amps} A on {limit.phases} phase(s)")
                 self.station.apply_limit(cid, amps, limit.phases)
+                changed.append((cid, amps))
             nxt = self.profiles.next_change(ctx, now, sharers=sharers)
             if nxt is not None:
                 nexts.append(nxt)
         self._arm(min(nexts) if nexts else None, now)
+        for cid, amps in changed:
+            try:
+                self.limit_changed(cid, amps)
+            except Exception:  # the limit is applied; telling about it must not undo that
+                self.log.exception("reporting the new charging limit of connector %d", cid)
 
     def _arm(self, when: datetime | None, now: datetime) -> None:
         if self._timer is not None:

@@ -1,8 +1,11 @@
 """Smart charging, pure: charging profiles, their validity, stacking and the composite schedule.
 
-Version independent (OCPP 1.6 section 3.13; the 2.0.1 adapter reuses it): a profile is parsed
-from its 1.6 ``csChargingProfiles`` object, checked (``problems``), installed in a ``ProfileSet``
-and evaluated at any time. No asyncio, no I/O: time is passed in.
+Version independent (OCPP 1.6 section 3.13, 2.0.1 use cases K01-K10): a profile is the neutral
+``ChargingProfile`` — parsed here from a 1.6 ``csChargingProfiles`` object (``from_ocpp``), by
+station/ocpp201/charging_profiles.py from a 2.0.1 ChargingProfileType — checked (``problems`` for
+1.6, ``schedule_problems`` for what both versions share), installed in a ``ProfileSet`` and
+evaluated at any time. Its ``connector_id`` is what the profile is set on: the 1.6 connectorId or
+the 2.0.1 evseId, 0 for the whole station. No asyncio, no I/O: time is passed in.
 
 Rules, per connector at time t:
 
@@ -14,9 +17,11 @@ Rules, per connector at time t:
 - within a purpose the active profile with the highest stackLevel wins (when it ends, the next
   one down applies); a TxDefaultProfile of the connector itself overrules one of connector 0
   (which applies to every connector);
-- TxProfile (only with a running transaction) overrules TxDefaultProfile; the ChargePointMaxProfile
-  (connector 0) is the whole station's limit, shared equally by the connectors that charge; the
-  connector's limit is the minimum of the two;
+- TxProfile (only with a running transaction, and only its own when it names one) overrules
+  TxDefaultProfile; the ChargePointMaxProfile (2.0.1 ChargingStationMaxProfile, connector 0) is
+  the whole station's limit, shared equally by the connectors that charge; external constraints
+  (2.0.1 ChargingStationExternalConstraints, set locally) limit the station (shared the same way)
+  or one EVSE; the connector's limit is the minimum of them all;
 - limits in W become amperes with the EVSE's voltage (230 V) and phases (numberPhases, default 3,
   at most the EVSE's); a limit below the schedule's minChargingRate offers nothing (the EV cannot
   charge that slowly efficiently).
@@ -32,10 +37,11 @@ from datetime import UTC, datetime
 
 from station.core.clock import iso, parse_iso
 
-MAX_PROFILE = "ChargePointMaxProfile"
+MAX_PROFILE = "ChargePointMaxProfile"  # the station's limit (2.0.1 ChargingStationMaxProfile)
 TX_DEFAULT = "TxDefaultProfile"
 TX_PROFILE = "TxProfile"
-PURPOSES = (MAX_PROFILE, TX_DEFAULT, TX_PROFILE)
+EXTERNAL = "ExternalConstraints"  # a local limit (2.0.1 ChargingStationExternalConstraints); none in 1.6
+PURPOSES = (MAX_PROFILE, TX_DEFAULT, TX_PROFILE)  # what a 1.6 SetChargingProfile may carry
 VOLTAGE_V = 230.0
 DEFAULT_PHASES = 3  # numberPhases absent: three (1.6 ChargingSchedulePeriod)
 CYCLE_S = {"Daily": 86_400.0, "Weekly": 604_800.0}
@@ -66,11 +72,12 @@ class ChargingProfile:
     recurrency: str | None = None  # Daily | Weekly
     valid_from: datetime | None = None
     valid_to: datetime | None = None
-    transaction_id: int | None = None
+    transaction_id: int | str | None = None  # 1.6: an integer; 2.0.1: a string
     duration_s: int | None = None
     start_schedule: datetime | None = None
     min_rate: float | None = None
-    raw: dict = field(default_factory=dict, compare=False, hash=False)
+    raw: dict = field(default_factory=dict, compare=False, hash=False)  # as the CSMS sent it (reports)
+    source: str = "CSO"  # who set it: CSO (the CSMS), EMS, SO, Other (2.0.1 ChargingLimitSource)
 
     @classmethod
     def from_ocpp(cls, connector_id: int, cp: dict, installed_at: datetime) -> ChargingProfile:
@@ -107,12 +114,40 @@ class ChargingProfile:
             raise ProfileError(f"unusable charging profile: {e}") from None
 
     def record(self) -> dict:
-        """What is stored to install the same profile again after a restart."""
-        return {"connectorId": self.connector_id, "installedAt": iso(self.installed_at), "profile": self.raw}
+        """What is stored to install the same profile again after a restart: its neutral fields
+        (whichever OCPP version it came from) and the original object."""
+        def when(v: datetime | None) -> str | None:
+            return None if v is None else iso(v)
+
+        return {"connectorId": self.connector_id, "installedAt": iso(self.installed_at), "profile": self.raw,
+                "neutral": {"id": self.id, "stackLevel": self.stack_level, "purpose": self.purpose,
+                            "kind": self.kind, "unit": self.unit, "recurrency": self.recurrency,
+                            "periods": [[x.start_s, x.limit, x.number_phases] for x in self.periods],
+                            "validFrom": when(self.valid_from), "validTo": when(self.valid_to),
+                            "transactionId": self.transaction_id, "duration": self.duration_s,
+                            "startSchedule": when(self.start_schedule), "minRate": self.min_rate,
+                            "source": self.source}}
 
     @classmethod
     def from_record(cls, rec: dict) -> ChargingProfile:
-        return cls.from_ocpp(rec["connectorId"], rec["profile"], parse_iso(rec["installedAt"]))
+        n = rec.get("neutral")
+        if n is None:  # stored before records were neutral: a 1.6 profile
+            return cls.from_ocpp(rec["connectorId"], rec["profile"], parse_iso(rec["installedAt"]))
+
+        def when(v: str | None) -> datetime | None:
+            return None if v is None else parse_iso(v)
+
+        try:
+            return cls(id=int(n["id"]), connector_id=int(rec["connectorId"]), stack_level=int(n["stackLevel"]),
+                       purpose=n["purpose"], kind=n["kind"], unit=n["unit"],
+                       periods=tuple(SchedulePeriod(int(a), float(b), c) for a, b, c in n["periods"]),
+                       installed_at=parse_iso(rec["installedAt"]), recurrency=n.get("recurrency"),
+                       valid_from=when(n.get("validFrom")), valid_to=when(n.get("validTo")),
+                       transaction_id=n.get("transactionId"), duration_s=n.get("duration"),
+                       start_schedule=when(n.get("startSchedule")), min_rate=n.get("minRate"),
+                       raw=dict(rec.get("profile") or {}), source=n.get("source") or "CSO")
+        except (KeyError, TypeError, ValueError) as e:
+            raise ProfileError(f"unusable stored charging profile: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -127,7 +162,7 @@ class Capabilities:
 
 
 def problems(p: ChargingProfile, *, connector_ids: Iterable[int], caps: Capabilities,
-             running: Mapping[int, int | None], installed: ProfileSet | None = None,
+             running: Mapping[int, int | str | None], installed: ProfileSet | None = None,
              remote_start: bool = False) -> str | None:
     """Why SetChargingProfile (or RemoteStartTransaction's chargingProfile, ``remote_start``) must
     be Rejected; None when it can be installed. ``running``: connector -> its transaction's id
@@ -149,6 +184,16 @@ def problems(p: ChargingProfile, *, connector_ids: Iterable[int], caps: Capabili
             return f"transactionId {p.transaction_id} is not the transaction on connector {p.connector_id}"
     if remote_start and p.transaction_id is not None:
         return "a chargingProfile of RemoteStartTransaction has no transactionId"
+    why = schedule_problems(p, caps)
+    if why is not None:
+        return why
+    if installed is not None and installed.count_after(p) > caps.max_installed:
+        return f"MaxChargingProfilesInstalled ({caps.max_installed}) reached"
+    return None
+
+
+def schedule_problems(p: ChargingProfile, caps: Capabilities) -> str | None:
+    """What both versions reject in any profile: stack level, unit, periods, kind, validity."""
     if p.stack_level < 0 or p.stack_level > caps.max_stack_level:
         return f"stackLevel {p.stack_level} is above ChargeProfileMaxStackLevel {caps.max_stack_level}"
     if p.unit not in caps.allowed_units:
@@ -171,8 +216,6 @@ def problems(p: ChargingProfile, *, connector_ids: Iterable[int], caps: Capabili
         return "negative duration"
     if p.valid_from is not None and p.valid_to is not None and p.valid_to <= p.valid_from:
         return "validTo is not after validFrom"
-    if installed is not None and installed.count_after(p) > caps.max_installed:
-        return f"MaxChargingProfilesInstalled ({caps.max_installed}) reached"
     return None
 
 
@@ -184,6 +227,7 @@ class ConnectorContext:
     phases: int = 3
     max_a: float = 32.0
     tx_start: datetime | None = None  # its running transaction's start; None: no transaction
+    tx_id: int | str | None = None  # that transaction's id, when known (a TxProfile naming another does not apply)
 
 
 @dataclass(frozen=True)
@@ -300,11 +344,26 @@ class _Compiled:
                     out.add(v)
 
 
-class ProfileSet:
-    """The installed charging profiles of one station, by id."""
+def overlap(a: ChargingProfile, b: ChargingProfile) -> bool:
+    """Whether the validity periods of two profiles overlap (an absent bound is open)."""
+    a_from = a.valid_from or datetime.min.replace(tzinfo=UTC)
+    b_from = b.valid_from or datetime.min.replace(tzinfo=UTC)
+    a_to = a.valid_to or datetime.max.replace(tzinfo=UTC)
+    b_to = b.valid_to or datetime.max.replace(tzinfo=UTC)
+    return a_from < b_to and b_from < a_to
 
-    def __init__(self, profiles: Iterable[ChargingProfile] = ()) -> None:
+
+class ProfileSet:
+    """The installed charging profiles of one station, by id.
+
+    A profile replaces the one with its id and the one with its purpose, stack level and target
+    (1.6 section 3.13.2); with ``overlapping_only`` (2.0.1 K01.FR.06) the latter only when their
+    validity periods overlap: a TxDefaultProfile for the week and one for the weekend may share a
+    stack level."""
+
+    def __init__(self, profiles: Iterable[ChargingProfile] = (), *, overlapping_only: bool = False) -> None:
         self.profiles: dict[int, ChargingProfile] = {}
+        self.overlapping_only = overlapping_only
         for p in profiles:
             self.install(p)
 
@@ -314,7 +373,8 @@ class ProfileSet:
     def _replaced_by(self, p: ChargingProfile) -> list[int]:
         return [q.id for q in self.profiles.values()
                 if q.id == p.id or (q.purpose == p.purpose and q.stack_level == p.stack_level
-                                    and q.connector_id == p.connector_id)]
+                                    and q.connector_id == p.connector_id
+                                    and (not self.overlapping_only or overlap(p, q)))]
 
     def count_after(self, p: ChargingProfile) -> int:
         return len(self.profiles) - len(self._replaced_by(p)) + 1
@@ -346,12 +406,14 @@ class ProfileSet:
         def key(p: ChargingProfile) -> tuple[int, int]:
             return (-p.stack_level, 0 if p.connector_id == ctx.connector_id else 1)
 
-        out: dict[str, list[_Compiled]] = {MAX_PROFILE: [], TX_DEFAULT: [], TX_PROFILE: []}
+        out: dict[str, list[_Compiled]] = {MAX_PROFILE: [], TX_DEFAULT: [], TX_PROFILE: [], EXTERNAL: []}
         for p in sorted(self.profiles.values(), key=key):
             if p.purpose == MAX_PROFILE:
                 out[MAX_PROFILE].append(_Compiled(p, ctx.phases))
-            elif p.connector_id in (0, ctx.connector_id):
-                if p.purpose == TX_PROFILE and (ctx.tx_start is None or p.connector_id != ctx.connector_id):
+            elif p.connector_id in (0, ctx.connector_id) and p.purpose in out:
+                if p.purpose == TX_PROFILE and (ctx.tx_start is None or p.connector_id != ctx.connector_id
+                                                or (p.transaction_id is not None and ctx.tx_id is not None
+                                                    and p.transaction_id != ctx.tx_id)):
                     continue
                 out[p.purpose].append(_Compiled(p, ctx.phases))
         # a TxDefaultProfile of the connector itself overrules connector 0's whatever their stack levels
@@ -376,6 +438,7 @@ class ProfileSet:
         txp = [(c, c.base(tx, fallback)) for c in rel[TX_PROFILE]]
         txd = [(c, c.base(tx, fallback)) for c in rel[TX_DEFAULT]]
         maxes = [(c, c.base(tx, fallback)) for c in rel[MAX_PROFILE]]
+        externals = [(c, c.base(tx, fallback)) for c in rel[EXTERNAL]]
         share = max(1, sharers)
         own = txp + txd  # a TxProfile first; when none runs, the default
         default_phases = ctx.phases
@@ -389,18 +452,19 @@ class ProfileSet:
                 if i is not None:
                     amps, phases, min_a = c.amps[i], c.phases[i], c.min_a
                     break
-            for c, base in maxes:
-                i = c.at(t, base)
-                if i is not None:
-                    shared = c.amps[i] / share
-                    if amps is None or shared < amps:
-                        amps = shared
-                    break
+            for layer in (maxes, externals):  # each: the first that applies; a station-wide one is shared
+                for c, base in layer:
+                    i = c.at(t, base)
+                    if i is not None:
+                        cap = c.amps[i] / share if c.p.connector_id == 0 else c.amps[i]
+                        if amps is None or cap < amps:
+                            amps = cap
+                        break
             if amps is not None and min_a is not None and amps < min_a:
                 amps = 0.0
             return amps, phases, min_a
 
-        return evaluate, own + maxes
+        return evaluate, own + maxes + externals
 
     def limit_at(self, ctx: ConnectorContext, t: datetime, sharers: int = 1) -> Limit:
         """The connector's limit at ``t``; ``sharers``: connectors sharing the ChargePointMaxProfile."""
@@ -458,7 +522,9 @@ class ProfileSet:
         hi = lo + duration_s
         per = [(c, self._evaluator(c, lo, 1)) for c in ctxs]
         station = ConnectorContext(0, phases, sum(c.max_a for c in ctxs))
-        maxes = [(c, c.base(None, lo)) for c in self._relevant(station)[MAX_PROFILE]]
+        rel = self._relevant(station)
+        maxes = [(c, c.base(None, lo)) for c in rel[MAX_PROFILE]]
+        externals = [(c, c.base(None, lo)) for c in rel[EXTERNAL] if c.p.connector_id == 0]
         edges: set[float] = {lo}
         for _, (_, cands) in per:
             for c, base in cands:
@@ -469,9 +535,10 @@ class ProfileSet:
             for ctx, (evaluate, _) in per:
                 own = evaluate(t)[0]
                 total += ctx.max_a if own is None else min(own, ctx.max_a)
-            top = self._first(maxes, t) if maxes else None
-            if top is not None:
-                total = min(total, top[0])
+            for layer in (maxes, externals):
+                top = self._first(layer, t) if layer else None
+                if top is not None:
+                    total = min(total, top[0])
             period = CompositePeriod(int(round(t - lo)), round(total, 3), phases)
             if periods and periods[-1].amps == period.amps:
                 continue

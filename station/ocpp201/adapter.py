@@ -310,6 +310,19 @@ class Ocpp201Adapter:
             except Exception:  # noqa: BLE001 - one block's failure must not stop the others
                 self.log.exception("%s.%s() failed", name, hook)
 
+    def _tell_services(self, hook: str, *args: Any) -> None:
+        """Tell the blocks' services that have ``hook`` about a transaction: ``transaction_started``
+        / ``transaction_stopped`` (the core session, inside the store transaction of its start or
+        stop), ``tx_opened`` / ``tx_closed`` (the 2.0.1 transaction)."""
+        for name, svc in self.services.items():
+            fn = getattr(svc, hook, None)
+            if fn is None:
+                continue
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - one block's failure must not stop the transaction
+                self.log.exception("%s.%s() failed", name, hook)
+
     async def start(self) -> None:
         self._each_service("start")
         self.aligned.start()
@@ -416,9 +429,11 @@ class Ocpp201Adapter:
 
     def transaction_started(self, tx: Transaction) -> None:
         self.transactions.session_started(tx)
+        self._tell_services("transaction_started", tx)
 
     def transaction_stopped(self, tx: Transaction) -> None:
         self.transactions.session_stopped(tx)
+        self._tell_services("transaction_stopped", tx)
         self._maybe_reset()
 
     def queue_event(self, payload: dict, tx_local: int | None) -> None:
@@ -432,11 +447,13 @@ class Ocpp201Adapter:
                                    lambda cid=t.cid: self.spawn(self._sample(cid)))
         self._sampling[t.cid] = schedule
         schedule.start()
+        self._tell_services("tx_opened", t)
 
     def transaction_closed(self, t: Tx201) -> None:
         schedule = self._sampling.pop(t.cid, None)
         if schedule is not None:
             schedule.stop()
+        self._tell_services("tx_closed", t)
         self.spawn(self._closed_later())
 
     async def _closed_later(self) -> None:

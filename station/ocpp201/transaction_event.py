@@ -349,3 +349,12 @@ class TransactionEvents:
             return False
         self._event(t, "Updated", "Trigger", meter=self._meter(cid, "TxUpdatedMeasurands", "Trigger"))
         return True
+
+    def charging_rate_changed(self, cid: int) -> bool:
+        """K/E: the charging limit of the transaction's EVSE changed (station/ocpp201/handlers/
+        smart_charging.py decides when): an Updated event, triggerReason ChargingRateChanged."""
+        t = self.open.get(cid)
+        if t is None:
+            return False
+        self._event(t, "Updated", "ChargingRateChanged")
+        return True
