@@ -23,7 +23,6 @@ profile last confirmed. Downgrading needs the operator: the config's profile and
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 import tempfile
@@ -36,6 +35,7 @@ import websockets
 
 from station import logsafe
 from station.core.clock import iso, parse_iso
+from station.firmware import LogUploads
 from station.link import CallErrorReceived, NotConnected
 from station.ocpp16.handlers import Routes
 from station.revocation import check_revocation, issuer_among
@@ -51,7 +51,7 @@ from station.security import (
     parse_chain,
 )
 from station.security import client_context as tls_client_context
-from station.transfer import TransferError, client_context, parse_location, upload
+from station.transfer import TransferError, client_context, parse_location
 
 if TYPE_CHECKING:
     from station.ocpp16.adapter import Ocpp16Adapter
@@ -85,7 +85,10 @@ class SecurityService:
         self.trial: tuple[int, int] | None = None  # (previous, new) until the new profile connects
         self.trial_failures = 0
         self.failure_events: set[str] = set()  # events of the current run of failed connections (sent once)
-        self.log_upload: tuple[str, int | None] = ("Idle", None)
+        self.log_uploads = LogUploads(  # GetLog (station/firmware.py, shared with 2.0.1)
+            scheduler=ad.scheduler, log=ad.log, spawn=lambda job: ad.spawn(job),
+            notify=lambda status, rid: ad.send_quietly("LogStatusNotification", {"status": status, "requestId": rid}),
+            ssl_context=lambda: client_context(ad.cfg.ca_file))
         self.started = False  # StartupOfTheDevice / ResetOrReboot reported (on the first connection)
         self.signed_status: tuple[str, int | None] = ("Idle", None)  # its last status and requestId
 
@@ -311,7 +314,7 @@ async def extended_trigger_message(ad: Ocpp16Adapter, p: dict) -> Any:
     if what == "SignChargePointCertificate":
         return {"status": "Accepted"}, lambda: sign_certificate(ad)
     if what == "LogStatusNotification":
-        status, request_id = _svc(ad).log_upload
+        status, request_id = _svc(ad).log_uploads.state
 
         async def log_status() -> None:
             payload: dict = {"status": status}
@@ -456,27 +459,10 @@ async def get_log(ad: Ocpp16Adapter, p: dict) -> Any:
         filename, body = f"{ad.cfg.id}-DiagnosticsLog-{stamp}.log", svc.diagnostics_log().encode()
     retries = max(0, min(int(p.get("retries") or 0), 10))
     interval = max(0, min(int(p.get("retryInterval") or 0), 3600))
-    canceled = svc.log_upload[0] == "Uploading"
-    svc.log_upload = ("Uploading", request_id)
+    canceled = svc.log_uploads.busy
 
     async def upload_log() -> None:
-        await ad.send_quietly("LogStatusNotification", {"status": "Uploading", "requestId": request_id})
-        status = "UploadFailure"
-        for attempt in range(retries + 1):
-            if svc.log_upload[1] != request_id:
-                return  # a newer GetLog took over
-            try:
-                await upload(url, filename, body, ssl_context=client_context(ad.cfg.ca_file), timeout=120)
-                status = "Uploaded"
-                break
-            except TransferError as e:
-                ad.log.warning("GetLog upload failed (attempt %d of %d): %s", attempt + 1, retries + 1, e)
-            if attempt < retries:
-                await asyncio.sleep(interval)
-        if svc.log_upload[1] != request_id:
-            return
-        svc.log_upload = ("Idle", None)
-        await ad.send_quietly("LogStatusNotification", {"status": status, "requestId": request_id})
+        svc.log_uploads.start(request_id, url, filename, body, retries, interval)
 
     answer = {"status": "AcceptedCanceled" if canceled else "Accepted", "filename": filename}
     return answer, upload_log
