@@ -49,6 +49,7 @@ from station.security import (
     check_signing_certificate,
     firmware_signature_ok,
     parse_chain,
+    security_log_text,
 )
 from station.security import client_context as tls_client_context
 from station.transfer import TransferError, client_context, parse_location
@@ -270,20 +271,7 @@ class SecurityService:
             self.ad.log.error("security log not written: %s", e)
 
     def security_log(self, oldest: datetime | None, latest: datetime | None) -> str:
-        out = []
-        try:
-            lines = self.log_file.read_text().splitlines()
-        except OSError:
-            lines = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-                at = parse_iso(rec["timestamp"])
-            except (ValueError, KeyError, TypeError):
-                continue
-            if (oldest is None or at >= oldest) and (latest is None or at <= latest):
-                out.append(line)
-        return "\n".join(out) + ("\n" if out else "")
+        return security_log_text(self.log_file, oldest, latest)
 
     def diagnostics_log(self) -> str:
         ad = self.ad

@@ -34,6 +34,7 @@ when no update runs.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,7 +70,9 @@ DEFAULT_RETRY_INTERVAL_S = 30
 
 def security_event(ad: Ocpp201Adapter, kind: str, tech_info: str = "") -> None:
     """A security event for the CSMS: through the security block's service when there is one,
-    else queued in the outbox (SecurityEventNotification, sent in order once online)."""
+    else written to the security log (``<state>/security/security-log.jsonl``, which GetLog
+    SecurityLog uploads) and queued in the outbox (SecurityEventNotification, sent in order once
+    online)."""
     svc = ad.services.get("security")
     record = getattr(svc, "event", None)
     if callable(record):
@@ -79,6 +82,14 @@ def security_event(ad: Ocpp201Adapter, kind: str, tech_info: str = "") -> None:
     if tech_info:
         payload["techInfo"] = tech_info[:255]
     ad.log.warning("security event %s%s", kind, f": {tech_info}" if tech_info else "")
+    if ad.cfg.state_dir != ":memory:":
+        try:
+            folder = ad.cfg.state_path() / "security"
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with (folder / "security-log.jsonl").open("a") as f:
+                f.write(json.dumps({"timestamp": payload["timestamp"], "type": kind, "techInfo": tech_info[:255]}) + "\n")
+        except OSError as e:
+            ad.log.error("security log not written: %s", e)
     ad.outbox.add("SecurityEventNotification", payload)
 
 
