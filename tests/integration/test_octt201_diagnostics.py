@@ -11,7 +11,8 @@ import tarfile
 
 import pytest
 
-from station.ocpp201.handlers.diagnostics import NO_DATA, PART_CHARS, parts
+from station.ocpp201.handlers.diagnostics import NO_DATA, PART_CHARS, parts, upload_failure
+from station.transfer import TransferError
 from tests.conftest import var
 from tests.integration.harness import now_iso
 from tests.tls import make_ca, pem
@@ -79,6 +80,20 @@ async def test_get_log_upload_refused_for_the_credentials_is_permission_denied(c
         assert log_statuses(csms201) == ["Uploading", "PermissionDenied"]
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize(("text", "status"), [
+    ("upload to http://h:80/x: HTTP 403", "PermissionDenied"),
+    ("FTP STOR /up/f: 530 Not logged in", "PermissionDenied"),
+    ("FTP ftp://h:21/up/: PASS -> 530 Login incorrect", "PermissionDenied"),
+    ("upload to http://h:80/x: HTTP 501", "NotSupportedOperation"),
+    ("FTP ftp://h:21/up/: EPSV -> 502 no", "NotSupportedOperation"),
+    ("upload to http://h:80/x: HTTP 400", "BadMessage"),
+    ("upload to http://h:80/x: HTTP 500", "UploadFailure"),
+    ("upload to http://h:80/x timed out after 120 s", "UploadFailure"),
+])
+def test_upload_failure_statuses(text, status):
+    assert upload_failure(TransferError(text)) == status
 
 
 async def test_TC_N_34_CS_retrieve_log_information_rejected(csms201, booted201):

@@ -2,7 +2,12 @@
 virtual time, over a real websocket) with a real HTTP file server on 127.0.0.1: L01 Secure
 Firmware Update with its FirmwareStatusNotifications, the restart into the new firmware
 (BootNotification reason FirmwareUpdate), the security events, and the installation that waits
-for running transactions (EVSEs Unavailable meanwhile unless AllowNewSessionsPendingFirmwareUpdate)."""
+for running transactions (EVSEs Unavailable meanwhile unless AllowNewSessionsPendingFirmwareUpdate).
+
+Not applicable to this station: TC_L_12 / TC_L_13 (for a station that cannot download during a
+transaction; this one downloads and verifies at once and only waits to install: TC_L_14 /
+TC_L_15), TC_L_16 (installing during a transaction), TC_L_11 (for a station that cannot cancel an
+update; this one cancels any not yet installing: TC_L_10)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from station.firmware import make_package
 from station.security import MANUFACTURER_ROOT, CertificateStore
 from tests.conftest import var
 from tests.integration.harness import now_iso, wall_now
+from tests.integration.test_security_revocation import cert_with_crl, make_crl
 from tests.tls import make_ca, pem
 from tests.transfer_servers import HttpFileServer
 
@@ -169,6 +175,27 @@ async def test_TC_L_05_CS_secure_firmware_update_invalid_certificate(csms201, fw
     assert not http.requests
 
 
+async def test_TC_L_05_CS_secure_firmware_update_revoked_certificate(csms201, fw_station, http, pki):
+    """A signing certificate its CRL lists as revoked: RevokedCertificate and the security event;
+    one the CRL does not list is Accepted."""
+    root = pki[0]
+    revoked = cert_with_crl("Firmware Signing", root, http.url("/crl.der"))
+    good = cert_with_crl("Firmware Signing 2", root, http.url("/crl.der"))
+    http.files["/crl.der"] = make_crl(root, [revoked[0].serial_number])
+    data = make_package("2.0.0")
+    http.files["/fw.bin"] = data
+    await fw_station()
+    r = await csms201.call("UpdateFirmware", request(14, http.url("/fw.bin"), revoked, data, retrieve=iso_in(3600)))
+    assert r == {"status": "RevokedCertificate"}
+    event = await csms201.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSigningCertificate")
+    assert "revoked" in event.get("techInfo", "")
+    assert ("GET", "/crl.der") in http.requests
+    r = await csms201.call("UpdateFirmware", request(15, http.url("/fw.bin"), good, data, retrieve=iso_in(3600)))
+    assert r == {"status": "Accepted"}
+    assert await csms201.expect("FirmwareStatusNotification") == {"status": "DownloadScheduled", "requestId": 15}
+    assert statuses(csms201, 14) == []
+
+
 async def test_TC_L_06_CS_secure_firmware_update_invalid_signature(csms201, fw_station, http, pki):
     data = make_package("2.0.0")
     http.files["/fw.bin"] = data
@@ -260,7 +287,7 @@ def unavailable(p: dict, evse: int) -> bool:
 
 
 async def test_TC_L_15_CS_install_waits_for_the_transaction_allow_new_sessions_false(csms201, fw_station, http, pki):
-    """AllowNewSessionsPendingFirmwareUpdate false (TC_L_13 / TC_L_15): downloaded and verified
+    """AllowNewSessionsPendingFirmwareUpdate false: downloaded and verified
     while EVSE 1 charges, then InstallScheduled and the free EVSE 2 Unavailable; installed only once
     the transaction has ended (it is not stopped by the update); after the restart both EVSEs are
     available again."""
@@ -288,7 +315,7 @@ async def test_TC_L_15_CS_install_waits_for_the_transaction_allow_new_sessions_f
 
 
 async def test_TC_L_14_CS_install_waits_for_all_transactions_allow_new_sessions_true(csms201, fw_station, http, pki):
-    """AllowNewSessionsPendingFirmwareUpdate true (TC_L_12 / TC_L_14): EVSE 2 stays available and
+    """AllowNewSessionsPendingFirmwareUpdate true: EVSE 2 stays available and
     a second transaction starts there while the installation waits; installed only once both
     have ended."""
     data = make_package("4.1.0")

@@ -10,9 +10,9 @@ GetLog uploads, on the shared upload engine (station/firmware.py ``LogUploads``,
   summary without secrets) as a tar.gz.
 
 The file goes to the remoteLocation directory (HTTP(S) PUT, POST fallback, or FTP) with
-``retries`` more attempts ``retryInterval`` apart; LogStatusNotification Uploading, then Uploaded,
-PermissionDenied (the server refused the credentials: HTTP 401/403, FTP 530) or UploadFailure, each
-with the requestId. A location this station cannot use is Rejected. A GetLog while an upload runs
+``retries`` more attempts ``retryInterval`` apart; LogStatusNotification Uploading, then Uploaded
+or what the server's last refusal means (``upload_failure``: PermissionDenied,
+NotSupportedOperation, BadMessage; else UploadFailure), each with the requestId. A location this station cannot use is Rejected. A GetLog while an upload runs
 cancels it: AcceptedCanceled, and the abandoned request is reported AcceptedCanceled before the new
 one's Uploading. TriggerMessage LogStatusNotification reports Uploading with its requestId, else Idle.
 
@@ -29,6 +29,7 @@ customer identifiers and no customer (ISO 15118) certificates.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from station.core.clock import parse_iso
@@ -52,12 +53,20 @@ MAX_REPORT_CHARS = 64 * PART_CHARS
 NO_DATA = "No information about this customer is held by the charging station."
 
 
-def _permission(e: TransferError) -> str:
-    """The LogStatusNotification status of a failed upload attempt."""
+# the server's answer in a TransferError text (station/transfer.py: "HTTP 403", "STOR x -> 530 ...")
+_FAILURES = (
+    (re.compile(r"HTTP (401|403)\b|(-> |\(|: )(530|532)\b"), "PermissionDenied"),
+    (re.compile(r"HTTP (405|501)\b|(-> |\(|: )(502|504)\b"), "NotSupportedOperation"),
+    (re.compile(r"HTTP 400\b|(-> |\(|: )(500|501)\b"), "BadMessage"),
+)
+
+
+def upload_failure(e: TransferError) -> str:
+    """The LogStatusNotification status of a failed upload attempt: PermissionDenied (HTTP 401/403,
+    FTP 530/532), NotSupportedOperation (HTTP 405/501 to PUT and POST, FTP 502/504), BadMessage
+    (HTTP 400, FTP 500/501), else UploadFailure."""
     text = str(e)
-    if any(code in text for code in ("HTTP 401", "HTTP 403", " 530")):
-        return "PermissionDenied"
-    return "UploadFailure"
+    return next((status for pattern, status in _FAILURES if pattern.search(text)), "UploadFailure")
 
 
 class Diagnostics201:
@@ -70,7 +79,7 @@ class Diagnostics201:
             return await ad.send_quietly("LogStatusNotification", {"status": status, "requestId": request_id})
 
         self.uploads = LogUploads(scheduler=ad.scheduler, log=ad.log, spawn=ad.spawn, notify=notify,
-                                  ssl_context=lambda: client_context(ad.cfg.ca_file), classify=_permission,
+                                  ssl_context=lambda: client_context(ad.cfg.ca_file), classify=upload_failure,
                                   announce_cancel=True)
         ad.triggers["LogStatusNotification"] = self.trigger
 
