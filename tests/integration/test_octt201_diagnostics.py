@@ -96,7 +96,7 @@ def test_upload_failure_statuses(text, status):
     assert upload_failure(TransferError(text)) == status
 
 
-async def test_TC_N_34_CS_retrieve_log_information_rejected(csms201, booted201):
+async def test_get_log_to_a_location_the_station_cannot_use_is_rejected(csms201, booted201):
     """A remoteLocation the station cannot upload to: Rejected, nothing uploaded or reported."""
     await booted201()
     r = await csms201.call("GetLog", get_log(44, "gopher://127.0.0.1/logs/"))
@@ -259,11 +259,27 @@ async def test_TC_N_62_CS_clear_customer_information_clear_and_report_customer_i
     assert "authorization cache entry" in data(still)  # another customer's data is untouched
 
 
+async def test_TC_N_29_CS_get_customer_information_not_accepted(csms201, booted201):
+    """A report request that names no customer (no idToken, customerCertificate or
+    customerIdentifier): Invalid, nothing sent."""
+    await booted201()
+    answer, _ = await customer_information(csms201, 61, True, False)
+    assert answer["status"] == "Invalid"
+    await csms201.no_call("NotifyCustomerInformation", 10)
+
+
 async def test_TC_N_33_CS_clear_customer_information_invalid(csms201, booted201):
     await booted201()
-    answer, _ = await customer_information(csms201, 61, True, True)
+    answer, _ = await customer_information(csms201, 63, True, True)
     assert answer["status"] == "Invalid"
-    answer, _ = await customer_information(csms201, 62, False, False, idToken=token("TAG1"))
+    answer, _ = await customer_information(csms201, 64, False, True)
+    assert answer["status"] == "Invalid"
+    await csms201.no_call("NotifyCustomerInformation", 10)
+
+
+async def test_customer_information_asking_neither_report_nor_clear_is_rejected(csms201, booted201):
+    await booted201()
+    answer, _ = await customer_information(csms201, 65, False, False, idToken=token("TAG1"))
     assert answer["status"] == "Rejected"
     await csms201.no_call("NotifyCustomerInformation", 10)
 
