@@ -353,3 +353,25 @@ async def test_firmware_status_trigger_while_the_installation_waits(csms201, fw_
     assert (await csms201.expect("FirmwareStatusNotification")) == {"status": "DownloadScheduled", "requestId": 32}
     await stop_charging(csms201, sp, 1, "TAG1", tx_id)
     await csms201.no_call("FirmwareStatusNotification", 60)
+
+
+async def test_update_firmware_while_installing_is_rejected(csms201, fw_station, http, pki):
+    """Once Installing, an update cannot be cancelled any more (L01.FR.27): a new UpdateFirmware
+    is Rejected and the installation goes on. (The CSMS holds back its answer to Installing, so
+    the station stays in that state long enough to be asked.)"""
+    data = make_package("6.0.0")
+    http.files["/fw.bin"] = data
+    await fw_station()
+
+    def hold(p: dict) -> None:
+        if p["status"] == "SignatureVerified":
+            csms201.silent.add("FirmwareStatusNotification")
+
+    csms201.responders["FirmwareStatusNotification"] = hold
+    await csms201.call("UpdateFirmware", request(71, http.url("/fw.bin"), pki[1], data))
+    await expect_fw(csms201, "Installing")
+    r = await csms201.call("UpdateFirmware", request(72, http.url("/fw.bin"), pki[1], data))
+    assert r["status"] == "Rejected"
+    csms201.silent.clear()
+    await installed(csms201, "6.0.0", 71)
+    assert statuses(csms201, 72) == []
