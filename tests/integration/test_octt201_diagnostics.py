@@ -12,6 +12,7 @@ import tarfile
 import pytest
 
 from station.ocpp201.handlers.diagnostics import NO_DATA, PART_CHARS, parts, upload_failure
+from station.store import Store
 from station.transfer import TransferError
 from tests.conftest import var
 from tests.integration.harness import now_iso
@@ -197,6 +198,7 @@ async def test_TC_N_27_CS_get_customer_information_accepted_and_data(csms201, bo
     text = data(notes)
     assert "authorization cache entry" in text and '"status": "Accepted"' in text
     assert tx_id in text  # the running transaction of that idToken
+    assert "running charging session on EVSE 1 connector 1" in text
     # reporting does not clear
     _, again = await customer_information(csms201, 52, True, False, idToken=token("TAG1"))
     assert "authorization cache entry" in data(again)
@@ -222,7 +224,8 @@ async def test_TC_N_30_CS_clear_customer_information_clear_and_report_with_data(
     answer, notes = await customer_information(csms201, 54, True, True, idToken=token("TAG1"))
     assert answer == {"status": "Accepted"}
     text = data(notes)
-    assert "authorization cache entry" in text and "cleared" in text and tx_id not in text
+    assert "authorization cache entry" in text and "authorization cache entry cleared" in text and tx_id not in text
+    assert "ended charging session on EVSE 1 connector 1" in text and "1 ended charging session(s) cleared" in text
     _, after = await customer_information(csms201, 55, True, False, idToken=token("TAG1"))
     assert data(after) == NO_DATA
     await sp.plug()
@@ -289,3 +292,16 @@ def test_customer_information_parts_are_at_most_512_characters():
     chunks = parts(text)
     assert [len(c) for c in chunks] == [PART_CHARS, PART_CHARS, 10] and "".join(chunks) == text
     assert parts("") == [NO_DATA]
+
+
+def test_clearing_keeps_the_sessions_a_queued_message_still_needs():
+    store = Store(":memory:")
+    store.tx_save(1, 1, "TAG1", {"started_at": "x"}, open_=False)
+    store.tx_save(2, 1, "TAG1", {"started_at": "y"}, open_=False)
+    store.tx_save(3, 1, "TAG1", {"started_at": "z"}, open_=True)
+    store.tx_save(4, 1, "TAG2", {"started_at": "w"}, open_=False)
+    store.outbox_add("TransactionEvent", {}, 2)
+    assert [t[0] for t in store.tx_of("TAG1")] == [1, 2, 3]
+    assert store.tx_forget("TAG1") == 1
+    assert [(t[0], t[3]) for t in store.tx_of("TAG1")] == [(2, False), (3, True)]
+    assert [t[0] for t in store.tx_of("TAG2")] == [4]

@@ -22,7 +22,8 @@ about the customer, then (``clear``) removes it, and sends the report as NotifyC
 parts of at most 512 characters (seqNo from 0, tbc, one generatedAt), one part saying so when it
 holds nothing (also when only clearing). What a station holds about an idToken: its authorization
 cache entry (cleared), its local authorization list entry (reported, not cleared: the list is the
-CSMS's, changed with SendLocalList) and the transactions running with it. The station keeps no
+CSMS's, changed with SendLocalList), the transactions running with it, and the charging sessions
+the store keeps for it (the ended ones cleared, except those a queued message still needs). The station keeps no
 customer identifiers and no customer (ISO 15118) certificates.
 """
 
@@ -171,10 +172,17 @@ def customer_data(ad: Ocpp201Adapter, p: dict, clear: bool) -> list[str]:
             lines.append(f"{label}: authorization cache entry, {json.dumps(cached.to_ocpp(), sort_keys=True)}")
         for t in ad.transactions.open.values():
             if isinstance(t.id_token, dict) and t.id_token.get("idToken") == value:
-                lines.append(f"{label}: transaction {t.transaction_id} on EVSE {t.evse_id} connector "
+                lines.append(f"{label}: transaction {t.transaction_id} running on EVSE {t.evse_id} connector "
                              f"{t.connector_id} since {t.started_at or 'unknown'}")
+        for _, cid, data, running in ad.store.tx_of(value):
+            energy = (data.get("meter_last_wh") or 0) - (data.get("meter_start_wh") or 0)
+            evse_id, connector_id = ad.address(cid) if cid in ad._address else (0, cid)
+            lines.append(f"{label}: {'running' if running else 'ended'} charging session on EVSE {evse_id} connector "
+                         f"{connector_id} started {data.get('started_at')}, {energy:.0f} Wh")
         if clear and st.forget(value):
             lines.append(f"{label}: authorization cache entry cleared")
+        if clear and (n := ad.store.tx_forget(value)):
+            lines.append(f"{label}: {n} ended charging session(s) cleared")
     return lines
 
 
