@@ -91,9 +91,9 @@ async def installed(csms, version: str, request_id: int) -> None:
     boot = await csms.expect("BootNotification", timeout=60)
     assert boot["reason"] == "FirmwareUpdate"
     assert boot["chargingStation"]["firmwareVersion"] == version
-    done = await csms.expect("FirmwareStatusNotification", lambda p: p["status"] == "Installed", timeout=30)
-    assert done["requestId"] == request_id
     await csms.expect("SecurityEventNotification", lambda p: p["type"] == "FirmwareUpdated", timeout=30, since=0)
+    done = await csms.expect("FirmwareStatusNotification", lambda p: p["status"] == "Installed", timeout=30, since=0)
+    assert done["requestId"] == request_id
 
 
 async def test_TC_L_01_CS_secure_firmware_update_installation_successful(csms201, fw_station, http, pki):

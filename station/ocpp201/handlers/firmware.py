@@ -60,7 +60,9 @@ if TYPE_CHECKING:
 
 routes = Routes("FirmwareManagement")
 
-NS = "ocpp201.firmware"  # store: "installed" (requestId to report Installed), "held" (connectors set Unavailable)
+# store: "installed" (the requestId to report Installed for), "updated_event" (FirmwareUpdated to
+# raise), "held" (the connectors set Unavailable while an installation waits)
+NS = "ocpp201.firmware"
 # statuses after which no update runs (TriggerMessage then reports Idle)
 FINAL = frozenset({"DownloadFailed", "InvalidSignature", "InstallationFailed", "InstallVerificationFailed", "Installed"})
 NOT_CANCELABLE = frozenset({"Installing", "InstallRebooting"})
@@ -137,6 +139,10 @@ class Firmware201:
         self.engine.stop()
 
     def registered(self) -> None:
+        if self.store.get(NS, "updated_event"):  # once, whatever happens to the Installed report
+            self.store.delete(NS, "updated_event")
+            security_event(self.ad, "FirmwareUpdated",
+                           f"firmware {installed_version(self.store, self.ad.cfg.firmware_version)}")
         request_id = self.store.get(NS, "installed")
         if request_id is not None:
             self.ad.spawn(self._report_installed(int(request_id)))
@@ -148,7 +154,6 @@ class Firmware201:
             self.hold_free_evses()
 
     async def _report_installed(self, request_id: int) -> None:
-        security_event(self.ad, "FirmwareUpdated", f"firmware {installed_version(self.store, self.ad.cfg.firmware_version)}")
         if await self.notify_signed("Installed", request_id):
             self.store.delete(NS, "installed")
 
@@ -190,6 +195,7 @@ class Firmware201:
     def signed_installed(self, request_id: int) -> None:
         """In the store transaction that installs: Installed is reported after the restart."""
         self.store.put(NS, "installed", request_id)
+        self.store.put(NS, "updated_event", True)
 
     async def _notify_unsigned(self, status: str) -> bool:
         """A job without a signed part (kept from a 1.6 run of this station): statuses without requestId."""
