@@ -18,9 +18,20 @@ and ``SignedFirmware.signed_installed`` marks the installation (in the same stor
 the Installed report after it. Kept across a restart, waiting for the transactions and retried
 like a plain one.
 
+Per-version parts: ``install_at`` (2.0.1 installDateTime) holds a downloaded and verified file
+until that time (InstallScheduled first); ``on_wait_idle(running)`` is told when the installation
+has to wait for running transactions (2.0.1 sets the free EVSEs Unavailable, L01.FR.07); the
+status wording goes through ``notify_firmware`` or the ``SignedFirmware`` hooks.
+
 A package is a JSON object (``make_package``): ``format`` ``station-firmware/1``, ``version`` (1-50
 characters), ``payload`` (base64) and its ``sha256``. On a real station the payload would be the
 image to flash; the simulated station only records the version.
+
+Log uploads (``LogUploads``: 1.6 security extension GetLog and 2.0.1 N01 GetLog): one upload at a
+time, retried ``retries`` more times ``retry_interval`` apart on the scheduler; Uploading, then
+Uploaded or a failure status (UploadFailure unless the version's ``classify`` says more, e.g.
+PermissionDenied). A new request takes over from a running one (the caller answers
+AcceptedCanceled; with ``announce_cancel`` the abandoned request is reported AcceptedCanceled).
 
 Diagnostics: ``get_diagnostics`` names a file at once (the answer carries it), bundles the recent
 log lines between start and stop time (``DiagnosticsLog``, a bounded ring) and a state summary as a
@@ -150,7 +161,8 @@ class FirmwareService:
                  ssl_context: Callable[[], ssl.SSLContext | None] = lambda: None,
                  files_dir: Path | None = None, max_bytes: int = MAX_DOWNLOAD_BYTES,
                  transfer_timeout: float = 300.0, busy: Callable[[], int] = lambda: 0,
-                 signed: Callable[[], SignedFirmware | None] = lambda: None) -> None:
+                 signed: Callable[[], SignedFirmware | None] = lambda: None,
+                 on_wait_idle: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.scheduler = scheduler
         self.store = store
         self.log = log
@@ -166,6 +178,7 @@ class FirmwareService:
         self.transfer_timeout = transfer_timeout
         self.busy = busy  # how many transactions run
         self.signed = signed  # the security extension's side of signed jobs
+        self.on_wait_idle = on_wait_idle  # told when an installation starts waiting for transactions
         self._idle: asyncio.Future | None = None  # an installation waits for the station to be idle
         self.firmware_status = "Idle"  # Downloading / Downloaded / Installing while a job runs
         self.diagnostics_status = "Idle"  # Uploading while an upload runs
@@ -209,9 +222,10 @@ class FirmwareService:
         return isinstance(self.store.get(NS, "job"), dict)
 
     def update_firmware(self, location: str, retrieve_at: datetime, retries: int = 0, retry_interval: float = 0,
-                        signed: dict | None = None) -> None:
+                        signed: dict | None = None, install_at: datetime | None = None) -> None:
         """A new firmware job (replaces one not yet done); ``signed``: requestId, signingCertificate and
-        signature of a signed update (JSON values: the job is kept in the store)."""
+        signature of a signed update (JSON values: the job is kept in the store); ``install_at``: not
+        installed before that time."""
         parse_location(location)  # raises TransferError: checked before the answer
         if self._job is not None and not self._job.done():
             self.log.warning("UpdateFirmware while an update runs: the running one is abandoned")
@@ -223,6 +237,8 @@ class FirmwareService:
                "retry_interval": max(0.0, min(float(retry_interval), MAX_RETRY_INTERVAL_S))}
         if signed is not None:
             job["signed"] = signed
+        if install_at is not None:
+            job["install_at"] = install_at.isoformat()
         self.store.put(NS, "job", job)
         self._arm(job)
 
@@ -283,6 +299,7 @@ class FirmwareService:
                 await status("InvalidSignature", final=True)
                 return
             await status("SignatureVerified")
+        await self._install_time(job, status)
         await self._wait_idle()
         await status("Installing")
         try:
@@ -304,6 +321,19 @@ class FirmwareService:
         self.log.warning("firmware %s installed: restarting the station into it", version)
         await self.restart()
 
+    async def _install_time(self, job: dict, status: Callable[[str], Awaitable[None]]) -> None:
+        """A job with an installation time still ahead: InstallScheduled, then wait for it."""
+        try:
+            at = datetime.fromisoformat(job["install_at"]) if job.get("install_at") else None
+        except (TypeError, ValueError):
+            at = None
+        delay = (at - self.scheduler.now()).total_seconds() if at is not None else 0.0
+        if delay <= 0:
+            return
+        self.log.info("firmware installation scheduled at %s (in %.0f s)", job["install_at"], delay)
+        await status("InstallScheduled")
+        await self._sleep(delay)
+
     async def _wait_idle(self) -> None:
         running = self.busy()
         if not running:
@@ -311,7 +341,10 @@ class FirmwareService:
         self.log.info("firmware installation waits until the %d running transaction(s) have ended", running)
         self._idle = asyncio.get_running_loop().create_future()
         try:
-            await self._idle
+            if self.on_wait_idle is not None:
+                await self.on_wait_idle(running)
+            if self.busy():  # (a transaction may have ended meanwhile)
+                await self._idle
         finally:
             self._idle = None
 
@@ -394,13 +427,87 @@ class FirmwareService:
 
     # -- helpers -------------------------------------------------------------------------------
     async def _sleep(self, seconds: float) -> None:
-        """Wait on the scheduler's timer (virtual time in tests)."""
-        fut = asyncio.get_running_loop().create_future()
-        timer = self.scheduler.call_later(seconds, lambda: fut.done() or fut.set_result(None))
-        try:
-            await fut
-        finally:
-            timer.cancel()
+        await _sleep(self.scheduler, seconds)
+
+
+class LogUploads:
+    """GetLog uploads of one station generation, version independent (see the module docstring).
+
+    ``notify(status, request_id)`` sends the version's LogStatusNotification; ``state`` is the last
+    status and its request id, ("Idle", None) when nothing runs (TriggerMessage reports it)."""
+
+    def __init__(self, *, scheduler: Scheduler, log: logging.Logger, spawn: Callable[[Awaitable[Any]], Any],
+                 notify: Callable[[str, int], Awaitable[Any]],
+                 ssl_context: Callable[[], ssl.SSLContext | None] = lambda: None, transfer_timeout: float = 120.0,
+                 classify: Callable[[TransferError], str] = lambda e: "UploadFailure",
+                 announce_cancel: bool = False) -> None:
+        self.scheduler = scheduler
+        self.log = log
+        self.spawn = spawn
+        self.notify = notify
+        self.ssl_context = ssl_context
+        self.transfer_timeout = transfer_timeout
+        self.classify = classify
+        self.announce_cancel = announce_cancel
+        self.state: tuple[str, int | None] = ("Idle", None)
+        self._task: asyncio.Future | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.state[0] == "Uploading"
+
+    def start(self, request_id: int, location: str, file_name: str, data: bytes, retries: int = 0,
+              retry_interval: float = 0) -> bool:
+        """Upload ``data`` as ``file_name`` to the directory ``location`` (after the answer: call it
+        from the answer's ``after``). Returns True when a running upload was abandoned for it."""
+        parse_location(location)  # raises TransferError
+        canceled = self.state if self.busy else None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self.state = ("Uploading", request_id)
+        self._task = self.spawn(self._run(request_id, location, file_name, data,
+                                          max(0, min(int(retries), MAX_RETRIES)),
+                                          max(0.0, min(float(retry_interval), MAX_RETRY_INTERVAL_S)), canceled))
+        return canceled is not None
+
+    def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _run(self, request_id: int, location: str, name: str, data: bytes, retries: int, interval: float,
+                   canceled: tuple[str, int | None] | None) -> None:
+        if canceled is not None and self.announce_cancel and canceled[1] is not None:
+            self.log.warning("log upload %s abandoned for request %s", canceled[1], request_id)
+            await self.notify("AcceptedCanceled", canceled[1])
+        await self.notify("Uploading", request_id)
+        status = "UploadFailure"
+        for attempt in range(1 + retries):
+            if attempt:
+                await _sleep(self.scheduler, interval)
+            try:
+                await upload(location, name, data, timeout=self.transfer_timeout, ssl_context=self.ssl_context())
+                status = "Uploaded"
+                break
+            except TransferError as e:
+                status = self.classify(e)
+                self.log.warning("log upload attempt %d of %d failed: %s", attempt + 1, 1 + retries, e)
+            except Exception as e:  # a client bug must still end in a failure status
+                status = "UploadFailure"
+                self.log.error("log upload attempt %d failed unexpectedly: %s: %s", attempt + 1, type(e).__name__, e)
+        if status == "Uploaded":
+            self.log.info("log %s uploaded to %s (%d bytes)", name, _shown(location), len(data))
+        self.state = ("Idle", None)
+        await self.notify(status, request_id)
+
+
+async def _sleep(scheduler: Scheduler, seconds: float) -> None:
+    """Wait on the scheduler's timer (virtual time in tests)."""
+    fut = asyncio.get_running_loop().create_future()
+    timer = scheduler.call_later(seconds, lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        timer.cancel()
 
 
 def _shown(url: object) -> str:

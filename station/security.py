@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import ssl
 import tempfile
@@ -30,6 +31,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+
+from station.core.clock import parse_iso
 
 CSMS_ROOT = "CentralSystemRootCertificate"
 MANUFACTURER_ROOT = "ManufacturerRootCertificate"
@@ -350,6 +353,24 @@ def firmware_signature_ok(cert: x509.Certificate, signature_b64: str, data: byte
         return True
     except InvalidSignature:
         return False
+
+
+def security_log_text(path: Path, oldest: datetime | None, latest: datetime | None) -> str:
+    """The security log's records (JSON lines with an ISO ``timestamp``, the log the security
+    engines keep) between ``oldest`` and ``latest`` (None: unbounded), for GetLog SecurityLog."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        lines = []
+    out = []
+    for line in lines:
+        try:
+            at = parse_iso(json.loads(line)["timestamp"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if (oldest is None or at >= oldest) and (latest is None or at <= latest):
+            out.append(line)
+    return "\n".join(out) + ("\n" if out else "")
 
 
 def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:

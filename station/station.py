@@ -563,6 +563,13 @@ class Station:
         self.store.auth_clear("cache")
         return True
 
+    def forget(self, id_tag: str) -> bool:
+        """Drop one id token from the authorization cache (CustomerInformation clear); False: not cached."""
+        if self.cache.pop(id_tag, None) is None:
+            return False
+        self.store.auth_remove("cache", id_tag)
+        return True
+
     async def present_id_tag(self, cid: int, id_tag: str, token_type: str = "ISO14443") -> str:
         """A card at the reader of connector ``cid``. Returns a short word saying what happened:
         stopped, not allowed to stop, unavailable, cancelled, rejected, reserved (for another idTag), accepted."""

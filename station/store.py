@@ -367,6 +367,23 @@ class Store:
             (TX_KEEP_CLOSED if keep is None else keep,),
         )
 
+    def tx_of(self, id_tag: str) -> list[tuple[int, int, dict, bool]]:
+        """The transactions kept for ``id_tag`` (open and recently closed), oldest first:
+        (local id, connector, data, open) (2.0.1 CustomerInformation)."""
+        return [
+            (r[0], r[1], json.loads(r[2]), bool(r[3]))
+            for r in self.db.execute(
+                "SELECT local_id, connector_id, data, open FROM transactions WHERE id_tag=? COLLATE NOCASE ORDER BY local_id", (id_tag,)
+            )
+        ]
+
+    def tx_forget(self, id_tag: str) -> int:
+        """Forget the closed transactions of ``id_tag`` no queued message refers to; how many."""
+        cur = self.db.execute(
+            "DELETE FROM transactions WHERE id_tag=? COLLATE NOCASE AND open=0 "
+            "AND local_id NOT IN (SELECT tx_local FROM outbox WHERE tx_local IS NOT NULL)", (id_tag,))
+        return int(cur.rowcount or 0)
+
     # -- authorization cache / local list (idTags: case-insensitive keys) ---------------------
     def auth_all(self, kind: str) -> dict[str, dict]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT id_tag, info FROM auth WHERE kind=?", (kind,))}

@@ -435,6 +435,7 @@ class Ocpp201Adapter:
         self.transactions.session_stopped(tx)
         self._tell_services("transaction_stopped", tx)
         self._maybe_reset()
+        self._each_service("transaction_ended")  # e.g. a firmware installation waiting for idle
 
     def queue_event(self, payload: dict, tx_local: int | None) -> None:
         self.outbox.add("TransactionEvent", payload, tx_local)
@@ -458,6 +459,7 @@ class Ocpp201Adapter:
 
     async def _closed_later(self) -> None:
         self._maybe_reset()
+        self._each_service("transaction_ended")
 
     def event_answered(self, payload: dict, tx_local: int | None, response: dict) -> None:
         """The CSMS answered a TransactionEvent: an idTokenInfo about the token sent with it."""

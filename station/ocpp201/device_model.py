@@ -478,6 +478,11 @@ def _build() -> tuple[Variable, ...]:
     add(_v(c, "TxBeforeAcceptedEnabled", b, "false"))
     add(_v(c, "TxStartPoint", "MemberList", "PowerPathClosed", values=TX_POINTS, check=_not_empty, required=True))
     add(_v(c, "TxStopPoint", "MemberList", "EVConnected,Authorized", values=TX_POINTS, check=_not_empty, required=True))
+
+    # -- firmware management (block L: handlers/firmware.py) ----------------------------------
+    c = "ChargingStation"
+    add(_v(c, "AllowNewSessionsPendingFirmwareUpdate", b, "false",
+           description="true: EVSEs stay available while a firmware installation waits for transactions to end"))
     return tuple(vs)
 
 

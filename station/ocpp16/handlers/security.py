@@ -37,6 +37,7 @@ import websockets
 from station import logsafe
 from station.core.clock import iso, parse_iso
 from station.firmware import NS as FIRMWARE_NS
+from station.firmware import LogUploads
 from station.link import CallErrorReceived, NotConnected
 from station.ocpp16.handlers import Routes
 from station.revocation import check_revocation, issuer_among
@@ -50,9 +51,10 @@ from station.security import (
     check_signing_certificate,
     firmware_signature_ok,
     parse_chain,
+    security_log_text,
 )
 from station.security import client_context as tls_client_context
-from station.transfer import TransferError, client_context, parse_location, upload
+from station.transfer import TransferError, client_context, parse_location
 
 if TYPE_CHECKING:
     from station.ocpp16.adapter import Ocpp16Adapter
@@ -86,7 +88,10 @@ class SecurityService:
         self.trial: tuple[int, int] | None = None  # (previous, new) until the new profile connects
         self.trial_failures = 0
         self.failure_events: set[str] = set()  # events of the current run of failed connections (sent once)
-        self.log_upload: tuple[str, int | None] = ("Idle", None)
+        self.log_uploads = LogUploads(  # GetLog (station/firmware.py, shared with 2.0.1)
+            scheduler=ad.scheduler, log=ad.log, spawn=lambda job: ad.spawn(job),
+            notify=lambda status, rid: ad.send_quietly("LogStatusNotification", {"status": status, "requestId": rid}),
+            ssl_context=lambda: client_context(ad.cfg.ca_file))
         self.started = False  # StartupOfTheDevice / ResetOrReboot reported (on the first connection)
         self.signed_status: tuple[str, int | None] = self._kept_signed_status()  # its last status and requestId
 
@@ -280,20 +285,7 @@ class SecurityService:
             self.ad.log.error("security log not written: %s", e)
 
     def security_log(self, oldest: datetime | None, latest: datetime | None) -> str:
-        out = []
-        try:
-            lines = self.log_file.read_text().splitlines()
-        except OSError:
-            lines = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-                at = parse_iso(rec["timestamp"])
-            except (ValueError, KeyError, TypeError):
-                continue
-            if (oldest is None or at >= oldest) and (latest is None or at <= latest):
-                out.append(line)
-        return "\n".join(out) + ("\n" if out else "")
+        return security_log_text(self.log_file, oldest, latest)
 
     def diagnostics_log(self) -> str:
         ad = self.ad
@@ -324,7 +316,7 @@ async def extended_trigger_message(ad: Ocpp16Adapter, p: dict) -> Any:
     if what == "SignChargePointCertificate":
         return {"status": "Accepted"}, lambda: sign_certificate(ad)
     if what == "LogStatusNotification":
-        status, request_id = _svc(ad).log_upload
+        status, request_id = _svc(ad).log_uploads.state
 
         async def log_status() -> None:
             payload: dict = {"status": status}
@@ -474,27 +466,10 @@ async def get_log(ad: Ocpp16Adapter, p: dict) -> Any:
         filename, body = f"{ad.cfg.id}-DiagnosticsLog-{stamp}.log", svc.diagnostics_log().encode()
     retries = max(0, min(int(p.get("retries") or 0), 10))
     interval = max(0, min(int(p.get("retryInterval") or 0), 3600))
-    canceled = svc.log_upload[0] == "Uploading"
-    svc.log_upload = ("Uploading", request_id)
+    canceled = svc.log_uploads.busy
 
     async def upload_log() -> None:
-        await ad.send_quietly("LogStatusNotification", {"status": "Uploading", "requestId": request_id})
-        status = "UploadFailure"
-        for attempt in range(retries + 1):
-            if svc.log_upload[1] != request_id:
-                return  # a newer GetLog took over
-            try:
-                await upload(url, filename, body, ssl_context=client_context(ad.cfg.ca_file), timeout=120)
-                status = "Uploaded"
-                break
-            except TransferError as e:
-                ad.log.warning("GetLog upload failed (attempt %d of %d): %s", attempt + 1, retries + 1, e)
-            if attempt < retries:
-                await asyncio.sleep(interval)
-        if svc.log_upload[1] != request_id:
-            return
-        svc.log_upload = ("Idle", None)
-        await ad.send_quietly("LogStatusNotification", {"status": status, "requestId": request_id})
+        svc.log_uploads.start(request_id, url, filename, body, retries, interval)
 
     answer = {"status": "AcceptedCanceled" if canceled else "Accepted", "filename": filename}
     return answer, upload_log
