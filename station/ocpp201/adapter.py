@@ -521,10 +521,6 @@ class Ocpp201Adapter:
             mv = meter_value(samples, "Trigger", self.scheduler.now())
             await self.send_quietly("MeterValues", {"evseId": evse_id, "meterValue": [mv]})
 
-    def idle_report(self, action: str) -> dict:
-        """FirmwareStatusNotification / LogStatusNotification when nothing is being done: Idle."""
-        return {"status": "Idle"}
-
     def outbox_empty(self) -> bool:
         return len(self.outbox) == 0
 

@@ -163,11 +163,6 @@ async def trigger_message(ad: Ocpp201Adapter, p: dict) -> Any:
     hook = ad.triggers.get(what)  # a block's own message (handlers/__init__.py services)
     if hook is not None:
         return hook(cids)
-    if what in ("FirmwareStatusNotification", "LogStatusNotification"):
-        async def idle() -> None:
-            await ad.send_quietly(what, ad.idle_report(what))
-
-        return {"status": "Accepted"}, idle
     return {"status": "NotImplemented"}
 
 
