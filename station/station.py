@@ -24,8 +24,8 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from hal.board import EvseHardware
@@ -518,7 +518,7 @@ class Station:
         """Decide on an id tag presented locally: cache, local list, CSMS, offline rules.
         ``token_type`` (the IdToken's type) goes to an adapter that asks with it (2.0.1)."""
         online = self.adapter is not None and self.adapter.online
-        d = decide(id_tag, online, self.settings.auth, self.local_list, self.cache, self.clock.now())
+        d = decide(id_tag, online, self.settings.auth, self.local_list, self.cache, self.clock.now(), token_type)
         if d.verdict is Verdict.ASK_CSMS:
             info = None
             if self.adapter is not None:
@@ -534,8 +534,12 @@ class Station:
 
     def remember(self, id_tag: str, info: IdTagInfo) -> None:
         """Update the authorization cache with an IdTagInfo the CSMS sent."""
-        if not self.settings.auth.authorization_cache_enabled or id_tag in self.local_list:
+        rules = self.settings.auth
+        if not rules.authorization_cache_enabled or id_tag in self.local_list:
             return
+        if rules.cache_lifetime_s and not info.expiry_date:
+            # an entry the CSMS gave no expiry to lives the cache's lifetime (2.0.1 AuthCacheCtrlr.LifeTime)
+            info = replace(info, expiry_date=iso(self.clock.now() + timedelta(seconds=rules.cache_lifetime_s)))
         self.cache[id_tag] = info
         # the cache keeps the AUTH_CACHE_MAX most recently written entries (store and memory alike)
         for evicted in self.store.auth_put("cache", id_tag, asdict(info), keep=AUTH_CACHE_MAX):
@@ -552,7 +556,20 @@ class Station:
         if cid not in self.connectors:
             return "unknown connector"
         rid, fut = self._request()
-        return await self._ask(cid, m.IdTokenPresented(cid, m.IdToken(id_tag, token_type), rid), rid, fut)
+        word = await self._ask(cid, m.IdTokenPresented(cid, m.IdToken(id_tag, token_type), rid), rid, fut)
+        if word == "master pass":
+            await self._master_pass(id_tag)
+        return word
+
+    async def _master_pass(self, id_tag: str) -> None:
+        """A master pass was presented (a station without a display): every running transaction ends
+        (2.0.1 C16, reason MasterPass)."""
+        running = [cid for cid, conn in self.connectors.items() if conn.transaction is not None]
+        self.on_event(f"master pass {id_tag}: stopping {len(running)} transaction(s)")
+        for cid in running:
+            self._feed(cid, m.StopRequested(cid, StopReason.MasterPass, id_tag))
+        for cid in running:
+            await self._settled(cid)
 
     # -- transactions ------------------------------------------------------------------------
     def offered_current(self, cid: int) -> float:

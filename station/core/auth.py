@@ -2,6 +2,13 @@
 
 The decision is pure: given what we know locally, whether we are online and the configured rules,
 say whether to accept now, reject now, or ask the CSMS. Who sends the Authorize is the adapter's job.
+
+The rules serve both versions (1.6 section 3.5; 2.0.1 use cases C01-C16): the extra ones of 2.0.1
+keep their 1.6 meaning by default — authorization switched off (AuthCtrlr.Enabled false) or a
+token type that needs none (NoAuthorization) is accepted without asking; a known entry that is not
+valid is asked about again online ("post-authorize") unless DisablePostAuthorize says otherwise;
+an entry the CSMS gave no expiry to lives ``cache_lifetime_s`` in the cache; a token whose group
+is the master pass group never starts a transaction (the session says what it does instead).
 """
 
 from __future__ import annotations
@@ -49,6 +56,12 @@ class AuthRules:
     local_pre_authorize: bool = False
     local_authorize_offline: bool = True
     allow_offline_tx_for_unknown_id: bool = False
+    enabled: bool = True  # False: every token is accepted without asking (2.0.1 AuthCtrlr.Enabled)
+    unchecked_types: frozenset[str] = frozenset()  # token types accepted without asking (NoAuthorization)
+    cache_post_authorize: bool = True  # a cache entry that is not valid: ask the CSMS (else reject)
+    local_list_post_authorize: bool = True  # the same for a local list entry
+    cache_lifetime_s: float | None = None  # an entry without expiry stays this long (None: for ever)
+    master_pass_group: str | None = None  # tokens of this group stop transactions, never start one
 
 
 class Verdict(enum.Enum):
@@ -71,8 +84,11 @@ def decide(
     local_list: dict[str, IdTagInfo],
     cache: dict[str, IdTagInfo],
     now: datetime,
+    token_type: str | None = None,
 ) -> Decision:
-    """What to do with an id tag presented locally (OCPP 1.6 sections 3.5 and 5.x)."""
+    """What to do with an id tag presented locally (OCPP 1.6 sections 3.5 and 5.x; 2.0.1 C01-C16)."""
+    if not rules.enabled or (token_type is not None and token_type in rules.unchecked_types):
+        return Decision(Verdict.ACCEPT, IdTagInfo("Accepted"), "no_authorization")
     known: IdTagInfo | None = None
     source = ""
     if rules.local_auth_list_enabled and id_tag in local_list:
@@ -80,8 +96,13 @@ def decide(
     elif rules.authorization_cache_enabled and id_tag in cache:
         known, source = cache[id_tag], "cache"
     if online:
-        if rules.local_pre_authorize and known is not None and known.valid_at(now):
-            return Decision(Verdict.ACCEPT, known, source)
+        if rules.local_pre_authorize and known is not None:
+            if known.valid_at(now):
+                return Decision(Verdict.ACCEPT, known, source)
+            post = rules.local_list_post_authorize if source == "local_list" else rules.cache_post_authorize
+            if not post:
+                # 2.0.1 DisablePostAuthorize: a known entry that is not valid is refused without asking
+                return Decision(Verdict.REJECT, known, source)
         return Decision(Verdict.ASK_CSMS)
     # offline
     if known is not None:
