@@ -129,6 +129,11 @@ class Station:
         for s in self.sessions.values():
             s.station_operative = self.operative
         self.reservations = ReservationBook()
+        # told when a reservation ends unused: "Expired" (its time passed) or "Removed" (its connector
+        # became Faulted or Unavailable, when ``reservations_follow_availability``); 2.0.1 reports
+        # them (ReservationStatusUpdate), 1.6 has nothing to say
+        self.reservation_ended: Callable[[Reservation, str], None] = lambda r, why: None
+        self.reservations_follow_availability = False
         for key, value in store.items(RESERVATION_NS).items():
             try:
                 r = Reservation.from_store(int(key), value)
@@ -762,12 +767,16 @@ class Station:
             self.store.delete(RESERVATION_NS, str(r.reservation_id))
             self.log.info("reservation %d for %s expired", r.reservation_id, r.id_tag)
             self.on_event(f"reservation {r.reservation_id} expired")
+            self.reservation_ended(r, "Expired")
         self._arm_reservation_timer()
         self._project_reservations(notify)
 
     def _project_reservations(self, notify: bool = True) -> None:
         """Put each reservation on the connector that shows it (Reserved), and report the changes."""
-        held = self.reservations.held({c: self._condition(c) for c in self.connectors})
+        conditions = {c: self._condition(c) for c in self.connectors}
+        if self.reservations_follow_availability:
+            self._remove_unusable(conditions)
+        held = self.reservations.held(conditions)
         changed = []
         for cid, conn in self.connectors.items():
             r = held.get(cid)
@@ -779,6 +788,18 @@ class Station:
             for cid in changed:
                 if cid not in self._ending:
                     self.notify_status(cid)
+
+    def _remove_unusable(self, conditions: dict[int, Condition]) -> None:
+        """A reservation of a connector that became Faulted or Unavailable ends (2.0.1 reports it
+        Removed); the connector shows its own state."""
+        for cid, r in self.reservations.specific().items():
+            if conditions.get(cid) in (Condition.Faulted, Condition.Unavailable):
+                self.reservations.cancel(r.reservation_id)
+                self.store.delete(RESERVATION_NS, str(r.reservation_id))
+                self.log.info("reservation %d removed: connector %d is %s", r.reservation_id, cid, conditions[cid])
+                self.on_event(f"reservation {r.reservation_id} removed (connector {cid} {conditions[cid]})")
+                self.reservation_ended(r, "Removed")
+                self._arm_reservation_timer()
 
     async def remote_stop(self, tx: Transaction) -> None:
         self._feed(tx.connector_id, m.StopRequested(tx.connector_id, StopReason.Remote))
