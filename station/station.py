@@ -134,6 +134,9 @@ class Station:
         # them (ReservationStatusUpdate), 1.6 has nothing to say
         self.reservation_ended: Callable[[Reservation, str], None] = lambda r, why: None
         self.reservations_follow_availability = False
+        # a cable in (no driver yet) makes the connector Occupied for ReserveNow (2.0.1 shows it
+        # Occupied; 1.6 reserves a Preparing connector)
+        self.reservations_cable_occupies = False
         for key, value in store.items(RESERVATION_NS).items():
             try:
                 r = Reservation.from_store(int(key), value)
@@ -692,7 +695,8 @@ class Station:
         if not conn.operative or not self.operative:
             return Condition.Unavailable
         if (conn.transaction is not None or conn.starting is not None or conn.pending is not None
-                or (conn.finishing and conn.plugged) or not self._session(cid).may_start(cid)):
+                or (conn.finishing and conn.plugged) or not self._session(cid).may_start(cid)
+                or (self.reservations_cable_occupies and conn.plugged)):
             return Condition.Occupied
         return Condition.Free
 

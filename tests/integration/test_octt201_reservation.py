@@ -75,9 +75,14 @@ async def test_TC_H_03_CS_reserve_specific_evse_occupied_reserved(csms201, boote
 
 
 async def test_TC_H_04_CS_reserve_specific_evse_occupied(csms201, booted201):
-    sp = await booted201()
-    await charge(csms201, sp, "TAG9")
+    """An EV plugged in (no driver yet) occupies the EVSE, as a transaction does."""
+    sp = await booted201(evses=2)
+    await sp.plug(1)
+    await expect_status(csms201, 1, "Occupied")
     assert await reserve_now(csms201) == "Occupied"
+    await charge(csms201, sp, "TAG9", evse=2)
+    assert await reserve_now(csms201, evse=2) == "Occupied"
+    assert await reserve_now(csms201, evse=None) == "Occupied"
 
 
 async def test_TC_H_06_CS_reserve_specific_evse_unavailable(csms201, booted201):

@@ -10,6 +10,7 @@ and its persistence the station driver's, as for 1.6; this module speaks 2.0.1:
   reserves any EVSE when ReservationCtrlr.NonEvseSpecific is true, else Rejected. An EVSE the
   station does not have, or a connectorType it does not have there, is Rejected. (A reservation of
   no EVSE but of a connectorType is made when every connector has that type.)
+- An EVSE with a cable in is Occupied (as its status says), one with a transaction too.
 - The reservation serves its ``idToken`` and any token of its ``groupIdToken``.
 - When a reservation ends unused the CSMS hears ReservationStatusUpdate: Expired when its
   expiryDateTime passed (also while the station was off), Removed when its EVSE became Faulted
@@ -84,6 +85,7 @@ class ReservationService:
     def __init__(self, ad: Ocpp201Adapter) -> None:
         self.ad = ad
         ad.station.reservations_follow_availability = True
+        ad.station.reservations_cable_occupies = True
         ad.station.reservation_ended = self.ended
 
     def ended(self, r: Reservation, why: str) -> None:
