@@ -264,3 +264,19 @@ async def test_reservation_expired_while_off_is_reported(csms201, booted201):
     await expect_status(csms201, 1, "Available")
     update = await csms201.expect("ReservationStatusUpdate", since=0)
     assert update == {"reservationId": 1, "reservationUpdateStatus": "Expired"}
+
+
+async def test_reservation_id_when_transaction_started_at_ev_connected(csms201, booted201):
+    """TxStartPoint EVConnected: the transaction starts before the driver; the event of the
+    authorization that uses the reservation names it."""
+    sp = await booted201(variables=[var("TxCtrlr", "TxStartPoint", "EVConnected")])
+    assert await reserve_now(csms201) == "Accepted"
+    await expect_status(csms201, 1, "Reserved")
+    await sp.plug()
+    first = await started(csms201)
+    assert "reservationId" not in first
+    await sp.swipe("TAG1")
+    used = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "Authorized")
+    assert used["reservationId"] == 1
+    await asyncio.sleep(5)
+    assert sum("reservationId" in p for p in csms201.calls("TransactionEvent")) == 1
