@@ -537,6 +537,9 @@ class Station:
                 return info
             d = decide(id_tag, False, self.settings.auth, self.local_list, self.cache, self.clock.now())
         if d.info is not None and d.verdict is Verdict.ACCEPT:
+            if d.source == "cache":
+                # used: it is the most recently used entry now, the last the full cache evicts (LRU)
+                self.store.auth_put("cache", id_tag, asdict(d.info), keep=AUTH_CACHE_MAX)
             return d.info
         return d.info if d.info is not None and d.info.status != "Accepted" else IdTagInfo("Invalid")
 

@@ -62,6 +62,7 @@ class AuthRules:
     local_list_post_authorize: bool = True  # the same for a local list entry
     cache_lifetime_s: float | None = None  # an entry without expiry stays this long (None: for ever)
     master_pass_group: str | None = None  # tokens of this group stop transactions, never start one
+    ask_csms: bool = True  # False: the CSMS is never asked; only the local list and the cache decide
 
 
 class Verdict(enum.Enum):
@@ -95,6 +96,11 @@ def decide(
         known, source = local_list[id_tag], "local_list"
     elif rules.authorization_cache_enabled and id_tag in cache:
         known, source = cache[id_tag], "cache"
+    if online and not rules.ask_csms:
+        # 2.0.1 AuthCtrlr.DisableRemoteAuthorization: what the station knows decides, nothing else
+        if known is not None and known.valid_at(now):
+            return Decision(Verdict.ACCEPT, known, source)
+        return Decision(Verdict.REJECT, known or IdTagInfo("Invalid"), source or "unknown")
     if online:
         if rules.local_pre_authorize and known is not None:
             if known.valid_at(now):

@@ -9,6 +9,9 @@ reads the controllers that steer it:
 - AuthCacheCtrlr.Enabled, LifeTime (an entry without cacheExpiryDateTime lives this long) and
   DisablePostAuthorize; LocalAuthListCtrlr.Enabled and DisablePostAuthorize (a known entry that is
   not Accepted is refused without an Authorize).
+- AuthCtrlr.DisableRemoteAuthorization: no Authorize is sent; the local list and the cache decide
+  (a token they do not know is refused).
+- AuthCacheCtrlr.Policy LRU: a cache entry used counts as recently used.
 - AuthCtrlr.MasterPassGroupId: a token of that group never starts a transaction; presented, it
   stops every running one (stoppedReason MasterPass; this station has no display to choose one).
 """
@@ -29,6 +32,7 @@ UNCHECKED_TYPES = frozenset({"NoAuthorization"})
 VARIABLES = (
     ("AuthCtrlr", "Enabled"), ("AuthCtrlr", "LocalPreAuthorize"), ("AuthCtrlr", "LocalAuthorizeOffline"),
     ("AuthCtrlr", "OfflineTxForUnknownIdEnabled"), ("AuthCtrlr", "MasterPassGroupId"),
+    ("AuthCtrlr", "DisableRemoteAuthorization"),
     ("AuthCacheCtrlr", "Enabled"), ("AuthCacheCtrlr", "LifeTime"), ("AuthCacheCtrlr", "DisablePostAuthorize"),
     ("LocalAuthListCtrlr", "Enabled"), ("LocalAuthListCtrlr", "DisablePostAuthorize"),
 )
@@ -49,4 +53,5 @@ def auth_rules(ad: Ocpp201Adapter) -> AuthRules:
         local_list_post_authorize=not ad.flag("LocalAuthListCtrlr", "DisablePostAuthorize"),
         cache_lifetime_s=float(lifetime) if lifetime > 0 else None,
         master_pass_group=ad.text("AuthCtrlr", "MasterPassGroupId") or None,
+        ask_csms=not ad.flag("AuthCtrlr", "DisableRemoteAuthorization"),
     )

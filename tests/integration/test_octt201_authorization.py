@@ -468,3 +468,34 @@ async def test_TC_C_49_CS_master_pass_stops_all_transactions(csms201, booted201)
         assert p["transactionInfo"]["stoppedReason"] == "MasterPass"
         assert p["triggerReason"] == "StopAuthorized"
         assert p["idToken"]["idToken"] == "BOSS"
+
+
+async def test_disable_remote_authorization(csms201, booted201):
+    """AuthCtrlr.DisableRemoteAuthorization: no Authorize; the cache decides, an unknown token is refused."""
+    sp = await booted201(evses=2)
+    await cache(csms201, sp)
+    sp.rt.adapter.dm.set_variables([var("AuthCtrlr", "DisableRemoteAuthorization", "true")])
+    await session(csms201, sp, "TAG1", 1)
+    await sp.plug(2)
+    await sp.swipe("STRANGER", 2)
+    await csms201.no_call("TransactionEvent", 3, is_started)
+    assert len(csms201.calls("Authorize")) == 1  # the one that filled the cache
+
+
+async def test_cache_policy_lru(csms201, booted201, monkeypatch):
+    """AuthCacheCtrlr.Policy LRU: with room for two, the entry least recently used goes."""
+    import station.station
+
+    monkeypatch.setattr(station.station, "AUTH_CACHE_MAX", 2)
+    sp = await booted201(variables=[PRE_AUTHORIZE])
+    assert sp.rt.adapter.text("AuthCacheCtrlr", "Policy") == "LRU"
+    await cache(csms201, sp, "A")
+    await cache(csms201, sp, "B")
+    await session(csms201, sp, "A")  # A used from the cache (no Authorize): now the most recent
+    await stop(csms201, sp, "A")
+    await cache(csms201, sp, "C")
+    assert set(sp.rt.station.cache) == {"A", "C"}
+    storage = int(sp.rt.adapter.dm.value("AuthCacheCtrlr", "Storage"))
+    assert storage > 0
+    assert (await csms201.call("ClearCache", {}))["status"] == "Accepted"
+    assert int(sp.rt.adapter.dm.value("AuthCacheCtrlr", "Storage")) == 0
