@@ -141,9 +141,17 @@ async def test_C01_other_refusals(csms201, booted201, status):
 
 
 async def test_TC_C_05_CS_authorization_invalid_cable_lock(csms201, booted201):
-    """An EV plugged in, a refused token: the plug is not locked; an accepted one locks it."""
+    """A station with a cable lock: the token comes first and is refused; nothing starts, the plug
+    is never locked, also once the EV is plugged in; an accepted token then locks it."""
     sp = await booted201()
-    await _refused(csms201, sp, "Invalid")
+    answer(csms201, TAG1={"status": "Invalid"})
+    await sp.swipe("TAG1")
+    await csms201.expect("Authorize")
+    await csms201.no_call("TransactionEvent", 3)
+    assert not locked(sp)
+    await sp.plug()
+    await csms201.no_call("TransactionEvent", 3)
+    assert not locked(sp)
     await sp.swipe("TAG2")
     await csms201.expect("TransactionEvent", is_started)
     assert locked(sp)
@@ -151,6 +159,19 @@ async def test_TC_C_05_CS_authorization_invalid_cable_lock(csms201, booted201):
 
 # -- C09 group id tokens -------------------------------------------------------------------------------------
 async def test_TC_C_04_CS_local_stop_different_id_token(csms201, booted201):
+    """Another (valid) token of no group in common does not stop the transaction."""
+    sp = await booted201()
+    await session(csms201, sp)
+    await sp.swipe("TAG2")
+    auth = await csms201.expect("Authorize", lambda p: p["idToken"]["idToken"] == "TAG2")
+    assert auth["idToken"]["type"] == "ISO14443"
+    await csms201.no_call("TransactionEvent", 5, is_ended)
+    ended = await stop(csms201, sp, "TAG1")
+    assert ended["transactionInfo"]["stoppedReason"] == "Local"
+
+
+async def test_TC_C_39_CS_group_id_success(csms201, booted201):
+    """A token of the same groupIdToken stops the transaction (StopAuthorized, Local)."""
     sp = await booted201()
     answer(csms201, TAG1={"status": "Accepted", "groupIdToken": GROUP},
            TAG2={"status": "Accepted", "groupIdToken": GROUP})
@@ -162,23 +183,15 @@ async def test_TC_C_04_CS_local_stop_different_id_token(csms201, booted201):
     assert ended["idToken"]["idToken"] == "TAG2"
 
 
-async def test_TC_C_39_CS_group_id_success(csms201, booted201):
+async def test_TC_C_42_CS_not_stopped_by_group_id(csms201, booted201):
+    """A token of the same group that the CSMS says is Invalid does not stop the transaction."""
     sp = await booted201()
     answer(csms201, TAG1={"status": "Accepted", "groupIdToken": GROUP},
-           TAG3={"status": "Accepted", "groupIdToken": GROUP})
-    await session(csms201, sp)
-    ended = await stop(csms201, sp, "TAG3")
-    assert ended["transactionInfo"]["stoppedReason"] == "Local"
-
-
-async def test_TC_C_42_CS_not_stopped_by_other_group(csms201, booted201):
-    sp = await booted201()
-    answer(csms201, TAG1={"status": "Accepted", "groupIdToken": GROUP},
-           TAG2={"status": "Accepted", "groupIdToken": {"idToken": "OTHER", "type": "Central"}})
+           TAG2={"status": "Invalid", "groupIdToken": GROUP})
     await session(csms201, sp)
     await sp.swipe("TAG2")
     await csms201.expect("Authorize", lambda p: p["idToken"]["idToken"] == "TAG2")
-    await csms201.no_call("TransactionEvent", 3, is_ended)
+    await csms201.no_call("TransactionEvent", 5, is_ended)
 
 
 async def test_TC_C_41_CS_group_id_success_with_cache(csms201, booted201):
@@ -346,50 +359,72 @@ async def test_cache_disabled_not_used(csms201, booted201):
 
 
 # -- C05 StopTxOnInvalidId / MaxEnergyOnInvalidId with a cached token ----------------------------------------------
-def refuse_started(csms201) -> None:
+def refuse_token(csms201) -> None:
+    """The CSMS answers Invalid to every TransactionEvent that carries an idToken."""
     csms201.responders["TransactionEvent"] = (
-        lambda p: {"idTokenInfo": {"status": "Invalid"}} if "idToken" in p and is_started(p) else {})
+        lambda p: {"idTokenInfo": {"status": "Invalid"}} if "idToken" in p else {})
+
+
+async def offline_cached_session(csms201, sp) -> dict:
+    """EV plugged in; offline, the cached token starts a transaction; back online its events go
+    out (offline: true) and the CSMS says Invalid. Returns the Started event."""
+    await cache(csms201, sp)
+    refuse_token(csms201)
+    await sp.plug()
+    await go_offline(csms201, sp)
+    await sp.swipe("TAG1")
+    await asyncio.sleep(3)
+    await sp.link(True)
+    started = await csms201.expect("TransactionEvent", is_started, timeout=30)
+    assert started["offline"] is True and started["idToken"]["idToken"] == "TAG1"
+    return started
+
+
+def invalid_id(stop: bool, max_wh: int) -> list[dict]:
+    return [PRE_AUTHORIZE, var("AuthCtrlr", "LocalAuthorizeOffline", "true"),
+            var("TxCtrlr", "StopTxOnInvalidId", "true" if stop else "false"),
+            var("TxCtrlr", "MaxEnergyOnInvalidId", str(max_wh))]
 
 
 async def test_TC_C_16_CS_cache_stop_tx_on_invalid_id(csms201, booted201):
-    sp = await booted201(variables=[PRE_AUTHORIZE, var("TxCtrlr", "StopTxOnInvalidId", "true")])
-    await cache(csms201, sp)
-    refuse_started(csms201)
-    started = await session(csms201, sp)
+    sp = await booted201(variables=invalid_id(True, 0))
+    started = await offline_cached_session(csms201, sp)
     ended = await csms201.expect("TransactionEvent", is_ended)
     assert ended["transactionInfo"]["transactionId"] == started["transactionInfo"]["transactionId"]
     assert ended["transactionInfo"]["stoppedReason"] == "DeAuthorized"
     assert ended["triggerReason"] == "Deauthorized"
+    assert sp.rt.station.cache["TAG1"].status == "Invalid"  # the cache learnt it
 
 
 async def test_TC_C_18_CS_cache_stop_tx_on_invalid_id_with_max_energy(csms201, booted201):
-    sp = await booted201(variables=[PRE_AUTHORIZE, var("TxCtrlr", "StopTxOnInvalidId", "true"),
-                                    var("TxCtrlr", "MaxEnergyOnInvalidId", "1000")])
-    await cache(csms201, sp)
-    refuse_started(csms201)
-    await session(csms201, sp)
+    """StopTxOnInvalidId true wins over MaxEnergyOnInvalidId: Deauthorized."""
+    sp = await booted201(variables=invalid_id(True, 500))
+    await offline_cached_session(csms201, sp)
     ended = await csms201.expect("TransactionEvent", is_ended)
-    assert ended["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+    assert ended["triggerReason"] == "Deauthorized"
 
 
 async def test_TC_C_17_CS_cache_no_stop_on_invalid_id(csms201, booted201):
-    """StopTxOnInvalidId false, no MaxEnergyOnInvalidId: the transaction goes on without energy."""
-    sp = await booted201(variables=[PRE_AUTHORIZE, var("TxCtrlr", "StopTxOnInvalidId", "false")])
-    await cache(csms201, sp)
-    refuse_started(csms201)
-    await session(csms201, sp)
+    """StopTxOnInvalidId false, MaxEnergyOnInvalidId 0: the transaction goes on without energy."""
+    sp = await booted201(variables=invalid_id(False, 0))
+    await offline_cached_session(csms201, sp)
     await csms201.expect("TransactionEvent", lambda p: p["transactionInfo"].get("chargingState") == "SuspendedEVSE")
-    await csms201.no_call("TransactionEvent", 5, is_ended)
+    await csms201.no_call("TransactionEvent", 8, lambda p: p["triggerReason"] == "Deauthorized" or is_ended(p))
 
 
 async def test_TC_C_15_CS_cache_no_stop_on_invalid_id_max_energy(csms201, booted201):
+    """StopTxOnInvalidId false, MaxEnergyOnInvalidId 10 kWh: energy goes on (up to it), no Deauthorized."""
+    sp = await booted201(variables=invalid_id(False, 10_000))
+    await offline_cached_session(csms201, sp)
+    await csms201.no_call("TransactionEvent", 8, lambda p: p["triggerReason"] == "Deauthorized" or is_ended(p)
+                          or p["transactionInfo"].get("chargingState") == "SuspendedEVSE")
+    assert sp.rt.station.connectors[1].transaction is not None
+
+
+async def test_max_energy_on_invalid_id_used_up(csms201, booted201):
     """StopTxOnInvalidId false, MaxEnergyOnInvalidId 100 Wh: energy until then, then SuspendedEVSE."""
-    sp = await booted201(variables=[PRE_AUTHORIZE, var("TxCtrlr", "StopTxOnInvalidId", "false"),
-                                    var("TxCtrlr", "MaxEnergyOnInvalidId", "100")])
-    await cache(csms201, sp)
-    refuse_started(csms201)
-    await session(csms201, sp)
-    await csms201.expect("TransactionEvent", lambda p: p["transactionInfo"].get("chargingState") == "Charging", since=0)
+    sp = await booted201(variables=invalid_id(False, 100))
+    await offline_cached_session(csms201, sp)
     await csms201.expect("TransactionEvent", lambda p: p["transactionInfo"].get("chargingState") == "SuspendedEVSE",
                          timeout=120)
     assert not [p for p in csms201.calls("TransactionEvent") if is_ended(p)]
@@ -436,22 +471,27 @@ MASTER_VARS = [var("AuthCtrlr", "MasterPassGroupId", "MASTER")]
 
 
 async def test_TC_C_45_CS_master_pass_cannot_start(csms201, booted201):
+    """The master pass is accepted by the CSMS, then the EV is plugged in: nothing starts."""
     sp = await booted201(variables=MASTER_VARS)
     answer(csms201, BOSS={"status": "Accepted", "groupIdToken": MASTER})
-    await sp.plug()
     await sp.swipe("BOSS")
     await csms201.expect("Authorize")
-    await csms201.no_call("TransactionEvent", 3, is_started)
+    await sp.plug()
+    await csms201.no_call("TransactionEvent", 5)
     assert not locked(sp)
 
 
 async def test_TC_C_14_CS_cache_master_pass_group(csms201, booted201):
+    """The master pass, known from the cache, stops the running transaction without an Authorize."""
     sp = await booted201(variables=[*MASTER_VARS, PRE_AUTHORIZE])
     await cache(csms201, sp, "BOSS", {"status": "Accepted", "groupIdToken": MASTER})
-    await sp.plug()
+    started = await session(csms201, sp)
     await sp.swipe("BOSS")
-    await csms201.no_call("TransactionEvent", 3, is_started)
-    assert len(csms201.calls("Authorize")) == 1  # the one that filled the cache
+    ended = await csms201.expect("TransactionEvent", is_ended)
+    assert ended["transactionInfo"]["transactionId"] == started["transactionInfo"]["transactionId"]
+    assert ended["triggerReason"] == "StopAuthorized"
+    assert ended["transactionInfo"]["stoppedReason"] == "MasterPass"
+    assert len(csms201.calls("Authorize")) == 2  # the cache's and TAG1's; none for the master pass
 
 
 async def test_TC_C_49_CS_master_pass_stops_all_transactions(csms201, booted201):
