@@ -87,14 +87,18 @@ async def test_TC_D_04_CS_send_local_list_full_with_empty_list(csms201, booted20
     sp = await booted201()
     assert await status(csms201, send(3, "Full", entry("TAG1"))) == "Accepted"
     assert await status(csms201, send(4, "Full")) == "Accepted"
-    assert await version(csms201) == 0 and await entries(csms201, sp) == 0
+    assert await version(csms201) == 4 and await entries(csms201, sp) == 0
 
 
 async def test_TC_D_05_CS_send_local_list_differential_with_empty_list(csms201, booted201):
+    """Without entries a differential update only sets the version, of an empty list too."""
     sp = await booted201()
-    assert await status(csms201, send(1, "Full", entry("TAG1"))) == "Accepted"
-    assert await status(csms201, send(2, "Differential")) == "Accepted"
-    assert await version(csms201) == 2 and await entries(csms201, sp) == 1
+    assert await status(csms201, send(3, "Differential")) == "Accepted"
+    assert await version(csms201) == 3 and await entries(csms201, sp) == 0
+    assert await status(csms201, send(3, "Differential")) == "VersionMismatch"
+    assert await status(csms201, send(4, "Full", entry("TAG1"))) == "Accepted"
+    assert await status(csms201, send(5, "Differential")) == "Accepted"
+    assert await version(csms201) == 5 and await entries(csms201, sp) == 1
 
 
 async def test_TC_D_06_CS_send_local_list_version_mismatch(csms201, booted201):
@@ -138,6 +142,15 @@ async def test_send_local_list_limits_fail(csms201, booted201):
     many = [entry(f"T{i}") for i in range(n + 1)]
     assert await status(csms201, send(1, "Full", *many)) == "Failed"
     assert await status(csms201, send(1, "Full", entry("A"), entry("A"))) == "Failed"
+    assert await version(csms201) == 0 and await entries(csms201, sp) == 0
+
+
+async def test_send_local_list_version_zero_fails(csms201, booted201):
+    """D01.FR.18: versionNumber 0 (or less) is refused, Full or Differential."""
+    sp = await booted201()
+    assert await status(csms201, send(0, "Full", entry("A"))) == "Failed"
+    assert await status(csms201, send(0, "Full")) == "Failed"
+    assert await status(csms201, send(0, "Differential", entry("A"))) == "Failed"
     assert await version(csms201) == 0 and await entries(csms201, sp) == 0
 
 

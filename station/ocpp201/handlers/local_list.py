@@ -5,6 +5,10 @@ The list, its update rules (version numbers, Full and Differential, the atomic w
 of the list in authorization are the shared engine's (station/local_list.py,
 station/core/local_list.py, station/core/auth.py); this module speaks 2.0.1:
 
+- The list has the versionNumber of the last update accepted, also when it is empty (unlike 1.6,
+  where an empty list is version 0); a versionNumber of 0 or less fails (D01.FR.18); a
+  Differential update must be newer than the list (else VersionMismatch) and without entries
+  changes only the version.
 - LocalAuthListCtrlr.Enabled false: GetLocalListVersion answers 0 and SendLocalList Failed (the
   entries stay, and are used again once it is true).
 - An update with more entries than LocalAuthListCtrlr.ItemsPerMessage, or larger than
@@ -41,7 +45,7 @@ UPDATE_TYPE = {"Full": UpdateType.FULL, "Differential": UpdateType.DIFFERENTIAL}
 
 
 def local_list(ad: Ocpp201Adapter) -> LocalList:
-    return LocalList(ad.store, ad.station.local_list, ad.log)
+    return LocalList(ad.store, ad.station.local_list, ad.log, empty_is_zero=False)
 
 
 @routes.on("GetLocalListVersion")
@@ -56,6 +60,9 @@ async def send_local_list(ad: Ocpp201Adapter, p: dict) -> dict:
     if not ad.flag("LocalAuthListCtrlr", "Enabled"):
         ad.log.info("SendLocalList: LocalAuthListCtrlr.Enabled is false: Failed")
         return {"status": "Failed"}
+    if p["versionNumber"] <= 0:
+        ad.log.warning("SendLocalList versionNumber %s: must be above 0: Failed", p["versionNumber"])
+        return {"status": "Failed"}  # D01.FR.18
     size = len(json.dumps(p, separators=(",", ":")))
     limit = ad.integer("LocalAuthListCtrlr", "BytesPerMessage")
     if limit and size > limit:
