@@ -48,7 +48,10 @@ async def test_TC_H_01_CS_reserve_specific_evse_valid_id_token(csms201, booted20
     sp = await booted201()
     assert await reserve_now(csms201) == "Accepted"
     await expect_status(csms201, 1, "Reserved")
-    tx = await charge(csms201, sp)
+    await sp.swipe("TAG1")  # the driver identifies first: the EVSE is theirs, Available again
+    await expect_status(csms201, 1, "Available")
+    await sp.plug()
+    tx = await started(csms201)
     assert tx["reservationId"] == 1
     assert tx["idToken"]["idToken"] == "TAG1"
     await asyncio.sleep(700)  # past the expiry: the used reservation is gone, nothing to report
@@ -63,6 +66,9 @@ async def test_TC_H_02_CS_reserve_specific_evse_different_id_token(csms201, boot
     await csms201.expect("Authorize", lambda p: p["idToken"]["idToken"] == "TAG2")
     await sp.plug()
     await csms201.no_call("TransactionEvent", 3, lambda p: p["eventType"] == "Started")
+    r = await csms201.call("RequestStartTransaction", {"idToken": {"idToken": "TAG2", "type": "ISO14443"},
+                                                        "remoteStartId": 7, "evseId": 1})
+    assert r["status"] == "Rejected"
     # the reserved token still may
     await sp.swipe("TAG1")
     assert (await started(csms201))["reservationId"] == 1
@@ -140,9 +146,15 @@ async def test_TC_H_12_CS_reserve_unspecified_evse_unavailable(csms201, booted20
 
 
 async def test_TC_H_13_CS_reserve_unspecified_evse_rejected(csms201, booted201):
+    """ReservationCtrlr.NonEvseSpecific false: only reservations of an EVSE are made."""
     await booted201(variables=[var("ReservationCtrlr", "NonEvseSpecific", "false")])
     assert await reserve_now(csms201, evse=None) == "Rejected"
     assert await reserve_now(csms201, evse=1) == "Accepted"
+
+
+async def test_TC_H_13_CS_reserve_unspecified_evse_rejected_when_disabled(csms201, booted201):
+    await booted201(variables=[var("ReservationCtrlr", "Enabled", "false")])
+    assert await reserve_now(csms201, evse=None) == "Rejected"
 
 
 async def test_TC_H_14_CS_reserve_unspecified_evse_as_many_as_available(csms201, booted201):
@@ -208,12 +220,29 @@ async def test_TC_H_21_CS_cancels_reservation_when_unavailable(csms201, booted20
     update = await csms201.expect("ReservationStatusUpdate", since=0)
     assert update == {"reservationId": 1, "reservationUpdateStatus": "Removed"}
     assert (await csms201.call("CancelReservation", {"reservationId": 1}))["status"] == "Rejected"
+    r = await csms201.call("ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": 1}})
+    assert r["status"] == "Accepted"
+    await expect_status(csms201, 1, "Available")
 
 
 async def test_TC_H_22_CS_reserve_specific_evse_configured_to_reject(csms201, booted201):
     await booted201(variables=[var("ReservationCtrlr", "Enabled", "false")])
     assert await reserve_now(csms201) == "Rejected"
     await csms201.no_call("StatusNotification", 2, lambda p: p["connectorStatus"] == "Reserved")
+
+
+async def test_TC_H_23_CS_replace_reservation_same_evse(csms201, booted201):
+    """The same id for the same EVSE and another token: Accepted, Reserved again, for the new token."""
+    sp = await booted201()
+    assert await reserve_now(csms201, rid=1) == "Accepted"
+    await expect_status(csms201, 1, "Reserved")
+    assert await reserve_now(csms201, rid=1, tag="TAG2") == "Accepted"
+    await expect_status(csms201, 1, "Reserved")
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.no_call("TransactionEvent", 3, lambda p: p["eventType"] == "Started")
+    await sp.swipe("TAG2")
+    assert (await started(csms201))["reservationId"] == 1
 
 
 async def test_TC_H_23_CS_replace_reservation(csms201, booted201):

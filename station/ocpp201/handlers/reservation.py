@@ -11,6 +11,7 @@ and its persistence the station driver's, as for 1.6; this module speaks 2.0.1:
   station does not have, or a connectorType it does not have there, is Rejected. (A reservation of
   no EVSE but of a connectorType is made when every connector has that type.)
 - An EVSE with a cable in is Occupied (as its status says), one with a transaction too.
+- A ReserveNow with the id of a reservation replaces it (its EVSE is reported Reserved again).
 - The reservation serves its ``idToken`` and any token of its ``groupIdToken``.
 - When a reservation ends unused the CSMS hears ReservationStatusUpdate: Expired when its
   expiryDateTime passed (also while the station was off), Removed when its EVSE became Faulted
@@ -20,7 +21,7 @@ and its persistence the station driver's, as for 1.6; this module speaks 2.0.1:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from station.core.clock import parse_iso
 from station.core.reservation import Reservation
@@ -40,7 +41,7 @@ def connector_type(ad: Ocpp201Adapter, cid: int) -> str:
 
 
 @routes.on("ReserveNow")
-async def reserve_now(ad: Ocpp201Adapter, p: dict) -> dict:
+async def reserve_now(ad: Ocpp201Adapter, p: dict) -> Any:
     if not ad.flag("ReservationCtrlr", "Enabled"):
         ad.log.info("ReserveNow: ReservationCtrlr.Enabled is false: Rejected")
         return REJECTED
@@ -67,8 +68,14 @@ async def reserve_now(ad: Ocpp201Adapter, p: dict) -> dict:
             return REJECTED
         cid = 0
     group = (p.get("groupIdToken") or {}).get("idToken")
+    replacing = p["id"] in ad.station.reservations.by_id
     status = ad.station.reserve_now(cid, p["idToken"]["idToken"], expiry, p["id"], parent_id_tag=group,
                                     zero_supported=True)
+    if status == "Accepted" and replacing and cid:
+        async def again() -> None:
+            ad.status.trigger([cid])  # a replaced reservation: its EVSE is reported Reserved again
+
+        return {"status": status}, again
     return {"status": status}
 
 
