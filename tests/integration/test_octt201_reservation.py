@@ -309,3 +309,18 @@ async def test_reservation_id_when_transaction_started_at_ev_connected(csms201, 
     assert used["reservationId"] == 1
     await asyncio.sleep(5)
     assert sum("reservationId" in p for p in csms201.calls("TransactionEvent")) == 1
+
+
+async def test_TC_B_24_CS_reset_reserved_persists(csms201, booted201):
+    """Reset (OnIdle) of a station with a reservation: after the reboot the EVSE is Reserved again,
+    and the reservation is still used by its token."""
+    sp = await booted201()
+    assert await reserve_now(csms201, seconds=3600) == "Accepted"
+    await expect_status(csms201, 1, "Reserved")
+    assert (await csms201.call("Reset", {"type": "OnIdle"}))["status"] == "Accepted"
+    boot = await csms201.expect("BootNotification", timeout=30)
+    assert boot["reason"] == "RemoteReset"
+    await expect_status(csms201, 1, "Reserved", timeout=30)
+    await sp.wait_api()
+    tx = await charge(csms201, sp)
+    assert tx["reservationId"] == 1
