@@ -25,7 +25,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from hal.board import EvseHardware
@@ -538,8 +538,9 @@ class Station:
             d = decide(id_tag, False, self.settings.auth, self.local_list, self.cache, self.clock.now())
         if d.info is not None and d.verdict is Verdict.ACCEPT:
             if d.source == "cache":
-                # used: it is the most recently used entry now, the last the full cache evicts (LRU)
-                self.store.auth_put("cache", id_tag, asdict(d.info), keep=AUTH_CACHE_MAX)
+                # used: the most recently used entry now, the last the full cache evicts (LRU), and its
+                # lifetime starts again
+                self.remember(id_tag, d.info)
             return d.info
         return d.info if d.info is not None and d.info.status != "Accepted" else IdTagInfo("Invalid")
 
@@ -548,9 +549,9 @@ class Station:
         rules = self.settings.auth
         if not rules.authorization_cache_enabled or id_tag in self.local_list:
             return
-        if rules.cache_lifetime_s and not info.expiry_date:
-            # an entry the CSMS gave no expiry to lives the cache's lifetime (2.0.1 AuthCacheCtrlr.LifeTime)
-            info = replace(info, expiry_date=iso(self.clock.now() + timedelta(seconds=rules.cache_lifetime_s)))
+        if rules.cache_lifetime_s:
+            # its lifetime counts from now (2.0.1 AuthCacheCtrlr.LifeTime)
+            info = replace(info, last_used=iso(self.clock.now()))
         self.cache[id_tag] = info
         # the cache keeps the AUTH_CACHE_MAX most recently written entries (store and memory alike)
         for evicted in self.store.auth_put("cache", id_tag, asdict(info), keep=AUTH_CACHE_MAX):

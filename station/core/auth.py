@@ -7,7 +7,7 @@ The rules serve both versions (1.6 section 3.5; 2.0.1 use cases C01-C16): the ex
 keep their 1.6 meaning by default — authorization switched off (AuthCtrlr.Enabled false) or a
 token type that needs none (NoAuthorization) is accepted without asking; a known entry that is not
 valid is asked about again online ("post-authorize") unless DisablePostAuthorize says otherwise;
-an entry the CSMS gave no expiry to lives ``cache_lifetime_s`` in the cache; a token whose group
+a cache entry not used for ``cache_lifetime_s`` has left the cache (it is unknown); a token whose group
 is the master pass group never starts a transaction (the session says what it does instead).
 """
 
@@ -25,6 +25,7 @@ class IdTagInfo:
     status: str  # Accepted | Blocked | Expired | Invalid | ConcurrentTx
     expiry_date: str | None = None
     parent_id_tag: str | None = None
+    last_used: str | None = None  # a cache entry: when last written or used (its lifetime counts from it)
 
     @classmethod
     def from_ocpp(cls, d: dict) -> IdTagInfo:
@@ -60,7 +61,7 @@ class AuthRules:
     unchecked_types: frozenset[str] = frozenset()  # token types accepted without asking (NoAuthorization)
     cache_post_authorize: bool = True  # a cache entry that is not valid: ask the CSMS (else reject)
     local_list_post_authorize: bool = True  # the same for a local list entry
-    cache_lifetime_s: float | None = None  # an entry without expiry stays this long (None: for ever)
+    cache_lifetime_s: float | None = None  # a cache entry unused this long is gone (None: kept)
     master_pass_group: str | None = None  # tokens of this group stop transactions, never start one
     ask_csms: bool = True  # False: the CSMS is never asked; only the local list and the cache decide
 
@@ -76,6 +77,16 @@ class Decision:
     verdict: Verdict
     info: IdTagInfo | None = None
     source: str = ""  # local_list | cache | offline_unknown | csms
+
+
+def _outlived(info: IdTagInfo, rules: AuthRules, now: datetime) -> bool:
+    """A cache entry not used within the cache's lifetime (2.0.1 AuthCacheCtrlr.LifeTime)."""
+    if not rules.cache_lifetime_s or not info.last_used:
+        return False
+    try:
+        return (now - parse_iso(info.last_used)).total_seconds() >= rules.cache_lifetime_s
+    except ValueError:
+        return False
 
 
 def decide(
@@ -94,7 +105,7 @@ def decide(
     source = ""
     if rules.local_auth_list_enabled and id_tag in local_list:
         known, source = local_list[id_tag], "local_list"
-    elif rules.authorization_cache_enabled and id_tag in cache:
+    elif rules.authorization_cache_enabled and id_tag in cache and not _outlived(cache[id_tag], rules, now):
         known, source = cache[id_tag], "cache"
     if online and not rules.ask_csms:
         # 2.0.1 AuthCtrlr.DisableRemoteAuthorization: what the station knows decides, nothing else

@@ -6,8 +6,8 @@ reads the controllers that steer it:
 - AuthCtrlr.Enabled false: no authorization at all, every token is accepted without asking (C01).
 - IdToken type NoAuthorization: accepted locally, no Authorize is sent.
 - AuthCtrlr.LocalPreAuthorize / LocalAuthorizeOffline / OfflineTxForUnknownIdEnabled: as in 1.6.
-- AuthCacheCtrlr.Enabled, LifeTime (an entry without cacheExpiryDateTime lives this long) and
-  DisablePostAuthorize; LocalAuthListCtrlr.Enabled and DisablePostAuthorize (a known entry that is
+- AuthCacheCtrlr.Enabled, LifeTime (an entry not used for that long leaves the cache; its
+  cacheExpiryDateTime, when the CSMS gave one, still applies) and DisablePostAuthorize; LocalAuthListCtrlr.Enabled and DisablePostAuthorize (a known entry that is
   not Accepted is refused without an Authorize).
 - AuthCtrlr.DisableRemoteAuthorization: no Authorize is sent; the local list and the cache decide
   (a token they do not know is refused).

@@ -350,6 +350,18 @@ async def test_TC_C_46_CS_cache_lifetime(csms201, booted201):
     assert len(csms201.calls("Authorize")) == 2
 
 
+async def test_cache_lifetime_counts_from_last_use(csms201, booted201):
+    """LifeTime 60 s counts from the last use: used after 40 s, still valid 50 s later."""
+    sp = await booted201(variables=[PRE_AUTHORIZE, var("AuthCacheCtrlr", "LifeTime", "60")])
+    await cache(csms201, sp)  # written, then 8 s of EVConnectionTimeOut
+    await asyncio.sleep(30)
+    await session(csms201, sp)
+    await stop(csms201, sp)
+    await asyncio.sleep(45)
+    await session(csms201, sp)
+    assert len(csms201.calls("Authorize")) == 1  # only the one that filled the cache
+
+
 async def test_cache_disabled_not_used(csms201, booted201):
     sp = await booted201(variables=[PRE_AUTHORIZE, var("AuthCacheCtrlr", "Enabled", "false")])
     await cache(csms201, sp)
