@@ -35,10 +35,12 @@ KIND = "local"  # the store's auth table kind of the list's entries
 class LocalList:
     """The list's store and in-memory copy, changed together."""
 
-    def __init__(self, store: Store, entries: MutableMapping[str, IdTagInfo], log: logging.Logger) -> None:
+    def __init__(self, store: Store, entries: MutableMapping[str, IdTagInfo], log: logging.Logger,
+                 empty_is_zero: bool = True) -> None:
         self.store = store
         self.entries = entries  # the station's dict: updated in place
         self.log = log
+        self.empty_is_zero = empty_is_zero  # 1.6: an empty list is version 0; 2.0.1 keeps the version given
 
     @property
     def stored_version(self) -> int:
@@ -48,13 +50,13 @@ class LocalList:
             return 0
 
     def version(self) -> int:
-        """The version the list reports (0: empty)."""
-        return list_version(self.entries, self.stored_version)
+        """The version the list reports (1.6: 0 when empty)."""
+        return list_version(self.entries, self.stored_version, self.empty_is_zero)
 
     def update(self, update_type: UpdateType, version: int, items: Sequence[ListEntry], limits: ListLimits) -> Plan:
         """Check and apply one update; returns the plan with its outcome. A write that fails
         leaves everything as it was and makes the outcome FAILED."""
-        plan = plan_update(self.entries, self.stored_version, update_type, version, items, limits)
+        plan = plan_update(self.entries, self.stored_version, update_type, version, items, limits, self.empty_is_zero)
         if plan.outcome is not UpdateOutcome.ACCEPTED:
             self.log.warning("local list update (%s, version %d) refused: %s", update_type.value, version, plan.reason)
             return plan

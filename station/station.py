@@ -24,7 +24,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -133,6 +133,14 @@ class Station:
         for s in self.sessions.values():
             s.station_operative = self.operative
         self.reservations = ReservationBook()
+        # told when a reservation ends unused: "Expired" (its time passed) or "Removed" (its connector
+        # became Faulted or Unavailable, when ``reservations_follow_availability``); 2.0.1 reports
+        # them (ReservationStatusUpdate), 1.6 has nothing to say
+        self.reservation_ended: Callable[[Reservation, str], None] = lambda r, why: None
+        self.reservations_follow_availability = False
+        # a cable in (no driver yet) makes the connector Occupied for ReserveNow (2.0.1 shows it
+        # Occupied; 1.6 reserves a Preparing connector)
+        self.reservations_cable_occupies = False
         for key, value in store.items(RESERVATION_NS).items():
             try:
                 r = Reservation.from_store(int(key), value)
@@ -522,7 +530,7 @@ class Station:
         """Decide on an id tag presented locally: cache, local list, CSMS, offline rules.
         ``token_type`` (the IdToken's type) goes to an adapter that asks with it (2.0.1)."""
         online = self.adapter is not None and self.adapter.online
-        d = decide(id_tag, online, self.settings.auth, self.local_list, self.cache, self.clock.now())
+        d = decide(id_tag, online, self.settings.auth, self.local_list, self.cache, self.clock.now(), token_type)
         if d.verdict is Verdict.ASK_CSMS:
             info = None
             if self.adapter is not None:
@@ -534,6 +542,10 @@ class Station:
                 return info
             d = decide(id_tag, False, self.settings.auth, self.local_list, self.cache, self.clock.now())
         if d.info is not None and d.verdict is Verdict.ACCEPT:
+            if d.source == "cache":
+                # used: the most recently used entry now, the last the full cache evicts (LRU), and its
+                # lifetime starts again
+                self.remember(id_tag, d.info)
             return d.info
         return d.info if d.info is not None and d.info.status != "Accepted" else IdTagInfo("Invalid")
 
@@ -551,8 +563,12 @@ class Station:
 
     def remember(self, id_tag: str, info: IdTagInfo) -> None:
         """Update the authorization cache with an IdTagInfo the CSMS sent."""
-        if not self.settings.auth.authorization_cache_enabled or id_tag in self.local_list:
+        rules = self.settings.auth
+        if not rules.authorization_cache_enabled or id_tag in self.local_list:
             return
+        if rules.cache_lifetime_s:
+            # its lifetime counts from now (2.0.1 AuthCacheCtrlr.LifeTime)
+            info = replace(info, last_used=iso(self.clock.now()))
         self.cache[id_tag] = info
         # the cache keeps the AUTH_CACHE_MAX most recently written entries (store and memory alike)
         for evicted in self.store.auth_put("cache", id_tag, asdict(info), keep=AUTH_CACHE_MAX):
@@ -576,7 +592,20 @@ class Station:
         if cid not in self.connectors:
             return "unknown connector"
         rid, fut = self._request()
-        return await self._ask(cid, m.IdTokenPresented(cid, m.IdToken(id_tag, token_type), rid), rid, fut)
+        word = await self._ask(cid, m.IdTokenPresented(cid, m.IdToken(id_tag, token_type), rid), rid, fut)
+        if word == "master pass":
+            await self._master_pass(id_tag)
+        return word
+
+    async def _master_pass(self, id_tag: str) -> None:
+        """A master pass was presented (a station without a display): every running transaction ends
+        (2.0.1 C16, reason MasterPass)."""
+        running = [cid for cid, conn in self.connectors.items() if conn.transaction is not None]
+        self.on_event(f"master pass {id_tag}: stopping {len(running)} transaction(s)")
+        for cid in running:
+            self._feed(cid, m.StopRequested(cid, StopReason.MasterPass, id_tag))
+        for cid in running:
+            await self._settled(cid)
 
     # -- transactions ------------------------------------------------------------------------
     def offered_current(self, cid: int) -> float:
@@ -703,7 +732,8 @@ class Station:
         if not conn.operative or not self.operative:
             return Condition.Unavailable
         if (conn.transaction is not None or conn.starting is not None or conn.pending is not None
-                or (conn.finishing and conn.plugged) or not self._session(cid).may_start(cid)):
+                or (conn.finishing and conn.plugged) or not self._session(cid).may_start(cid)
+                or (self.reservations_cable_occupies and conn.plugged)):
             return Condition.Occupied
         return Condition.Free
 
@@ -782,12 +812,16 @@ class Station:
             self.store.delete(RESERVATION_NS, str(r.reservation_id))
             self.log.info("reservation %d for %s expired", r.reservation_id, r.id_tag)
             self.on_event(f"reservation {r.reservation_id} expired")
+            self.reservation_ended(r, "Expired")
         self._arm_reservation_timer()
         self._project_reservations(notify)
 
     def _project_reservations(self, notify: bool = True) -> None:
         """Put each reservation on the connector that shows it (Reserved), and report the changes."""
-        held = self.reservations.held({c: self._condition(c) for c in self.connectors})
+        conditions = {c: self._condition(c) for c in self.connectors}
+        if self.reservations_follow_availability:
+            self._remove_unusable(conditions)
+        held = self.reservations.held(conditions)
         changed = []
         for cid, conn in self.connectors.items():
             r = held.get(cid)
@@ -799,6 +833,18 @@ class Station:
             for cid in changed:
                 if cid not in self._ending:
                     self.notify_status(cid)
+
+    def _remove_unusable(self, conditions: dict[int, Condition]) -> None:
+        """A reservation of a connector that became Faulted or Unavailable ends (2.0.1 reports it
+        Removed); the connector shows its own state."""
+        for cid, r in self.reservations.specific().items():
+            if conditions.get(cid) in (Condition.Faulted, Condition.Unavailable):
+                self.reservations.cancel(r.reservation_id)
+                self.store.delete(RESERVATION_NS, str(r.reservation_id))
+                self.log.info("reservation %d removed: connector %d is %s", r.reservation_id, cid, conditions[cid])
+                self.on_event(f"reservation {r.reservation_id} removed (connector {cid} {conditions[cid]})")
+                self.reservation_ended(r, "Removed")
+                self._arm_reservation_timer()
 
     async def remote_stop(self, tx: Transaction) -> None:
         self._feed(tx.connector_id, m.StopRequested(tx.connector_id, StopReason.Remote))

@@ -2,6 +2,13 @@
 
 The decision is pure: given what we know locally, whether we are online and the configured rules,
 say whether to accept now, reject now, or ask the CSMS. Who sends the Authorize is the adapter's job.
+
+The rules serve both versions (1.6 section 3.5; 2.0.1 use cases C01-C16): the extra ones of 2.0.1
+keep their 1.6 meaning by default — authorization switched off (AuthCtrlr.Enabled false) or a
+token type that needs none (NoAuthorization) is accepted without asking; a known entry that is not
+valid is asked about again online ("post-authorize") unless DisablePostAuthorize says otherwise;
+a cache entry not used for ``cache_lifetime_s`` has left the cache (it is unknown); a token whose group
+is the master pass group never starts a transaction (the session says what it does instead).
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ class IdTagInfo:
     status: str  # Accepted | Blocked | Expired | Invalid | ConcurrentTx
     expiry_date: str | None = None
     parent_id_tag: str | None = None
+    last_used: str | None = None  # a cache entry: when last written or used (its lifetime counts from it)
 
     @classmethod
     def from_ocpp(cls, d: dict) -> IdTagInfo:
@@ -102,6 +110,13 @@ class AuthRules:
     local_pre_authorize: bool = False
     local_authorize_offline: bool = True
     allow_offline_tx_for_unknown_id: bool = False
+    enabled: bool = True  # False: every token is accepted without asking (2.0.1 AuthCtrlr.Enabled)
+    unchecked_types: frozenset[str] = frozenset()  # token types accepted without asking (NoAuthorization)
+    cache_post_authorize: bool = True  # a cache entry that is not valid: ask the CSMS (else reject)
+    local_list_post_authorize: bool = True  # the same for a local list entry
+    cache_lifetime_s: float | None = None  # a cache entry unused this long is gone (None: kept)
+    master_pass_group: str | None = None  # tokens of this group stop transactions, never start one
+    ask_csms: bool = True  # False: the CSMS is never asked; only the local list and the cache decide
 
 
 class Verdict(enum.Enum):
@@ -117,6 +132,16 @@ class Decision:
     source: str = ""  # local_list | cache | offline_unknown | csms
 
 
+def _outlived(info: IdTagInfo, rules: AuthRules, now: datetime) -> bool:
+    """A cache entry not used within the cache's lifetime (2.0.1 AuthCacheCtrlr.LifeTime)."""
+    if not rules.cache_lifetime_s or not info.last_used:
+        return False
+    try:
+        return (now - parse_iso(info.last_used)).total_seconds() >= rules.cache_lifetime_s
+    except ValueError:
+        return False
+
+
 def decide(
     id_tag: str,
     online: bool,
@@ -124,18 +149,31 @@ def decide(
     local_list: Mapping[str, IdTagInfo],
     cache: Mapping[str, IdTagInfo],
     now: datetime,
+    token_type: str | None = None,
 ) -> Decision:
-    """What to do with an id tag presented locally (OCPP 1.6 sections 3.5 and 5.x). The station's
-    list and cache are :class:`IdTagMap`: found whatever the case."""
+    """What to do with an id tag presented locally (OCPP 1.6 sections 3.5 and 5.x; 2.0.1 C01-C16).
+    The station's list and cache are :class:`IdTagMap`: found whatever the case."""
+    if not rules.enabled or (token_type is not None and token_type in rules.unchecked_types):
+        return Decision(Verdict.ACCEPT, IdTagInfo("Accepted"), "no_authorization")
     known: IdTagInfo | None = None
     source = ""
     if rules.local_auth_list_enabled and id_tag in local_list:
         known, source = local_list[id_tag], "local_list"
-    elif rules.authorization_cache_enabled and id_tag in cache:
+    elif rules.authorization_cache_enabled and id_tag in cache and not _outlived(cache[id_tag], rules, now):
         known, source = cache[id_tag], "cache"
-    if online:
-        if rules.local_pre_authorize and known is not None and known.valid_at(now):
+    if online and not rules.ask_csms:
+        # 2.0.1 AuthCtrlr.DisableRemoteAuthorization: what the station knows decides, nothing else
+        if known is not None and known.valid_at(now):
             return Decision(Verdict.ACCEPT, known, source)
+        return Decision(Verdict.REJECT, known or IdTagInfo("Invalid"), source or "unknown")
+    if online:
+        if rules.local_pre_authorize and known is not None:
+            if known.valid_at(now):
+                return Decision(Verdict.ACCEPT, known, source)
+            post = rules.local_list_post_authorize if source == "local_list" else rules.cache_post_authorize
+            if not post:
+                # 2.0.1 DisablePostAuthorize: a known entry that is not valid is refused without asking
+                return Decision(Verdict.REJECT, known, source)
         return Decision(Verdict.ASK_CSMS)
     # offline
     if known is not None:

@@ -15,7 +15,9 @@ Rules:
   must be newer than the list's: otherwise the answer is a version mismatch and nothing changes.
 - The version of an empty list is 0 ("0 indicates that the local authorization list is empty",
   5.10), whatever version the update that emptied it carried; a non-empty list has a version of
-  1 or more, so a full update with entries and a version below 1 fails.
+  1 or more, so a full update with entries and a version below 1 fails. That is 1.6; in 2.0.1
+  (``empty_is_zero`` False) a list keeps the version of the update that made it, empty or not
+  (D01.FR.05: a differential update without entries still sets the version).
 - An update with more entries than the station takes in one message (``send_max_length``), with
   an id tag twice (in any case: idTags are case-insensitive, station/core/auth.py), or that would
   make the list longer than ``max_length`` fails and changes nothing.
@@ -70,9 +72,9 @@ class Plan:
     reason: str = ""
 
 
-def list_version(entries: Mapping[str, IdTagInfo], stored_version: int) -> int:
-    """The version a list reports: 0 when it is empty, else the version it was given."""
-    return stored_version if entries else 0
+def list_version(entries: Mapping[str, IdTagInfo], stored_version: int, empty_is_zero: bool = True) -> int:
+    """The version a list reports: the version it was given; 0 when it is empty (1.6)."""
+    return stored_version if entries or not empty_is_zero else 0
 
 
 def plan_update(
@@ -82,9 +84,10 @@ def plan_update(
     version: int,
     items: Sequence[ListEntry],
     limits: ListLimits,
+    empty_is_zero: bool = True,
 ) -> Plan:
     """Check an update against the list as it is and say what it writes (see the module's rules)."""
-    current = list_version(entries, stored_version)
+    current = list_version(entries, stored_version, empty_is_zero)
 
     def refuse(outcome: UpdateOutcome, reason: str) -> Plan:
         return Plan(outcome, current, reason=reason)
@@ -103,7 +106,7 @@ def plan_update(
         if missing:
             return refuse(UpdateOutcome.FAILED, f"a full update needs the info of every id tag ({missing[0]!r} has none)")
         if not items:
-            return Plan(UpdateOutcome.ACCEPTED, 0, replace=True)
+            return Plan(UpdateOutcome.ACCEPTED, 0 if empty_is_zero else version, replace=True)
         if version < 1:
             return refuse(UpdateOutcome.FAILED, f"version {version} for a list with entries (an empty list is version 0)")
         if len(items) > limits.max_length:
@@ -118,7 +121,7 @@ def plan_update(
     after = len(known - {id_tag_key(t) for t in remove} | {id_tag_key(t) for t in put})
     if after > limits.max_length:
         return refuse(UpdateOutcome.FAILED, f"the list would hold {after} entries; at most {limits.max_length}")
-    return Plan(UpdateOutcome.ACCEPTED, version if after else 0, put=put, remove=remove)
+    return Plan(UpdateOutcome.ACCEPTED, version if after or not empty_is_zero else 0, put=put, remove=remove)
 
 
 def applied(entries: Mapping[str, IdTagInfo], plan: Plan) -> IdTagMap[IdTagInfo]:

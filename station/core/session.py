@@ -362,6 +362,10 @@ class Session:
         conn = self.connectors[req.connector_id]
         cid, tag, info = req.connector_id, req.token.value, ev.info
         tx = conn.transaction
+        master = self.settings.auth.master_pass_group
+        if master and info.status == "Accepted" and info.parent_id_tag == master:
+            # a master pass never starts a transaction; the driver ends the running ones (2.0.1 C16)
+            return [Note(f"card {tag} is a master pass"), Reply(ev.request_id, "master pass")]
         if req.stop_of is not None:
             # presented at a running transaction: judged against the state now, which may have changed
             if tx is None or tx.local_id != req.stop_of:

@@ -80,6 +80,7 @@ REASON: dict[StopReason, str] = {
     StopReason.EVDisconnected: "EVDisconnected",
     StopReason.HardReset: "HardReset",
     StopReason.Local: "Local",
+    StopReason.MasterPass: "Local",  # 1.6 has no master pass: a local stop
     StopReason.Other: "Other",
     StopReason.PowerLoss: "PowerLoss",
     StopReason.Reboot: "Reboot",

@@ -22,7 +22,7 @@ from ocpp.exceptions import NotSupportedError, SecurityError
 
 from station.config import StationConfig, connector_numbers
 from station.core import model as m
-from station.core.auth import AuthRules, IdTagInfo
+from station.core.auth import IdTagInfo
 from station.core.clock import Clock, iso
 from station.core.metering import parse_measurands, samples_for
 from station.core.model import ConnectorState
@@ -31,6 +31,7 @@ from station.core.transaction import Transaction
 from station.link import CallErrorReceived, Link, NotConnected
 from station.metering import AlignedSchedule, SampledSchedule
 from station.ocpp201 import vocabulary
+from station.ocpp201.authorization import auth_rules
 from station.ocpp201.device_model import DeviceModel
 from station.ocpp201.handlers import Handler, blocks, routing_table
 from station.ocpp201.meter_values import meter_value
@@ -235,14 +236,7 @@ class Ocpp201Adapter:
         s.stop_on_invalid_id = self.flag("TxCtrlr", "StopTxOnInvalidId")
         s.max_energy_on_invalid_id_wh = self.integer("TxCtrlr", "MaxEnergyOnInvalidId") or None
         s.authorize_remote_tx_requests = self.authorize_remote_start()
-        auth_enabled = self.flag("AuthCtrlr", "Enabled")
-        s.auth = AuthRules(
-            authorization_cache_enabled=self.flag("AuthCacheCtrlr", "Enabled"),
-            local_auth_list_enabled=self.flag("LocalAuthListCtrlr", "Enabled"),
-            local_pre_authorize=self.flag("AuthCtrlr", "LocalPreAuthorize"),
-            local_authorize_offline=self.flag("AuthCtrlr", "LocalAuthorizeOffline"),
-            allow_offline_tx_for_unknown_id=self.flag("AuthCtrlr", "OfflineTxForUnknownIdEnabled") or not auth_enabled,
-        )
+        s.auth = auth_rules(self)  # station/ocpp201/authorization.py
 
     def authorize_remote_start(self) -> bool:
         return self.flag("AuthCtrlr", "AuthorizeRemoteStart")

@@ -430,7 +430,7 @@ def _build() -> tuple[Variable, ...]:
     c = "ReservationCtrlr"
     add(_v(c, "Enabled", b, "true"))
     add(_v(c, "Available", b, "true", mut=RO, constant=True))
-    add(_v(c, "NonEvseSpecific", b, "true", mut=RO, constant=True, description="reservations without an EVSE"))
+    add(_v(c, "NonEvseSpecific", b, "true", description="reservations without an EVSE are accepted"))
 
     c = "SampledDataCtrlr"
     add(_v(c, "Enabled", b, "true"))

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from station.core import model as m
 from station.core.clock import iso
 from station.core.metering import parse_measurands, samples_for
+from station.core.reservation import may_use
 from station.core.transaction import StopReason, Transaction
 from station.ocpp201 import vocabulary
 from station.ocpp201.meter_values import meter_value
@@ -60,6 +61,8 @@ class Tx201:
     charging_state: str = "Idle"
     stopped_reason: str | None = None  # the core session ended; waiting for the cable (EVConnected stop point)
     started_at: str = ""
+    reservation_id: int | None = None  # the reservation this transaction used (H03)
+    reservation_sent: bool = False  # reservationId went out (in the first event after it was used)
 
     def to_store(self) -> dict:
         return asdict(self)
@@ -138,6 +141,9 @@ class TransactionEvents:
                 t.token_sent = True
         if meter:
             payload["meterValue"] = meter
+        if t.reservation_id is not None and not t.reservation_sent:
+            payload["reservationId"] = t.reservation_id
+            t.reservation_sent = True
         if extra:
             payload.update(extra)
         t.seq_no += 1
@@ -177,9 +183,7 @@ class TransactionEvents:
         if t.remote_start_id is not None and trigger in ("Authorized", "ChargingStateChanged", "CablePluggedIn"):
             trigger = "RemoteStart"  # F01/F02: the transaction a RequestStartTransaction started
         extra: dict = {}
-        reservation = pend.reservation_id if pend.reservation_id is not None else (core.reservation_id if core else None)
-        if reservation is not None:
-            extra["reservationId"] = reservation
+        t.reservation_id = pend.reservation_id if pend.reservation_id is not None else (core.reservation_id if core else None)
         self.ad.log.info("transaction %s started on EVSE %d (%s)", t.transaction_id, evse_id, trigger)
         self._event(t, "Started", trigger, meter=self._meter(cid, "TxStartedMeasurands", "Transaction.Begin"),
                     info=info, extra=extra)
@@ -222,7 +226,8 @@ class TransactionEvents:
         elif isinstance(ev, m.EvDeparted):
             self._ev_departed(ev.connector_id)
         elif isinstance(ev, m.Authorized):
-            self._authorized(ev.connector_id, {"idToken": ev.token.value, "type": ev.token.type})
+            self._authorized(ev.connector_id, {"idToken": ev.token.value, "type": ev.token.type},
+                             self._reservation_for(ev))
         elif isinstance(ev, m.PowerPathClosed):
             if ev.connector_id not in self.open and "PowerPathClosed" in self.start_points():
                 self._start(ev.connector_id, "ChargingStateChanged")
@@ -262,9 +267,20 @@ class TransactionEvents:
         else:
             self._end(t, "EVDeparted", "EVDisconnected")
 
-    def _authorized(self, cid: int, token: dict) -> None:
+    def _reservation_for(self, ev: m.Authorized) -> int | None:
+        """The reservation the connector shows, if the token just authorized may use it (it ends
+        with the start of this driver's session)."""
+        conn = self.ad.station.connectors.get(ev.connector_id)
+        r = conn.reservation if conn is not None else None
+        if r is None or not may_use(r.id_tag, r.parent_id_tag, ev.token.value, ev.info.parent_id_tag):
+            return None
+        return r.reservation_id
+
+    def _authorized(self, cid: int, token: dict, reservation_id: int | None = None) -> None:
         t = self.open.get(cid)
         if t is not None:
+            if reservation_id is not None and t.reservation_id is None:
+                t.reservation_id = reservation_id
             if t.id_token is None or not t.token_sent:
                 t.id_token = token
                 t.token_sent = False
@@ -272,6 +288,8 @@ class TransactionEvents:
             return
         pend = self.pending.setdefault(cid, _Pending())
         pend.token = token
+        if reservation_id is not None:
+            pend.reservation_id = reservation_id
         if "Authorized" in self.start_points():
             self._start(cid, "Authorized")
 
@@ -289,6 +307,8 @@ class TransactionEvents:
         t = self.open.get(tx.connector_id)
         if t is not None:
             t.local_id = tx.local_id
+            if tx.reservation_id is not None and t.reservation_id is None:
+                t.reservation_id = tx.reservation_id  # named in the transaction's next event
             if t.id_token is None:
                 t.id_token = {"idToken": tx.id_tag, "type": tx.id_token_type or "ISO14443"}
             self._save(t)
