@@ -82,6 +82,7 @@ class _Refuse(Exception):
         self.message = message
 
 
+POST_PATHS = ("/api/link", "/api/gpio", "/api/tamper", "/api/data-transfer")
 EVSE_PATH = re.compile(r"/api/evses/(\d+)/(plug|unplug|swipe|ev|fault|sim)")
 
 
@@ -365,6 +366,33 @@ class Api:
         return {"active": active}
 
     @staticmethod
+    async def _data_transfer(rt: Any, data: dict) -> dict:
+        """DataTransfer to the CSMS (vendor-specific data, both OCPP versions); the CSMS's answer."""
+        from station.link import CallErrorReceived, NotConnected  # noqa: PLC0415
+
+        vendor = _field(data, "vendor_id", str)
+        if not vendor or len(vendor) > 255:
+            raise ApiError(400, "vendor_id: must be 1-255 characters")
+        payload: dict = {"vendorId": vendor}
+        if "message_id" in data:
+            mid = _field(data, "message_id", str)
+            if len(mid) > 50:
+                raise ApiError(400, "message_id: must be at most 50 characters")
+            payload["messageId"] = mid
+        if "data" in data:
+            if rt.cfg.ocpp == "1.6" and not isinstance(data["data"], str):
+                raise ApiError(400, "data: must be a string in OCPP 1.6")
+            payload["data"] = data["data"]
+        ad = rt.adapter
+        if ad is None or not ad.online:
+            raise ApiError(409, "not connected to the CSMS (or BootNotification not Accepted)")
+        try:
+            answer = await ad.call("DataTransfer", payload)
+        except (TimeoutError, CallErrorReceived, NotConnected) as e:
+            raise ApiError(502, f"DataTransfer failed: {e}") from None
+        return {"status": answer.get("status"), "data": answer.get("data")}
+
+    @staticmethod
     def _sim_devices(plant: Any, data: dict) -> dict:
         return _sim_devices_impl(plant, data)
 
@@ -375,10 +403,10 @@ class Api:
                 raise ApiError(405, "use GET", allow="GET, HEAD")
             return status_of(rt)
         if method != "POST":
-            if path in ("/api/link", "/api/gpio", "/api/tamper") or EVSE_PATH.fullmatch(path):
+            if path in POST_PATHS or EVSE_PATH.fullmatch(path):
                 raise ApiError(405, f"use POST for {path}", allow="POST")
             raise ApiError(404, f"no such endpoint: {method} {path}")
-        if path not in ("/api/link", "/api/gpio", "/api/tamper") and not EVSE_PATH.fullmatch(path):
+        if path not in POST_PATHS and not EVSE_PATH.fullmatch(path):
             raise ApiError(404, f"no such endpoint: {path}")
         self._check_post(headers or {})
         data = _json(body)
@@ -393,6 +421,8 @@ class Api:
             return self._gpio(rt, data)
         if path == "/api/tamper":
             return self._tamper(rt, data)
+        if path == "/api/data-transfer":
+            return await self._data_transfer(rt, data)
         m = EVSE_PATH.fullmatch(path)
         if not m:
             raise ApiError(404, f"no such endpoint: {path}")
@@ -406,8 +436,9 @@ class Api:
             ttype = data.get("type", "ISO14443")
             if ttype not in ID_TOKEN_TYPES:
                 raise ApiError(400, f"type: must be one of {', '.join(ID_TOKEN_TYPES)}")
-            if not token or len(token) > 20:
-                raise ApiError(400, "id_token: must be 1-20 characters (OCPP 1.6 IdToken)")
+            longest = 36 if rt.cfg.ocpp == "2.0.1" else 20
+            if not token or len(token) > longest:
+                raise ApiError(400, f"id_token: must be 1-{longest} characters (OCPP {rt.cfg.ocpp} IdToken)")
             if plant is None or hw.reader is not plant.reader:
                 # a real reader: still allow a token for tests and service, through the station
                 if rt.station is None:

@@ -326,3 +326,13 @@ async def test_TC_071_clock_aligned_meter_values(csms, booted):
 
 
 # -- 2.10 - 2.16 non-happy flows: tests/integration/test_octt16_non_happy.py (one place per case) --
+
+
+async def test_data_transfer_from_the_station_16(csms, booted):
+    """DataTransfer from the station (1.6: data is a string): the local API sends it."""
+    sp = await booted()
+    got = await sp.api("POST", "/api/data-transfer", {"vendor_id": "com.example", "data": "hello"})
+    assert got["status"] == "Accepted"
+    assert (await csms.expect("DataTransfer")) == {"vendorId": "com.example", "data": "hello"}
+    bad = await sp.api("POST", "/api/data-transfer", {"vendor_id": "com.example", "data": {"x": 1}}, expect=400)
+    assert "string" in bad["error"]

@@ -284,3 +284,25 @@ async def test_TC_P_03_CS_custom_data_is_accepted(csms201, booted201):
     await booted201()
     answer = await csms201.call("GetTransactionStatus", {"customData": {"vendorId": "com.example", "extra": 1}})
     assert answer["messagesInQueue"] is False
+
+
+async def test_TC_P_02_data_transfer_from_the_station(csms201, booted201):
+    """DataTransfer the other way: the local API sends one and returns the CSMS's answer."""
+    sp = await booted201()
+    csms201.responders["DataTransfer"] = lambda p: {"status": "Accepted", "data": {"echo": p.get("data")}}
+    got = await sp.api("POST", "/api/data-transfer", {"vendor_id": "com.example", "message_id": "m1",
+                                                       "data": {"a": 1}})
+    assert got == {"status": "Accepted", "data": {"echo": {"a": 1}}}
+    sent = await csms201.expect("DataTransfer")
+    assert sent == {"vendorId": "com.example", "messageId": "m1", "data": {"a": 1}}
+    bad = await sp.api("POST", "/api/data-transfer", {"message_id": "m1"}, expect=400)
+    assert "vendor_id" in bad["error"]
+
+
+async def test_AQ_6_CS_copes_with_handshake_rejection(csms201, make_station201):
+    """AQ-6: the CSMS rejects the websocket handshake twice; the station keeps trying and boots."""
+    csms201.reject_handshake = 2
+    sp = make_station201()
+    sp.start()
+    await csms201.expect("BootNotification", timeout=120)
+    assert len(csms201.handshake_times) >= 3
