@@ -17,7 +17,8 @@ Delivery rules:
   ``retry_interval() x attempts so far`` (at most ``MAX_RETRY_WAIT_S``). After ``max_attempts()``
   such failures the policy's ``gave_up()`` is told and the message is dropped, as OCPP 1.6
   section 4.10 allows (only after repeated CallErrors).
-- A timeout is an outage, not an attempt: the message stays at the head of the queue and is sent
+- A timeout is an outage, not an attempt (a policy with ``timeouts_are_attempts``, 2.0.1's E13,
+  counts it as one): the message stays at the head of the queue and is sent
   again (after ``retry_interval()``, at least ``MIN_RETRY_WAIT_S``), however long it takes.
 - Each message gets its OCPP-J unique id once, stored with its row before it is first sent; every
   resend (a timeout, a restart after a power cut) carries the same id, so a CSMS can recognise a
@@ -173,6 +174,11 @@ class Outbox:
             except NotConnected:
                 return  # kicked again once online
             except TimeoutError:
+                if getattr(self.policy, "timeouts_are_attempts", False):
+                    # 2.0.1 E13: a message the CSMS did not answer was not accepted either
+                    if self._failed(seq, action, payload, tx_local, attempts, "not answered in time"):
+                        continue
+                    return
                 # an outage, not an attempt (OCPP 1.6 counts CallErrors): keep it, same unique id
                 wait = min(MAX_RETRY_WAIT_S, max(MIN_RETRY_WAIT_S, self.policy.retry_interval()))
                 self.log.warning("%s not answered (id %s); sending it again in %g s", action, unique_id, wait)

@@ -69,6 +69,9 @@ class TransactionMessages:
     MessageAttemptIntervalTransactionEvent (E13) say how often and how far apart a message the
     CSMS did not accept is sent again; then it is dropped, as 2.0.1 allows."""
 
+    # E13.FR.01: no answer (a timeout) is a failed attempt too, like a CallError
+    timeouts_are_attempts = True
+
     def __init__(self, adapter: Ocpp201Adapter) -> None:
         self.ad = adapter
 
@@ -367,6 +370,7 @@ class Ocpp201Adapter:
         if self.registrar.accepted:
             self.status.reconnected()
             self.outbox.kick()
+            self._each_service("reconnected")
 
     def on_close(self) -> None:
         self.registrar.disconnected()

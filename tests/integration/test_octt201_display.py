@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from station.core.clock import iso
+
 
 def message(mid: int, text: str, priority: str = "NormalCycle", **extra) -> dict:
     return {"message": {"id": mid, "priority": priority, "message": {"format": "UTF8", "content": text}, **extra}}
 
 
-async def test_TC_O_01_CS_set_display_message_and_get_it_back(csms201, booted201):
+async def test_TC_O_01_TC_O_07_CS_set_display_message_and_get_it_by_id(csms201, booted201):
     sp = await booted201()
     assert (await csms201.call("SetDisplayMessage", message(1, "Welcome")))["status"] == "Accepted"
     assert (await csms201.call("GetDisplayMessages", {"requestId": 5, "id": [1]}))["status"] == "Accepted"
@@ -16,19 +20,19 @@ async def test_TC_O_01_CS_set_display_message_and_get_it_back(csms201, booted201
     assert (await sp.status())["display"] == [{"id": 1, "priority": "NormalCycle", "text": "Welcome"}]
 
 
-async def test_TC_O_13_CS_get_display_messages_unknown(csms201, booted201):
+async def test_TC_O_03_TC_O_33_CS_get_display_messages_none_configured(csms201, booted201):
     await booted201()
     assert (await csms201.call("GetDisplayMessages", {"requestId": 6, "id": [99]}))["status"] == "Unknown"
 
 
-async def test_TC_O_14_CS_clear_display_message(csms201, booted201):
+async def test_TC_O_04_TC_O_05_CS_clear_display_message(csms201, booted201):
     await booted201()
     await csms201.call("SetDisplayMessage", message(2, "Out of order tomorrow"))
     assert (await csms201.call("ClearDisplayMessage", {"id": 2}))["status"] == "Accepted"
     assert (await csms201.call("ClearDisplayMessage", {"id": 2}))["status"] == "Unknown"
 
 
-async def test_TC_O_20_CS_display_message_unknown_transaction_and_format(csms201, booted201):
+async def test_TC_O_10_TC_O_19_CS_unknown_transaction_and_format(csms201, booted201):
     await booted201()
     answer = await csms201.call("SetDisplayMessage", message(3, "x", transactionId="nope"))
     assert answer["status"] == "UnknownTransaction"
@@ -37,7 +41,7 @@ async def test_TC_O_20_CS_display_message_unknown_transaction_and_format(csms201
     assert (await csms201.call("SetDisplayMessage", bad))["status"] == "NotSupportedMessageFormat"
 
 
-async def test_display_messages_persist_and_replace_by_id(csms201, booted201):
+async def test_TC_O_12_TC_O_20_CS_replace_by_id_and_persist_over_reboot(csms201, booted201):
     sp = await booted201()
     await csms201.call("SetDisplayMessage", message(1, "old", "InFront"))
     await csms201.call("SetDisplayMessage", message(1, "new", "AlwaysFront"))
@@ -48,7 +52,7 @@ async def test_display_messages_persist_and_replace_by_id(csms201, booted201):
     assert (await sp.status())["display"] == [{"id": 1, "priority": "AlwaysFront", "text": "new"}]
 
 
-async def test_I_cost_updated_shown_with_the_transaction(csms201, booted201):
+async def test_TC_I_01_CS_cost_updated_shown_with_the_transaction(csms201, booted201):
     sp = await booted201()
     await sp.plug()
     await sp.swipe("TAG1")
@@ -57,3 +61,51 @@ async def test_I_cost_updated_shown_with_the_transaction(csms201, booted201):
     assert await csms201.call("CostUpdated", {"totalCost": 1.25, "transactionId": tx_id}) == {}
     tx = (await sp.status())["evses"][0]["transaction"]
     assert tx["id"] == tx_id and tx["cost"] == 1.25
+
+
+async def test_TC_O_02_TC_O_08_CS_get_all_and_by_priority(csms201, booted201):
+    await booted201()
+    await csms201.call("SetDisplayMessage", message(1, "a", "NormalCycle"))
+    await csms201.call("SetDisplayMessage", message(2, "b", "InFront"))
+    await csms201.call("GetDisplayMessages", {"requestId": 1})
+    got = await csms201.expect("NotifyDisplayMessages")
+    assert sorted(m["id"] for m in got["messageInfo"]) == [1, 2]
+    await csms201.call("GetDisplayMessages", {"requestId": 2, "priority": "InFront"})
+    got = await csms201.expect("NotifyDisplayMessages", lambda p: p["requestId"] == 2)
+    assert [m["id"] for m in got["messageInfo"]] == [2]
+
+
+async def test_TC_O_09_TC_O_34_CS_by_state(csms201, booted201):
+    await booted201()
+    await csms201.call("SetDisplayMessage", message(1, "charging now", state="Charging"))
+    assert (await csms201.call("GetDisplayMessages", {"requestId": 3, "state": "Charging"}))["status"] == "Accepted"
+    answer = await csms201.call("GetDisplayMessages", {"requestId": 4, "id": [1], "state": "Idle"})
+    assert answer["status"] == "Unknown"
+
+
+async def test_TC_O_13_TC_O_14_CS_shown_from_start_until_end(csms201, booted201):
+    import asyncio
+
+    from tests.integration.harness import wall_now
+
+    sp = await booted201()
+    start = wall_now() + timedelta(seconds=60)
+    end = start + timedelta(seconds=60)
+    await csms201.call("SetDisplayMessage", message(5, "later", startDateTime=iso(start), endDateTime=iso(end)))
+    assert (await sp.status())["display"] == []
+    await asyncio.sleep(90)
+    assert [m["id"] for m in (await sp.status())["display"]] == [5]
+    await asyncio.sleep(60)
+    assert (await sp.status())["display"] == []
+
+
+async def test_TC_I_07_CS_total_cost_in_transaction_event_response(csms201, booted201):
+    csms201.responders["TransactionEvent"] = lambda p: {"totalCost": 2.5}
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    import asyncio
+
+    await asyncio.sleep(1)
+    assert (await sp.status())["evses"][0]["transaction"]["cost"] == 2.5

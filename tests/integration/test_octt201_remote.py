@@ -205,7 +205,7 @@ async def test_TC_G_05_06_CS_change_availability_station(csms201, booted201):
     await csms201.expect("StatusNotification", lambda p: p["connectorStatus"] == "Available")
 
 
-async def test_TC_G_07_08_CS_change_availability_connector(csms201, booted201):
+async def test_TC_G_07_CS_change_availability_connector(csms201, booted201):
     await booted201()
     answer = await csms201.call("ChangeAvailability", {"operationalStatus": "Inoperative",
                                                        "evse": {"id": 1, "connectorId": 1}})
@@ -286,7 +286,7 @@ async def test_TC_P_03_CS_custom_data_is_accepted(csms201, booted201):
     assert answer["messagesInQueue"] is False
 
 
-async def test_TC_P_02_data_transfer_from_the_station(csms201, booted201):
+async def test_data_transfer_from_the_station_201(csms201, booted201):
     """DataTransfer the other way: the local API sends one and returns the CSMS's answer."""
     sp = await booted201()
     csms201.responders["DataTransfer"] = lambda p: {"status": "Accepted", "data": {"echo": p.get("data")}}

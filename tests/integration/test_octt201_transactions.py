@@ -130,7 +130,7 @@ async def test_TC_E_06_CS_local_stop_accepted(csms201, booted201):
     seq_ok(csms201, ev["transactionInfo"]["transactionId"])
 
 
-async def test_TC_E_15_CS_stop_option_ev_connected_only_stop_authorized(csms201, booted201):
+async def test_stop_point_ev_connected_only_ends_at_unplug(csms201, booted201):
     """TxStopPoint EVConnected: the local stop deauthorizes (Updated), the unplug ends it."""
     sp = await booted201(variables=points("PowerPathClosed", "EVConnected"))
     await sp.plug()
@@ -194,7 +194,7 @@ async def test_TC_E_16_CS_deauthorized_invalid_id_token(csms201, booted201):
     assert end["transactionInfo"]["stoppedReason"] == "DeAuthorized"
 
 
-async def test_TC_E_29_30_CS_transaction_status_ongoing(csms201, booted201):
+async def test_TC_E_30_CS_transaction_status_ongoing_without_queue(csms201, booted201):
     sp = await booted201()
     await sp.plug()
     await sp.swipe("TAG1")
@@ -276,7 +276,7 @@ async def test_TC_E_43_CS_transaction_during_offline_period(csms201, booted201):
     seq_ok(csms201, s["transactionInfo"]["transactionId"])
 
 
-async def test_TC_E_41_CS_retry_max_count_reached(csms201, booted201):
+async def test_TC_E_50_CS_retry_max_count_reached_call_error(csms201, booted201):
     """A TransactionEvent the CSMS never answers is sent MessageAttempts times, then dropped."""
     sp = await booted201(variables=[var("OCPPCommCtrlr", "MessageAttempts", "3", instance="TransactionEvent")])
     csms201.responders["TransactionEvent"] = lambda p: CallErrorReply("InternalError", "no")
@@ -289,7 +289,7 @@ async def test_TC_E_41_CS_retry_max_count_reached(csms201, booted201):
     assert len({p["seqNo"] for p in tries}) == 1
 
 
-async def test_TC_E_42_CS_retry_success_before_max(csms201, booted201):
+async def test_TC_E_51_CS_retry_success_before_max_call_error(csms201, booted201):
     sp = await booted201(variables=[var("OCPPCommCtrlr", "MessageAttempts", "3", instance="TransactionEvent")])
     answers = iter([CallErrorReply("InternalError", "no"), None])
     csms201.responders["TransactionEvent"] = lambda p: next(answers, None)
@@ -338,3 +338,56 @@ async def test_TC_J_02_CS_clock_aligned_transaction_ongoing(csms201, booted201):
     await csms201.expect("TransactionEvent", started)
     upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "MeterValueClock", timeout=130)
     assert upd["eventType"] == "Updated"
+
+
+async def test_TC_E_15_CS_stop_option_stop_authorized_local(csms201, booted201):
+    """TxStopPoint Authorized: the driver's card ends the transaction (Ended, StopAuthorized)."""
+    sp = await booted201(variables=points("PowerPathClosed", "Authorized"))
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    await sp.swipe("TAG1")
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "StopAuthorized" and end["transactionInfo"]["stoppedReason"] == "Local"
+    assert end["transactionInfo"]["transactionId"] == ev["transactionInfo"]["transactionId"]
+
+
+async def test_TC_E_41_CS_retry_max_count_reached_no_answer(csms201, booted201):
+    """The CSMS does not answer the TransactionEvent at all: sent MessageAttempts times, then dropped."""
+    sp = await booted201(variables=[var("OCPPCommCtrlr", "MessageAttempts", "2", instance="TransactionEvent")])
+    csms201.silent.add("TransactionEvent")
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    await asyncio.sleep(200)
+    tries = [r for r in csms201.received if r.action == "TransactionEvent" and started(r.payload)]
+    assert len(tries) == 2
+    assert len({r.unique_id for r in tries}) == 1  # the same message sent again
+
+
+async def test_TC_E_42_CS_retry_success_before_max_no_answer(csms201, booted201):
+    sp = await booted201(variables=[var("OCPPCommCtrlr", "MessageAttempts", "3", instance="TransactionEvent")])
+    csms201.silent.add("TransactionEvent")
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    csms201.silent.clear()
+    await csms201.expect("TransactionEvent", started, timeout=120)
+    await asyncio.sleep(200)
+    tries = [p for p in csms201.calls("TransactionEvent") if started(p)]
+    assert len(tries) == 2
+
+
+async def test_TC_J_10_CS_sampled_ended_has_end_values(csms201, booted201):
+    sp = await booted201(variables=[var("SampledDataCtrlr", "TxEndedMeasurands",
+                                        "Energy.Active.Import.Register,Power.Active.Import")])
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    await asyncio.sleep(30)
+    await sp.swipe("TAG1")
+    end = await csms201.expect("TransactionEvent", ended)
+    values = {sv["measurand"]: sv for mv in end["meterValue"] for sv in mv["sampledValue"]}
+    assert values["Energy.Active.Import.Register"]["context"] == "Transaction.End"
+    assert values["Energy.Active.Import.Register"]["value"] > 0
+    assert "Power.Active.Import" in values

@@ -10,7 +10,8 @@ changes.
 A module that needs state or timers of its own (a service: local list, charging profiles,
 firmware) defines ``service(adapter) -> object``; the adapter makes it once, keeps it as
 ``adapter.services[module name]`` and calls its optional ``start()`` / ``stop()`` and
-``registered()`` (BootNotification Accepted) with its own.
+``registered()`` (BootNotification Accepted) and ``reconnected()`` (the link is back, the
+registration still Accepted) with its own.
 """
 
 from __future__ import annotations

@@ -67,9 +67,12 @@ class Monitoring:
         self._timers.clear()
 
     def registered(self) -> None:
+        """Online again: the events kept while off line go out."""
         queued, self._queued = self._queued, []
         if queued:
             self.ad.spawn(self._send(queued))
+
+    reconnected = registered
 
     # -- monitors ---------------------------------------------------------------------------
     def level(self) -> int:
@@ -262,6 +265,8 @@ async def set_variable_monitoring(ad: Ocpp201Adapter, p: dict) -> dict:
                 status, why = "UnsupportedMonitorType", f"{v.label} is not a number"
             elif d["type"] in PERIODIC and d["value"] <= 0:
                 status, why = "Rejected", "a periodic monitor needs a value above 0 (seconds)"
+            elif (problem := _out_of_range(v, d["type"], float(d["value"]))) is not None:
+                status, why = "Rejected", problem
             elif "id" in d and d["id"] not in mon.monitors:
                 status, why = "Rejected", f"no monitor with id {d['id']} to replace"
             elif same:
@@ -282,8 +287,24 @@ async def set_variable_monitoring(ad: Ocpp201Adapter, p: dict) -> dict:
     return {"setMonitoringResult": results}
 
 
+def _out_of_range(v: Variable, kind: str, value: float) -> str | None:
+    """N04: a threshold outside the variable's limits, or a delta larger than its range."""
+    if not v.numeric:
+        return None
+    low, high = v.min_limit, v.max_limit
+    if kind in THRESHOLDS and ((low is not None and value < low) or (high is not None and value > high)):
+        return f"threshold {value:g} is outside {v.label}'s range {low:g}..{high:g}" if low is not None and \
+            high is not None else f"threshold {value:g} is outside {v.label}'s range"
+    if kind == "Delta" and (value < 0 or (low is not None and high is not None and value > high - low)):
+        return f"delta {value:g} is larger than {v.label}'s range"
+    return None
+
+
 @routes.on("SetMonitoringLevel")
 async def set_monitoring_level(ad: Ocpp201Adapter, p: dict) -> dict:
+    if not 0 <= p["severity"] <= 9:
+        return {"status": "Rejected", "statusInfo": {"reasonCode": "ValueOutOfRange",
+                                                     "additionalInfo": "severity must be 0 (Danger) to 9 (Debug)"}}
     ad.dm.set_actual("MonitoringCtrlr", "ActiveMonitoringLevel", p["severity"])
     return {"status": "Accepted"}
 
