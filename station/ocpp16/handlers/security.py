@@ -1,5 +1,7 @@
 """OCPP 1.6 security extension (whitepaper edition 3): the CSMS's security requests and the
-station's side of the security profiles.
+station's side of the security profiles. The version-independent part (certificate store, TLS
+contexts, security log and events, revocation) is the shared engine in station/security_service.py,
+which the 2.0.1 adapter uses too; this module adds the 1.6 keys and vocabulary.
 
 Requests: ExtendedTriggerMessage, CertificateSigned, InstallCertificate, DeleteCertificate,
 GetInstalledCertificateIds, GetLog (SecurityLog and DiagnosticsLog, uploaded over HTTP(S) or FTP
@@ -26,13 +28,8 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import websockets
 
 from station import logsafe
 from station.core.clock import iso, parse_iso
@@ -40,20 +37,18 @@ from station.firmware import NS as FIRMWARE_NS
 from station.firmware import LogUploads
 from station.link import CallErrorReceived, NotConnected
 from station.ocpp16.handlers import Routes
-from station.revocation import check_revocation, issuer_among
+from station.revocation import issuer_among
 from station.security import (
     CSMS_ROOT,
     MANUFACTURER_ROOT,
     ROOT_TYPES,
     CertificateProblem,
-    CertificateStore,
     HashData,
     check_signing_certificate,
     firmware_signature_ok,
     parse_chain,
-    security_log_text,
 )
-from station.security import client_context as tls_client_context
+from station.security_service import NS, SECURITY_LOG_MAX, EventNames, SecurityEngine
 from station.transfer import TransferError, client_context, parse_location
 
 if TYPE_CHECKING:
@@ -61,9 +56,7 @@ if TYPE_CHECKING:
 
 routes = Routes("Security")
 
-NS = "security"
 PROFILE_TRIAL_ATTEMPTS = 3
-SECURITY_LOG_MAX = 2000  # lines kept in the security log (the oldest half goes when it is full)
 # the whitepaper's critical security events: sent to the CSMS (the others are only logged)
 CRITICAL_EVENTS = frozenset({
     "FirmwareUpdated", "FailedToAuthenticateAtCentralSystem", "CentralSystemFailedToAuthenticate",
@@ -72,28 +65,32 @@ CRITICAL_EVENTS = frozenset({
     "InvalidFirmwareSignature", "InvalidFirmwareSigningCertificate", "InvalidCentralSystemCertificate",
     "InvalidChargePointCertificate", "InvalidTLSVersion", "InvalidTLSCipherSuite",
 })
+NAMES = EventNames(csms_certificate="InvalidCentralSystemCertificate", authentication="FailedToAuthenticateAtCentralSystem")
 
 
-class SecurityService:
-    """The adapter's security state: certificate store, security profile, security events."""
+class SecurityService(SecurityEngine):
+    """The 1.6 adapter's security state: the shared engine (certificate store, TLS contexts,
+    security log and events: station/security_service.py) plus SecurityProfile, signed firmware
+    and the 1.6 event names."""
 
     def __init__(self, ad: Ocpp16Adapter) -> None:
-        self.ad = ad
+        super().__init__(ad, NAMES, CRITICAL_EVENTS)
+        self.ad: Ocpp16Adapter = ad
         cfg = ad.cfg
-        folder = Path(tempfile.mkdtemp(prefix="station-security-")) if cfg.state_dir == ":memory:" else cfg.state_path() / NS
-        self.certs = CertificateStore(folder)
-        self.log_file = folder / "security-log.jsonl"
         confirmed = ad.store.get(NS, "profile")
         self.profile = max(cfg.security_profile, int(confirmed) if isinstance(confirmed, int | str) and str(confirmed).isdigit() else 0)
         self.trial: tuple[int, int] | None = None  # (previous, new) until the new profile connects
         self.trial_failures = 0
-        self.failure_events: set[str] = set()  # events of the current run of failed connections (sent once)
         self.log_uploads = LogUploads(  # GetLog (station/firmware.py, shared with 2.0.1)
             scheduler=ad.scheduler, log=ad.log, spawn=lambda job: ad.spawn(job),
             notify=lambda status, rid: ad.send_quietly("LogStatusNotification", {"status": status, "requestId": rid}),
             ssl_context=lambda: client_context(ad.cfg.ca_file))
         self.started = False  # StartupOfTheDevice / ResetOrReboot reported (on the first connection)
         self.signed_status: tuple[str, int | None] = self._kept_signed_status()  # its last status and requestId
+
+    @property
+    def log_max(self) -> int:
+        return SECURITY_LOG_MAX  # read at each use (a test lowers it)
 
     # -- the link for a profile ---------------------------------------------------------------
     def url(self, profile: int | None = None) -> str:
@@ -113,18 +110,10 @@ class SecurityService:
             return None
         return (self.ad.cfg.id, password)
 
-    def ssl_context(self, profile: int | None = None) -> ssl.SSLContext | None:
-        """Profiles 2 and 3: installed roots (and station.ca_file); 3 also the client certificate.
-        None when it cannot be built (the link then names the unreadable CA file)."""
+    def ssl_context(self, profile: int | None = None) -> ssl.SSLContext | None:  # type: ignore[override]
+        """Profiles 2 and 3: installed roots (and station.ca_file); 3 also the client certificate."""
         profile = self.profile if profile is None else profile
-        if not self.url(profile).lower().startswith("wss://"):
-            return None
-        if profile == 3 and not self.certs.has_client_certificate():
-            self.ad.log.error("security profile 3 needs a ChargePointCertificate: none is installed (SignCertificate)")
-        try:
-            return tls_client_context(self.certs, self.ad.cfg.ca_file, client_certificate=profile == 3)
-        except (OSError, ssl.SSLError):
-            return None
+        return SecurityEngine.ssl_context(self, self.url(profile), profile)
 
     def configure(self, profile: int) -> None:
         link = self.ad.link
@@ -225,7 +214,7 @@ class SecurityService:
         self.ad.store.put(NS, "signed_installed", request_id)
 
     def connected(self) -> None:
-        self.failure_events.clear()
+        self.connection_opened()
         if self.trial is not None:
             previous, new = self.trial
             self.trial = None
@@ -236,18 +225,7 @@ class SecurityService:
     def link_failed(self, e: BaseException) -> None:
         """A connection attempt failed: the security event it is (once per run of failures), and
         the fall-back of a new profile that does not connect."""
-        kind = None
-        if isinstance(e, ssl.SSLCertVerificationError):
-            kind = "InvalidCentralSystemCertificate"
-        elif isinstance(e, ssl.SSLError) and "VERSION" in str(getattr(e, "reason", "") or "").upper():
-            kind = "InvalidTLSVersion"
-        elif isinstance(e, ssl.SSLError) and "CIPHER" in str(getattr(e, "reason", "") or "").upper():
-            kind = "InvalidTLSCipherSuite"
-        elif isinstance(e, websockets.InvalidStatus) and e.response.status_code in (401, 403):
-            kind = "FailedToAuthenticateAtCentralSystem"
-        if kind is not None and kind not in self.failure_events:
-            self.failure_events.add(kind)
-            self.event(kind, logsafe.text(e, 200))
+        self.attempt_failed(e)
         if self.trial is not None:
             self.trial_failures += 1
             if self.trial_failures >= PROFILE_TRIAL_ATTEMPTS:
@@ -258,34 +236,6 @@ class SecurityService:
                 self.ad.log.error("security profile %d failed to connect %d times: back to profile %d",
                                   new, PROFILE_TRIAL_ATTEMPTS, previous)
                 self.configure(previous)
-
-    # -- security events -------------------------------------------------------------------------
-    def event(self, kind: str, tech_info: str = "", queue: bool = True) -> None:
-        """A security event: in the security log; a critical one also queued for the CSMS."""
-        now = self.ad.scheduler.now()
-        record = {"timestamp": iso(now), "type": kind, "techInfo": tech_info[:255]}
-        self._append_log(record)
-        self.ad.log.warning("security event %s%s", kind, f": {tech_info}" if tech_info else "")
-        if kind in CRITICAL_EVENTS and queue:
-            payload = {"type": kind, "timestamp": iso(now)}
-            if tech_info:
-                payload["techInfo"] = tech_info[:255]
-            self.ad.outbox.add("SecurityEventNotification", payload)
-
-    def _append_log(self, record: dict) -> None:
-        try:
-            with self.log_file.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            lines = self.log_file.read_text().splitlines()
-            if len(lines) > SECURITY_LOG_MAX:
-                self.log_file.write_text("\n".join(lines[-SECURITY_LOG_MAX // 2:]) + "\n")
-                dropped = len(lines) - SECURITY_LOG_MAX // 2
-                self.event("SecurityLogWasCleared", f"security log full ({SECURITY_LOG_MAX} records): the oldest {dropped} dropped")
-        except OSError as e:
-            self.ad.log.error("security log not written: %s", e)
-
-    def security_log(self, oldest: datetime | None, latest: datetime | None) -> str:
-        return security_log_text(self.log_file, oldest, latest)
 
     def diagnostics_log(self) -> str:
         ad = self.ad
@@ -477,18 +427,8 @@ async def get_log(ad: Ocpp16Adapter, p: dict) -> Any:
 
 # -- revocation (station/revocation.py) -------------------------------------------------------------
 async def revoked(ad: Ocpp16Adapter, cert: Any, issuer: Any, request: str, event: str) -> bool:
-    """The certificate's CRL (if it names one) lists it: logged and the security ``event`` raised.
-    A CRL that cannot be fetched or checked is a soft fail: True is not returned, but it is logged
-    and kept in the security log (RevocationCheckFailed, not sent to the CSMS)."""
-    result = await check_revocation(cert, issuer, ad.scheduler.now(), ssl_context=client_context(ad.cfg.ca_file))
-    if result.status == "revoked":
-        ad.log.warning("%s: the certificate is revoked: %s", request, result.reason)
-        _svc(ad).event(event, f"revoked certificate: {result.reason}")
-        return True
-    if result.status == "unknown":
-        ad.log.warning("%s: revocation not checked (accepted): %s", request, logsafe.text(result.reason, 200))
-        _svc(ad).event("RevocationCheckFailed", f"{request}: {result.reason}")
-    return False
+    """The shared engine's revocation check (station/security_service.py)."""
+    return await _svc(ad).revoked(cert, issuer, request, event)
 
 
 # -- SignedUpdateFirmware ---------------------------------------------------------------------------
