@@ -5,7 +5,8 @@ security profiles 2 and 3. Version independent (the 2.0.1 adapter uses it as it 
 The store is a folder of the state directory (``<state>/security``, mode 0700):
 
 - ``roots/<CertificateType>/<sha256 of the DER>.pem``: installed root certificates
-  (``CentralSystemRootCertificate``, ``ManufacturerRootCertificate``)
+  (``CentralSystemRootCertificate``, ``ManufacturerRootCertificate``; 2.0.1 also
+  ``V2GRootCertificate``, ``MORootCertificate``)
 - ``cp/key.pem`` + ``cp/chain.pem``: the charge point's private key and its signed certificate
   chain (leaf first), used as the TLS client certificate of profile 3
 - ``cp/pending-key.pem``: the key of the last CSR, until its signed certificate arrives
@@ -36,7 +37,9 @@ from station.core.clock import parse_iso
 
 CSMS_ROOT = "CentralSystemRootCertificate"
 MANUFACTURER_ROOT = "ManufacturerRootCertificate"
-ROOT_TYPES = (CSMS_ROOT, MANUFACTURER_ROOT)
+V2G_ROOT = "V2GRootCertificate"  # 2.0.1 only (ISO 15118)
+MO_ROOT = "MORootCertificate"  # 2.0.1 only (ISO 15118)
+ROOT_TYPES = (CSMS_ROOT, MANUFACTURER_ROOT, V2G_ROOT, MO_ROOT)
 CP_CERT = "ChargePointCertificate"
 
 
@@ -399,5 +402,5 @@ def client_context(store: CertificateStore, ca_file: str | None, client_certific
     return ctx
 
 
-__all__ = ["CP_CERT", "CSMS_ROOT", "MANUFACTURER_ROOT", "ROOT_TYPES", "CertificateProblem", "CertificateStore", "HashData",
+__all__ = ["CP_CERT", "CSMS_ROOT", "MANUFACTURER_ROOT", "MO_ROOT", "ROOT_TYPES", "V2G_ROOT", "CertificateProblem", "CertificateStore", "HashData",
            "check_signing_certificate", "check_valid_at", "client_context", "firmware_signature_ok", "hash_data", "issued_by", "parse_chain", "write_private"]

@@ -271,17 +271,23 @@ class Ocpp201Adapter:
         return state, self.station.connectors[cid].plugged
 
     # -- life cycle --------------------------------------------------------------------------
+    # the connection: the network connection profile in use (handlers/network.py) decides the URL,
+    # the security profile, Basic auth and TLS; the security block (handlers/security.py) turns
+    # failed attempts into security events
     def basic_auth(self) -> tuple[str, str] | None:
         """HTTP Basic credentials of security profiles 1 and 2: the station id and BasicAuthPassword."""
-        if self.cfg.security_profile not in (1, 2):
-            return None
+        network = self.services.get("network")
+        if network is not None:
+            return network.basic_auth()
         password = self.text("SecurityCtrlr", "BasicAuthPassword")
-        return (self.cfg.id, password) if password else None
+        return (self.cfg.id, password) if password and self.cfg.security_profile in (1, 2) else None
 
     def url(self) -> str:
-        return self.cfg.url_for_station()
+        network = self.services.get("network")
+        return network.url() if network is not None else self.cfg.url_for_station()
 
     def make_link(self, ssl: Any = None, reconnecting: bool = False) -> Link:
+        network = self.services.get("network")
         self.link = Link(
             url=self.url(),
             version="2.0.1",
@@ -290,12 +296,24 @@ class Ocpp201Adapter:
             on_close=self.on_close,
             log=self.log,
             basic_auth=self.basic_auth(),
-            ssl=ssl,
+            ssl=ssl or (network.ssl_context() if network is not None else None),
             ca_file=self.cfg.ca_file,
+            on_failure=self._link_failed,
             ping_interval=float(self.integer("OCPPCommCtrlr", "WebSocketPingInterval")) or None,
             reconnecting=reconnecting,
         )
+        if network is not None:
+            network.attach(self.link)
         return self.link
+
+    def _link_failed(self, e: BaseException) -> None:
+        """A connection attempt failed: its security event, and the network profile fallback."""
+        security = self.services.get("security")
+        if security is not None:
+            security.attempt_failed(e)
+        network = self.services.get("network")
+        if network is not None:
+            network.attempt_failed(e)
 
     def _each_service(self, hook: str) -> None:
         for name, svc in self.services.items():
@@ -366,6 +384,12 @@ class Ocpp201Adapter:
             return None
 
     async def on_open(self) -> None:
+        security, network = self.services.get("security"), self.services.get("network")
+        if security is not None:
+            security.connection_opened()
+        if network is not None and network.connected():  # new credentials: the CSMS sees a new session
+            self.spawn(self.registrar.boot(again=True))
+            return
         self.registrar.connected()
         if self.registrar.accepted:
             self.status.reconnected()

@@ -414,7 +414,7 @@ def _build() -> tuple[Variable, ...]:
     add(_v(c, "MessageAttemptInterval", i, "60", instance="TransactionEvent", unit="s", min_limit=0,
            max_limit=3600, required=True))
     add(_v(c, "MessageAttempts", i, "3", instance="TransactionEvent", min_limit=0, max_limit=100, required=True))
-    add(_v(c, "NetworkConfigurationPriority", "SequenceList", "0", check=_network_slots, reboot_required=True,
+    add(_v(c, "NetworkConfigurationPriority", "SequenceList", "0", check=_network_slots,
            required=True, description="configuration slots to try, in order; used from the next connection"))
     add(_v(c, "NetworkProfileConnectionAttempts", i, "3", min_limit=1, max_limit=100, required=True))
     add(_v(c, "OfflineThreshold", i, "60", unit="s", min_limit=0, max_limit=DAY, required=True))
