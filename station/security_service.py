@@ -20,6 +20,7 @@ critical. Private keys never reach a log line or an exception text.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -33,8 +34,8 @@ import websockets
 
 from station import logsafe
 from station.core.clock import iso
-from station.revocation import check_revocation
-from station.security import CertificateStore, security_log_text
+from station.revocation import check_revocation, issuer_among
+from station.security import ROOT_TYPES, CertificateStore, security_log_text
 from station.security import client_context as tls_client_context
 from station.transfer import client_context
 
@@ -161,6 +162,14 @@ class SecurityEngine:
         return security_log_text(self.log_file, oldest, latest)
 
     # -- revocation ---------------------------------------------------------------------------------
+    async def chain_revoked(self, certs: list[Any], request: str, event: str) -> bool:
+        """Every certificate of a chain against its issuer's CRL (the next one in the chain; for the
+        top one an installed root), the downloads side by side (each bounded by the CRL timeout)."""
+        roots = [r for k in ROOT_TYPES for r in self.certs.roots(k)]
+        issuers = [certs[i + 1] if i + 1 < len(certs) else issuer_among(c, roots) for i, c in enumerate(certs)]
+        checks = await asyncio.gather(*(self.revoked(c, issuer, request, event) for c, issuer in zip(certs, issuers, strict=True)))
+        return any(checks)
+
     async def revoked(self, cert: Any, issuer: Any, request: str, event: str) -> bool:
         """The certificate's CRL (if it names one) lists it: logged and the security ``event``
         raised. A CRL that cannot be fetched or checked is a soft fail: not revoked, but logged and

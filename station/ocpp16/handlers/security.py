@@ -318,13 +318,8 @@ async def certificate_signed(ad: Ocpp16Adapter, p: dict) -> Any:
         ad.log.warning("CertificateSigned rejected: %s", e)
         svc.event("InvalidChargePointCertificate", str(e))
         return {"status": "Rejected"}
-    # every certificate of the chain against its issuer's CRL (the next one in the chain; for the
-    # top one an installed root), the downloads side by side: the answer waits CRL_TIMEOUT_S at most
-    roots = [r for k in ROOT_TYPES for r in svc.certs.roots(k)]
-    issuers = [certs[i + 1] if i + 1 < len(certs) else issuer_among(c, roots) for i, c in enumerate(certs)]
-    checks = await asyncio.gather(*(revoked(ad, c, issuer, "CertificateSigned", "InvalidChargePointCertificate")
-                                    for c, issuer in zip(certs, issuers, strict=True)))
-    if any(checks):
+    # every certificate of the chain against its issuer's CRL (the shared engine)
+    if await svc.chain_revoked(certs, "CertificateSigned", "InvalidChargePointCertificate"):
         return {"status": "Rejected"}
     try:
         svc.certs.accept_signed(certs)

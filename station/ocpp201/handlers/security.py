@@ -167,9 +167,7 @@ async def certificate_signed(ad: Ocpp201Adapter, p: dict) -> Any:
         ad.log.warning("CertificateSigned rejected: %s", e)
         svc.event("InvalidChargingStationCertificate", str(e))
         return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidCertificate", "additionalInfo": str(e)[:512]}}
-    roots = [r for k in ROOT_TYPES for r in svc.certs.roots(k)]
-    issuer = certs[1] if len(certs) > 1 else issuer_among(certs[0], roots)
-    if await svc.revoked(certs[0], issuer, "CertificateSigned", "InvalidChargingStationCertificate"):
+    if await svc.chain_revoked(certs, "CertificateSigned", "InvalidChargingStationCertificate"):
         return {"status": "Rejected", "statusInfo": {"reasonCode": "CertificateRevoked"}}
     try:
         svc.certs.accept_signed(certs)
