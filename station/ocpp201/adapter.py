@@ -40,6 +40,7 @@ from station.ocpp201.transaction_event import TransactionEvents, Tx201
 from station.outbox import Outbox
 from station.registration import Registration
 from station.scheduler import LoopScheduler, Scheduler
+from station.security_events import SecurityEventSources
 from station.station import Station
 from station.store import Store
 from station.tasks import Tasks
@@ -165,6 +166,8 @@ class Ocpp201Adapter:
             make = getattr(mod, "service", None)
             if make is not None:
                 self.services[mod.__name__.rsplit(".", 1)[-1]] = make(self)
+        self.security = self.services["security"]  # the shared security engine (handlers/security.py)
+        self.security_events = SecurityEventSources(self)  # InvalidMessages, MemoryExhaustion, tamper
         self.boot_reason = str(store.get(NS, "boot_reason", "PowerUp"))
         store.put(NS, "boot_reason", "PowerUp")  # the next start is a power-up unless a reset says otherwise
         for component, variable in WATCHED:
@@ -299,6 +302,7 @@ class Ocpp201Adapter:
             ssl=ssl or (network.ssl_context() if network is not None else None),
             ca_file=self.cfg.ca_file,
             on_failure=self._link_failed,
+            on_invalid=self.security_events.invalid_message,
             ping_interval=float(self.integer("OCPPCommCtrlr", "WebSocketPingInterval")) or None,
             reconnecting=reconnecting,
         )
@@ -395,6 +399,7 @@ class Ocpp201Adapter:
             self.status.reconnected()
             self.outbox.kick()
             self._each_service("reconnected")
+            self.security_events.deliver_held()  # a MemoryExhaustion raised while offline
 
     def on_close(self) -> None:
         self.registrar.disconnected()
@@ -424,6 +429,7 @@ class Ocpp201Adapter:
         self.status.send_all()
         self.outbox.kick()
         self._each_service("registered")
+        self.security_events.deliver_held()
 
     # -- status (G01-G05) ---------------------------------------------------------------------
     def status_changed(self, connector_id: int, state: ConnectorState, fault: str | None, info: str) -> None:

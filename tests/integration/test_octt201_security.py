@@ -559,3 +559,46 @@ async def test_startup_and_reset_security_events(csms201, make_station201, tmp_p
     ev = await csms201.expect("SecurityEventNotification", lambda p: p["type"] == "ResetOrReboot", since=mark, timeout=20)
     assert ev["timestamp"].endswith("Z")
     assert len(events(csms201, "StartupOfTheDevice")) == 1
+
+
+async def test_invalid_messages_and_tamper_security_events(csms201, make_station201, tmp_path):
+    """The version-independent event sources (station/security_events.py) on 2.0.1: a CSMS call
+    that breaks its schema (CallError and InvalidMessages) and the tamper input
+    (TamperDetectionActivated, critical, queued)."""
+    sp = await plain_station(csms201, make_station201, tmp_path)
+    answer = await csms201.send_call_raw([2, "bad-1", "SetNetworkProfile", {"configurationSlot": "one"}])
+    assert answer[0] == 4 and answer[1] == "bad-1"
+    ev = await csms201.expect("SecurityEventNotification", lambda p: p["type"] == "InvalidMessages")
+    assert "SetNetworkProfile" in ev["techInfo"]
+    assert await sp.api("POST", "/api/tamper", {"active": True}) == {"active": True}
+    await csms201.expect("SecurityEventNotification", lambda p: p["type"] == "TamperDetectionActivated")
+
+
+async def test_upgraded_security_profile_is_kept_across_a_restart(csms201, make_station201, tmp_path):
+    """Once profile 2 has connected, a restart connects with it again; the profile 1 slot (the
+    station config's) is not used any more, even if the CSMS of profile 2 is away for a while."""
+    pki = make_pki(tmp_path / "pki")
+    sp = await plain_station(csms201, make_station201, tmp_path, profile=1)
+    tls = ScriptedCsms(version="2.0.1")
+    url = await tls.start(ssl=server_context(pki))
+    try:
+        await csms201.call("InstallCertificate", {"certificateType": "CSMSRootCertificate", "certificate": pki.ca_file.read_text()})
+        assert (await csms201.call("SetNetworkProfile", network_profile(url, 2)))["status"] == "Accepted"
+        assert (await set_variable(csms201, "OCPPCommCtrlr", "NetworkConfigurationPriority", "1,0"))["attributeStatus"] == "Accepted"
+        assert (await csms201.call("Reset", {"type": "Immediate"}))["status"] == "Accepted"
+        await tls.expect("BootNotification", timeout=60, since=0)
+        # the CSMS names slot 0 (profile 1) again: accepted, but a lower profile is never used again
+        r = await set_variable(tls, "OCPPCommCtrlr", "NetworkConfigurationPriority", "1,0")
+        assert r["attributeStatus"] == "Accepted"
+        await sp.stop()
+        await tls.close()  # the profile 2 CSMS is away while the station starts again
+        connections = csms201.connections
+        sp.start()
+        await asyncio.sleep(60)
+        assert csms201.connections == connections  # no fallback to profile 1
+        await tls.start(port=tls.port)
+        await tls.expect("BootNotification", timeout=120, since=tls.mark())
+        assert await get_variable(tls, "SecurityCtrlr", "SecurityProfile") == "2"
+        assert not tls.schema_problems, tls.schema_problems
+    finally:
+        await tls.close()

@@ -55,6 +55,9 @@ class NetworkProfiles:
         self.failures = 0  # failed attempts in a row with the slot at ``position``
         self.link: Link | None = None
         self.register_again = False  # the next connection has new credentials: BootNotification again
+        stored_profile = ad.store.get(NS, "security_profile", 0)
+        self.confirmed = max(ad.cfg.security_profile, int(stored_profile) if str(stored_profile).isdigit() else 0)
+        ad.dm.set_actual("SecurityCtrlr", "SecurityProfile", self.confirmed)
         ad.dm.add_check("OCPPCommCtrlr", "NetworkConfigurationPriority", self.priority_problem)
         ad.dm.provide("OCPPCommCtrlr", "ActiveNetworkProfile", lambda: self.slot())
         ad.dm.subscribe("SecurityCtrlr", "BasicAuthPassword", self._password_changed)
@@ -71,8 +74,8 @@ class NetworkProfiles:
         return self.config_profile() if slot == CONFIG_SLOT else None
 
     def security_profile(self) -> int:
-        """The confirmed security profile: only ever goes up."""
-        return max(self.ad.cfg.security_profile, self.ad.integer("SecurityCtrlr", "SecurityProfile"))
+        """The confirmed security profile (kept in the store): only ever goes up."""
+        return self.confirmed
 
     def priority(self) -> list[int]:
         out = []
@@ -165,6 +168,8 @@ class NetworkProfiles:
         previous = self.security_profile()
         if profile <= previous:
             return again
+        self.confirmed = profile
+        self.ad.store.put(NS, "security_profile", profile)
         self.ad.dm.set_actual("SecurityCtrlr", "SecurityProfile", profile)
         kept = [s for s in self.priority() if (p := self.profile_of(s)) is not None and int(p["securityProfile"]) >= profile]
         self.ad.dm.set_actual("OCPPCommCtrlr", "NetworkConfigurationPriority", ",".join(str(s) for s in kept or [slot]))
