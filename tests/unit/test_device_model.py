@@ -329,9 +329,10 @@ def test_TC_B_39_CS_set_read_only_rejected(dm: DeviceModel) -> None:
         assert r["attributeStatus"] == "Rejected" and r["attributeStatusInfo"]["reasonCode"] == "ReadOnly"
 
 
-def test_set_reboot_required_for_network_configuration_priority(dm: DeviceModel) -> None:
+def test_set_network_configuration_priority_accepted(dm: DeviceModel) -> None:
+    """A05.FR.04: Accepted (not RebootRequired); the new order is used from the next connection."""
     r = set1(dm, comp("OCPPCommCtrlr"), var("NetworkConfigurationPriority"), "1,0")
-    assert r["attributeStatus"] == "RebootRequired"
+    assert r["attributeStatus"] == "Accepted"
     assert dm.value("OCPPCommCtrlr", "NetworkConfigurationPriority") == ["1", "0"]
 
 
@@ -446,7 +447,7 @@ def test_station_check_rejects_what_the_station_cannot_use(dm: DeviceModel) -> N
     r = set1(dm, comp("OCPPCommCtrlr"), var("NetworkConfigurationPriority"), "2,0")
     assert r["attributeStatus"] == "Rejected" and "no such configuration slot" in r["attributeStatusInfo"]["additionalInfo"]
     assert set1(dm, comp("OCPPCommCtrlr"), var("NetworkConfigurationPriority"), "1,0")["attributeStatus"] == \
-        "RebootRequired"
+        "Accepted"
 
 
 def test_a_bad_stored_value_is_not_used_and_logged(store: MemoryStore, caplog: pytest.LogCaptureFixture) -> None:
