@@ -602,3 +602,38 @@ async def test_upgraded_security_profile_is_kept_across_a_restart(csms201, make_
         assert not tls.schema_problems, tls.schema_problems
     finally:
         await tls.close()
+
+
+async def test_A03_station_renews_its_certificate_before_it_expires(csms201, make_station201, tmp_path):
+    """A03: a charging station certificate that expires within 30 days: after its boot the station
+    sends a SignCertificateRequest by itself; the signed certificate is accepted."""
+    pki = make_pki(tmp_path / "pki")
+    ca, ca_key = make_ca("CPO Sub CA")
+    store = CertificateStore(tmp_path / "state" / "security")
+    short = sign_csr(store.new_csr("CS201", ""), ca, ca_key, days=10)
+    store.accept_signed(store.check_signed_chain(short, datetime.now(UTC), 10000))
+    csms201.responders["SignCertificate"] = lambda p: {"status": "Accepted"}
+    await tls_station(csms201, make_station201, tmp_path, pki, profile=3, ctx=profile3_context(pki, ca, required=True))
+    req = await csms201.expect("SignCertificate", timeout=20, since=0)
+    assert req["certificateType"] == "ChargingStationCertificate"
+    r = await csms201.call("CertificateSigned", {"certificateChain": sign_csr(req["csr"], ca, ca_key, days=365)})
+    assert r == {"status": "Accepted"}
+    await asyncio.wait_for(csms201.connected.wait(), 30)
+    await csms201.no_call("SignCertificate", 120)
+    assert len(csms201.calls("SignCertificate")) == 1
+
+
+async def test_A03_expiry_checked_again_later(csms201, make_station201, tmp_path, monkeypatch):
+    """30 days and 30 minutes left at the boot: not renewed yet; at the next check (every hour
+    here, a day in the station) less than 30 days are left and the station asks."""
+    from station.ocpp201.handlers import security
+
+    monkeypatch.setattr(security, "EXPIRY_CHECK_S", 3_600)
+    pki = make_pki(tmp_path / "pki")
+    ca, ca_key = make_ca("CPO Sub CA")
+    store = CertificateStore(tmp_path / "state" / "security")
+    chain = sign_csr(store.new_csr("CS201", ""), ca, ca_key, days=30 + 35 / 1440)  # valid from 5 minutes ago
+    store.accept_signed(store.check_signed_chain(chain, datetime.now(UTC), 10000))
+    await tls_station(csms201, make_station201, tmp_path, pki, profile=3, ctx=profile3_context(pki, ca, required=True))
+    await csms201.no_call("SignCertificate", 3_000)
+    await csms201.expect("SignCertificate", timeout=1_000)

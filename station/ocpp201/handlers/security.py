@@ -2,8 +2,9 @@
 security engine (station/security_service.py: certificate store, TLS contexts, security log and
 events, revocation).
 
-- A02/A03 certificate renewal: TriggerMessage SignChargingStationCertificate (``ad.triggers``)
-  makes a new key pair on the station (EC P-256, mode 0600, never logged) and sends its CSR in
+- A02/A03 certificate renewal: TriggerMessage SignChargingStationCertificate (``ad.triggers``), or
+  the station itself when its certificate expires within 30 days (checked at each start and once a
+  day), makes a new key pair on the station (EC P-256, mode 0600, never logged) and sends its CSR in
   SignCertificateRequest (CN the serial number, else the station id; O
   ``SecurityCtrlr.OrganizationName``). CertificateSigned is checked (PEM, validity, each
   certificate signed by the next and by an installed root that names the top one's issuer, the
@@ -58,6 +59,8 @@ STORE_TYPE = {"CSMSRootCertificate": CSMS_ROOT, "ManufacturerRootCertificate": M
               "V2GRootCertificate": V2G_ROOT, "MORootCertificate": MO_ROOT}
 WIRE_TYPE = {v: k for k, v in STORE_TYPE.items()}
 CERTIFICATE_STORE_MAX = 50  # installed root certificates at most
+RENEW_BEFORE_S = 30 * 86_400  # A03: the station asks for a new certificate this long before its own expires
+EXPIRY_CHECK_S = 86_400  # and looks once a day
 # Part 2 appendix 1 "Security events": the critical ones are sent to the CSMS
 CRITICAL_EVENTS = frozenset({
     "FirmwareUpdated", "FailedToAuthenticateAtCsms", "CsmsFailedToAuthenticate", "SettingSystemTime",
@@ -79,6 +82,7 @@ class Security201(SecurityEngine):
         self._renewal: Any = None  # the timer of the next SignCertificateRequest
         self._renewal_left = 0  # SignCertificateRequests still allowed in this renewal
         self._renewal_wait = 0.0
+        self._expiry_check: Any = None
         ad.triggers["SignChargingStationCertificate"] = self.trigger
         ad.dm.provide("SecurityCtrlr", "CertificateEntries", self.entries)
 
@@ -87,6 +91,9 @@ class Security201(SecurityEngine):
 
     def stop(self) -> None:
         self._stop_renewal()
+        if self._expiry_check is not None:
+            self._expiry_check.cancel()
+            self._expiry_check = None
 
     def registered(self) -> None:
         """BootNotification Accepted, the first time in this run: StartupOfTheDevice, or
@@ -96,6 +103,19 @@ class Security201(SecurityEngine):
         self.started = True
         self.event("StartupOfTheDevice" if self.ad.boot_reason == "PowerUp" else "ResetOrReboot",
                    f"boot reason {self.ad.boot_reason}")
+        self.check_expiry()
+
+    def check_expiry(self) -> None:
+        """A03: the charging station certificate expires within RENEW_BEFORE_S: the station starts
+        the renewal itself (unless one is waiting for its certificate). Checked once a day."""
+        self._expiry_check = self.ad.scheduler.call_later(EXPIRY_CHECK_S, self.check_expiry)
+        cert = self.certs.client_certificate()
+        if cert is None or self._renewal is not None or not self.ad.online:
+            return
+        left = (cert.not_valid_after_utc - self.ad.scheduler.now()).total_seconds()
+        if left < RENEW_BEFORE_S:
+            self.ad.log.warning("the charging station certificate expires in %.0f days: asking for a new one", left / 86_400)
+            self.ad.spawn(self.renew())
 
     def certificates_changed(self) -> None:
         network = self.ad.services.get("network")
