@@ -446,7 +446,7 @@ async def test_TC_M_02_CS_install_ca_certificate_manufacturer_root(csms201, make
                                                 "certificateHashData": hash_data(ca).as_ocpp()}]
 
 
-async def test_TC_M_03_M_04_CS_install_v2g_and_mo_root_certificates(csms201, make_station201, tmp_path):
+async def test_TC_M_03_04_14_16_CS_install_and_retrieve_v2g_and_mo_root_certificates(csms201, make_station201, tmp_path):
     await plain_station(csms201, make_station201, tmp_path)
     for kind in ("V2GRootCertificate", "MORootCertificate"):
         ca, _ = make_ca(kind)
@@ -475,7 +475,7 @@ async def install_both(csms: ScriptedCsms) -> tuple[x509.Certificate, x509.Certi
     return csms_root, manufacturer
 
 
-async def test_TC_M_12_M_13_CS_retrieve_certificates_per_type(csms201, make_station201, tmp_path):
+async def test_TC_M_12_13_CS_retrieve_certificates_per_type(csms201, make_station201, tmp_path):
     await plain_station(csms201, make_station201, tmp_path)
     csms_root, manufacturer = await install_both(csms201)
     for kind, c in (("CSMSRootCertificate", csms_root), ("ManufacturerRootCertificate", manufacturer)):
@@ -513,7 +513,7 @@ async def test_TC_M_19_CS_retrieve_certificates_no_matching_certificate(csms201,
     assert got == {"status": "NotFound"}
 
 
-async def test_TC_M_20_M_22_CS_delete_certificate_success_and_not_found(csms201, make_station201, tmp_path):
+async def test_TC_M_20_22_CS_delete_certificate_success_and_not_found(csms201, make_station201, tmp_path):
     await plain_station(csms201, make_station201, tmp_path)
     csms_root, manufacturer = await install_both(csms201)
     target = hash_data(manufacturer).as_ocpp()
