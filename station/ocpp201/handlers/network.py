@@ -88,11 +88,7 @@ class NetworkProfiles:
         """The slots to try, in priority order: configured, and of no lower security profile."""
         floor = self.security_profile()
         found = [s for s in self.priority() if (p := self.profile_of(s)) is not None and int(p["securityProfile"]) >= floor]
-        if not found:
-            self.ad.log.error("no network connection profile of security profile %d or higher in "
-                              "NetworkConfigurationPriority: using the station config's", floor)
-            return [CONFIG_SLOT]
-        return found
+        return found or [CONFIG_SLOT]
 
     def slot(self) -> int:
         c = self.candidates()
@@ -125,6 +121,9 @@ class NetworkProfiles:
     def attach(self, link: Link) -> None:
         """The adapter made a link: keep it configured for the slot in use."""
         self.link = link
+        if self.candidates() == [CONFIG_SLOT] and CONFIG_SLOT not in self.priority():
+            self.ad.log.error("no network connection profile of security profile %d or higher in "
+                              "NetworkConfigurationPriority: using the station config's", self.security_profile())
         link.call_timeout = float(self.current().get("messageTimeout") or link.call_timeout)
 
     def configure(self) -> None:
