@@ -10,6 +10,7 @@ The store is a folder of the state directory (``<state>/security``, mode 0700):
 - ``cp/key.pem`` + ``cp/chain.pem``: the charge point's private key and its signed certificate
   chain (leaf first), used as the TLS client certificate of profile 3
 - ``cp/pending-key.pem``: the key of the last CSR, until its signed certificate arrives
+- ``v2g/``: the same for the 2.0.1 V2G certificate (ISO 15118)
 
 Private keys are written with mode 0600 (created so, never widened), atomically (a temporary file
 then a rename), and never logged or put in an exception text. Certificates are PEM.
@@ -41,6 +42,8 @@ V2G_ROOT = "V2GRootCertificate"  # 2.0.1 only (ISO 15118)
 MO_ROOT = "MORootCertificate"  # 2.0.1 only (ISO 15118)
 ROOT_TYPES = (CSMS_ROOT, MANUFACTURER_ROOT, V2G_ROOT, MO_ROOT)
 CP_CERT = "ChargePointCertificate"
+CP, V2G = "cp", "v2g"  # the station's own certificates: charge point (TLS client) and V2G (2.0.1, ISO 15118)
+LEAF_USES = (CP, V2G)
 
 
 class CertificateProblem(ValueError):
@@ -231,41 +234,55 @@ class CertificateStore:
         return "".join(_pem(c).decode() for c in self.roots(CSMS_ROOT))
 
     # -- the charge point's key and certificate ---------------------------------------------
+    # ``use``: "cp", the charge point / charging station certificate (TLS client, profile 3), or
+    # "v2g", the 2.0.1 V2G certificate (ISO 15118): each in its own folder, with its own pending key
+    def _leaf(self, use: str, name: str) -> Path:
+        if use not in LEAF_USES:
+            raise CertificateProblem(f"unknown certificate use {use!r}")
+        return self.folder / use / name
+
     @property
     def key_file(self) -> Path:
-        return self.folder / "cp" / "key.pem"
+        return self._leaf(CP, "key.pem")
 
     @property
     def chain_file(self) -> Path:
-        return self.folder / "cp" / "chain.pem"
+        return self._leaf(CP, "chain.pem")
 
     @property
     def pending_key_file(self) -> Path:
-        return self.folder / "cp" / "pending-key.pem"
+        return self._leaf(CP, "pending-key.pem")
 
-    def has_client_certificate(self) -> bool:
-        return self.key_file.is_file() and self.chain_file.is_file()
+    def has_client_certificate(self, use: str = "cp") -> bool:
+        return self._leaf(use, "key.pem").is_file() and self._leaf(use, "chain.pem").is_file()
 
-    def client_certificate(self) -> x509.Certificate | None:
-        if not self.chain_file.is_file():
-            return None
+    def client_chain(self, use: str = "cp") -> list[x509.Certificate]:
+        """The installed chain of ``use`` (leaf first), [] if none or unreadable."""
+        path = self._leaf(use, "chain.pem")
+        if not path.is_file():
+            return []
         try:
-            return parse_chain(self.chain_file.read_text())[0]
+            return parse_chain(path.read_text())
         except CertificateProblem:
-            return None
+            return []
 
-    def new_csr(self, common_name: str, organization: str) -> str:
-        """A new key pair (EC P-256, kept as the pending key, mode 0600) and its CSR in PEM."""
+    def client_certificate(self, use: str = "cp") -> x509.Certificate | None:
+        chain = self.client_chain(use)
+        return chain[0] if chain else None
+
+    def new_csr(self, common_name: str, organization: str, use: str = "cp") -> str:
+        """A new key pair (EC P-256, kept as the pending key of ``use``, mode 0600) and its CSR in PEM."""
         key = ec.generate_private_key(ec.SECP256R1())
         attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64] or "charge point")]
         if organization:
             attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization[:64]))
         csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs)).sign(key, hashes.SHA256())
-        write_private(self.pending_key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                               serialization.NoEncryption()))
+        write_private(self._leaf(use, "pending-key.pem"), key.private_bytes(serialization.Encoding.PEM,
+                                                                            serialization.PrivateFormat.PKCS8,
+                                                                            serialization.NoEncryption()))
         return csr.public_bytes(serialization.Encoding.PEM).decode()
 
-    def check_signed_chain(self, chain_pem: str, now: datetime, max_size: int) -> list[x509.Certificate]:
+    def check_signed_chain(self, chain_pem: str, now: datetime, max_size: int, use: str = "cp") -> list[x509.Certificate]:
         """CertificateSigned: the chain must fit ``max_size`` characters, be valid now, each
         certificate signed by the next, and its leaf must carry the pending key's public key.
         When an installed root names the top certificate's issuer, the top certificate must be
@@ -279,7 +296,7 @@ class CertificateStore:
             if not issued_by(child, parent):
                 raise CertificateProblem(f"certificate {_cn(child)!r} is not signed by the next one in the chain")
         self._check_up_to_root(certs[-1], now)
-        key = self._load_key(self.pending_key_file)
+        key = self._load_key(self._leaf(use, "pending-key.pem"))
         if key is None:
             raise CertificateProblem("no certificate signing request is pending")
         if public_key_bytes(certs[0].public_key()) != public_key_bytes(key.public_key()):
@@ -304,10 +321,16 @@ class CertificateStore:
         if not any(r.not_valid_before_utc <= now <= r.not_valid_after_utc for r in good):
             check_valid_at(good[0], now)  # raises: the installed root that signed it is not valid now
 
-    def accept_signed(self, certs: list[x509.Certificate]) -> None:
-        """The checked chain becomes the charge point certificate, the pending key its key."""
-        write_public(self.chain_file, b"".join(_pem(c) for c in certs))
-        os.replace(self.pending_key_file, self.key_file)
+    def accept_signed(self, certs: list[x509.Certificate], use: str = "cp", also: tuple[str, ...] = ()) -> None:
+        """The checked chain becomes the certificate of ``use`` (and of each of ``also``: a
+        combined certificate), the pending key its key."""
+        pending = self._leaf(use, "pending-key.pem")
+        key_pem = pending.read_bytes()
+        for other in also:
+            write_private(self._leaf(other, "key.pem"), key_pem)
+            write_public(self._leaf(other, "chain.pem"), b"".join(_pem(c) for c in certs))
+        write_public(self._leaf(use, "chain.pem"), b"".join(_pem(c) for c in certs))
+        os.replace(pending, self._leaf(use, "key.pem"))
 
     def provision(self, chain_pem: str, key_pem: bytes) -> None:
         """Factory provisioning: install a key and its certificate chain (checked to match)."""

@@ -637,3 +637,45 @@ async def test_A03_expiry_checked_again_later(csms201, make_station201, tmp_path
     await tls_station(csms201, make_station201, tmp_path, pki, profile=3, ctx=profile3_context(pki, ca, required=True))
     await csms201.no_call("SignCertificate", 3_000)
     await csms201.expect("SignCertificate", timeout=1_000)
+
+
+async def test_TC_A_12_CS_update_v2g_certificate_success(csms201, make_station201, tmp_path):
+    await plain_station(csms201, make_station201, tmp_path, profile=1)
+    csms201.responders["SignCertificate"] = lambda p: {"status": "Accepted"}
+    assert (await csms201.call("TriggerMessage", {"requestedMessage": "SignV2GCertificate"}))["status"] == "Accepted"
+    req = await csms201.expect("SignCertificate")
+    assert req["certificateType"] == "V2GCertificate"
+    root, root_key = make_ca("V2G Root")
+    sub = make_ca("CPO Sub CA", signer=(root, root_key))
+    chain = sign_csr(req["csr"], *sub) + pem(sub[0])
+    assert (await csms201.call("InstallCertificate", {"certificateType": "V2GRootCertificate", "certificate": pem(root)}))["status"] == "Accepted"
+    r = await csms201.call("CertificateSigned", {"certificateChain": chain, "certificateType": "V2GCertificate"})
+    assert r == {"status": "Accepted"}
+    store = CertificateStore(tmp_path / "state" / "security")
+    assert store.has_client_certificate("v2g") and not store.has_client_certificate()
+    assert stat.S_IMODE(os.stat(store.folder / "v2g" / "key.pem").st_mode) == 0o600
+    got = await csms201.call("GetInstalledCertificateIds", {"certificateType": ["V2GCertificateChain"]})
+    leaf = x509.load_pem_x509_certificate(chain.encode())
+    assert got == {"status": "Accepted", "certificateHashDataChain": [{
+        "certificateType": "V2GCertificateChain", "certificateHashData": hash_data(leaf, sub[0]).as_ocpp(),
+        "childCertificateHashData": [hash_data(sub[0], root).as_ocpp()]}]}
+    await asyncio.sleep(3)
+    assert csms201.connections == 1  # a V2G certificate is no reason to reconnect
+    # a ChargingStationCertificate for the V2G request's key: no CSR of that kind is pending
+    r = await csms201.call("CertificateSigned", {"certificateChain": chain, "certificateType": "ChargingStationCertificate"})
+    assert r["status"] == "Rejected"
+
+
+async def test_TC_A_13_CS_update_combined_certificate_success(csms201, make_station201, tmp_path):
+    await plain_station(csms201, make_station201, tmp_path, profile=1)
+    csms201.responders["SignCertificate"] = lambda p: {"status": "Accepted"}
+    assert (await csms201.call("TriggerMessage", {"requestedMessage": "SignCombinedCertificate"}))["status"] == "Accepted"
+    req = await csms201.expect("SignCertificate")
+    assert "certificateType" not in req  # one certificate for both uses
+    ca, ca_key = make_ca("CPO Sub CA")
+    chain = sign_csr(req["csr"], ca, ca_key)
+    assert (await csms201.call("CertificateSigned", {"certificateChain": chain}))["status"] == "Accepted"
+    store = CertificateStore(tmp_path / "state" / "security")
+    leaf = x509.load_pem_x509_certificate(chain.encode())
+    assert store.client_certificate() == leaf and store.client_certificate("v2g") == leaf
+    assert await get_variable(csms201, "SecurityCtrlr", "CertificateEntries") == "2"

@@ -10,7 +10,10 @@ events, revocation).
   certificate signed by the next and by an installed root that names the top one's issuer, the
   leaf carries the pending key, ``MaxCertificateChainSize``, its CRL): Rejected with the event
   InvalidChargingStationCertificate, or Accepted and used from the next connection (with
-  security profile 3 the station reconnects with it once the answer is out). No
+  security profile 3 the station reconnects with it once the answer is out). TriggerMessage
+  SignV2GCertificate and SignCombinedCertificate do the same for the V2G certificate (ISO 15118,
+  kept in ``<state>/security/v2g``) and for one certificate serving both (a CSR without
+  certificateType; its CertificateSigned without one stores it for both). No
   CertificateSigned within ``CertSigningWaitMinimum`` seconds: a new CSR, the wait doubled each
   time, at most ``CertSigningRepeatTimes`` more (A02.FR.17-19). A SignCertificate the CSMS
   rejects ends the renewal.
@@ -32,20 +35,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from station import logsafe
 from station.link import CallErrorReceived, NotConnected
 from station.ocpp201.handlers import Routes
 from station.revocation import issuer_among
 from station.security import (
+    CP,
     CSMS_ROOT,
     MANUFACTURER_ROOT,
     MO_ROOT,
     ROOT_TYPES,
+    V2G,
     V2G_ROOT,
     CertificateProblem,
     HashData,
     hash_data,
-    parse_chain,
 )
 from station.security_service import EventNames, SecurityEngine
 
@@ -69,6 +72,7 @@ CRITICAL_EVENTS = frozenset({
     "InvalidCsmsCertificate", "InvalidChargingStationCertificate", "InvalidTLSVersion", "InvalidTLSCipherSuite",
     "MaintenanceLoginAccepted", "MaintenanceLoginFailed", "AttemptedReplayAttacks",
 })
+CS_CERT, V2G_CERT = "ChargingStationCertificate", "V2GCertificate"  # CertificateSigningUseEnumType
 NAMES = EventNames(csms_certificate="InvalidCsmsCertificate", authentication="FailedToAuthenticateAtCsms")
 
 
@@ -82,12 +86,15 @@ class Security201(SecurityEngine):
         self._renewal: Any = None  # the timer of the next SignCertificateRequest
         self._renewal_left = 0  # SignCertificateRequests still allowed in this renewal
         self._renewal_wait = 0.0
+        self._renewal_kind: str | None = CS_CERT  # what the pending CSR is for (None: combined)
         self._expiry_check: Any = None
-        ad.triggers["SignChargingStationCertificate"] = self.trigger
+        ad.triggers["SignChargingStationCertificate"] = lambda cids: ({"status": "Accepted"}, self.renew)
+        ad.triggers["SignV2GCertificate"] = lambda cids: ({"status": "Accepted"}, lambda: self.renew(V2G_CERT))
+        ad.triggers["SignCombinedCertificate"] = lambda cids: ({"status": "Accepted"}, lambda: self.renew(None))
         ad.dm.provide("SecurityCtrlr", "CertificateEntries", self.entries)
 
     def entries(self) -> int:
-        return self.certs.count() + (1 if self.certs.has_client_certificate() else 0)
+        return self.certs.count() + sum(1 for use in (CP, V2G) if self.certs.has_client_certificate(use))
 
     def stop(self) -> None:
         self._stop_renewal()
@@ -127,12 +134,11 @@ class Security201(SecurityEngine):
         return int(network.current()["securityProfile"]) if network is not None else self.ad.cfg.security_profile
 
     # -- A02/A03 renewal -------------------------------------------------------------------------
-    def trigger(self, cids: list[int]) -> Any:
-        """TriggerMessage SignChargingStationCertificate: Accepted, then a new CSR."""
-        return {"status": "Accepted"}, self.renew
-
-    async def renew(self) -> None:
+    async def renew(self, kind: str | None = "ChargingStationCertificate") -> None:
+        """A new CSR for ``kind`` (ChargingStationCertificate, V2GCertificate; None: one
+        certificate for both, the combined one), with its repeats."""
         self._stop_renewal()
+        self._renewal_kind = kind
         self._renewal_left = max(0, self.ad.integer("SecurityCtrlr", "CertSigningRepeatTimes"))
         self._renewal_wait = float(max(0, self.ad.integer("SecurityCtrlr", "CertSigningWaitMinimum")))
         await self._sign_request()
@@ -140,9 +146,11 @@ class Security201(SecurityEngine):
     async def _sign_request(self) -> None:
         self._renewal = None
         cn = self.ad.cfg.serial or self.ad.cfg.id
-        csr = self.certs.new_csr(cn, self.ad.text("SecurityCtrlr", "OrganizationName"))
+        kind = self._renewal_kind
+        csr = self.certs.new_csr(cn, self.ad.text("SecurityCtrlr", "OrganizationName"), V2G if kind == V2G_CERT else CP)
+        request = {"csr": csr} if kind is None else {"csr": csr, "certificateType": kind}
         try:
-            resp = await self.ad.call("SignCertificate", {"csr": csr, "certificateType": "ChargingStationCertificate"})
+            resp = await self.ad.call("SignCertificate", request)
         except (TimeoutError, CallErrorReceived, NotConnected) as e:
             self.ad.log.warning("SignCertificateRequest failed: %s", e)
             resp = None
@@ -177,12 +185,12 @@ def _svc(ad: Ocpp201Adapter) -> Security201:
 @routes.on("CertificateSigned")
 async def certificate_signed(ad: Ocpp201Adapter, p: dict) -> Any:
     svc = _svc(ad)
-    if p.get("certificateType", "ChargingStationCertificate") != "ChargingStationCertificate":
-        ad.log.warning("CertificateSigned %s: no ISO 15118 certificates on this station", logsafe.text(p["certificateType"], 40))
-        return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedCertType"}}
+    kind = p.get("certificateType")  # absent: for both uses when a combined CSR is pending
+    use = V2G if kind == V2G_CERT else CP
+    also = (V2G,) if kind is None and svc._renewal_kind is None else ()
     try:
         certs = svc.certs.check_signed_chain(p["certificateChain"], ad.scheduler.now(),
-                                             ad.integer("SecurityCtrlr", "MaxCertificateChainSize"))
+                                             ad.integer("SecurityCtrlr", "MaxCertificateChainSize"), use)
     except CertificateProblem as e:
         ad.log.warning("CertificateSigned rejected: %s", e)
         svc.event("InvalidChargingStationCertificate", str(e))
@@ -190,15 +198,15 @@ async def certificate_signed(ad: Ocpp201Adapter, p: dict) -> Any:
     if await svc.chain_revoked(certs, "CertificateSigned", "InvalidChargingStationCertificate"):
         return {"status": "Rejected", "statusInfo": {"reasonCode": "CertificateRevoked"}}
     try:
-        svc.certs.accept_signed(certs)
+        svc.certs.accept_signed(certs, use, also)
     except OSError as e:
         ad.log.error("CertificateSigned: cannot store the certificate: %s", e)
         return {"status": "Rejected", "statusInfo": {"reasonCode": "InternalError"}}
     svc._stop_renewal()
-    ad.log.info("new charging station certificate installed")
+    ad.log.info("new %s installed", "V2G certificate" if use == V2G else "charging station certificate")
     network = ad.services.get("network")
     link = ad.link
-    if svc.profile() < 3 or link is None or network is None:
+    if use == V2G or svc.profile() < 3 or link is None or network is None:
         return {"status": "Accepted"}
 
     async def reconnect() -> None:
@@ -226,18 +234,13 @@ async def install_certificate(ad: Ocpp201Adapter, p: dict) -> dict:
     return {"status": "Accepted"}
 
 
-def _client_hash(svc: Security201, algorithm: str) -> HashData | None:
-    """The hash data of the charging station certificate (issuer: the next in its chain, else an
-    installed root)."""
-    if not svc.certs.has_client_certificate():
-        return None
-    try:
-        chain = parse_chain(svc.certs.chain_file.read_text())
-    except (CertificateProblem, OSError):
-        return None
+def _chain_hashes(svc: Security201, use: str, algorithm: str = "SHA256") -> list[HashData]:
+    """The hash data of the station's own chain of ``use``, leaf first (each certificate's issuer:
+    the next in the chain, for the top one an installed root)."""
+    chain = svc.certs.client_chain(use)
     roots = [r for k in ROOT_TYPES for r in svc.certs.roots(k)]
-    issuer = chain[1] if len(chain) > 1 else issuer_among(chain[0], roots)
-    return hash_data(chain[0], issuer, algorithm)
+    return [hash_data(c, chain[i + 1] if i + 1 < len(chain) else issuer_among(c, roots), algorithm)
+            for i, c in enumerate(chain)]
 
 
 @routes.on("GetInstalledCertificateIds")
@@ -247,8 +250,14 @@ async def get_installed_certificate_ids(ad: Ocpp201Adapter, p: dict) -> dict:
     found = []
     for wire in wanted:
         kind = STORE_TYPE.get(wire)
-        if kind is None:
-            continue  # V2GCertificateChain: none on this station
+        if kind is None:  # V2GCertificateChain: the V2G certificate and its sub-CAs
+            chain = _chain_hashes(svc, V2G)
+            if chain:
+                entry: dict = {"certificateType": wire, "certificateHashData": chain[0].as_ocpp()}
+                if len(chain) > 1:
+                    entry["childCertificateHashData"] = [h.as_ocpp() for h in chain[1:]]
+                found.append(entry)
+            continue
         found += [{"certificateType": wire, "certificateHashData": h.as_ocpp()} for h in svc.certs.installed(kind)]
     if not found:
         return {"status": "NotFound"}
@@ -259,9 +268,9 @@ async def get_installed_certificate_ids(ad: Ocpp201Adapter, p: dict) -> dict:
 async def delete_certificate(ad: Ocpp201Adapter, p: dict) -> dict:
     svc = _svc(ad)
     wanted = HashData.from_ocpp(p["certificateHashData"])
-    own = _client_hash(svc, wanted.hash_algorithm)
-    if own is not None and (own.issuer_name_hash, own.serial_number) == (wanted.issuer_name_hash, wanted.serial_number):
-        ad.log.warning("DeleteCertificate: the charging station certificate is not deleted")
+    own = [h for use in (CP, V2G) for h in _chain_hashes(svc, use, wanted.hash_algorithm)[:1]]
+    if any((h.issuer_name_hash, h.serial_number) == (wanted.issuer_name_hash, wanted.serial_number) for h in own):
+        ad.log.warning("DeleteCertificate: the station's own certificate is not deleted")
         return {"status": "Failed", "statusInfo": {"reasonCode": "NotAllowed",
                                                    "additionalInfo": "the charging station certificate cannot be deleted"}}
     hit = svc.certs.find(wanted)
