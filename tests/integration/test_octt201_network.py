@@ -20,9 +20,11 @@ from tests.integration.test_octt201_security import (
 from tests.tls import make_ca, make_pki, pem, server_context
 
 
-async def migrate(csms: ScriptedCsms, url: str, profile: int, priority: str = "1,0") -> int:
+async def migrate(csms: ScriptedCsms, url: str, profile: int, priority: str = "1,0", message_timeout: int = 30) -> int:
     """SetNetworkProfile slot 1, NetworkConfigurationPriority, Reset OnIdle: the mark before the reset."""
-    assert (await csms.call("SetNetworkProfile", network_profile(url, profile)))["status"] == "Accepted"
+    request = network_profile(url, profile)
+    request["connectionData"]["messageTimeout"] = message_timeout
+    assert (await csms.call("SetNetworkProfile", request))["status"] == "Accepted"
     r = await set_variable(csms, "OCPPCommCtrlr", "NetworkConfigurationPriority", priority)
     assert r["attributeStatus"] == "Accepted", r
     mark = csms.mark()
@@ -71,12 +73,14 @@ async def test_TC_B_45_CS_migrate_to_new_connection_profile_same_csms_root(csms2
     other = ScriptedCsms(version="2.0.1")
     url = await other.start()
     try:
-        await migrate(csms201, url, 1)
+        assert await get_variable(csms201, "OCPPCommCtrlr", "MessageTimeout", "Default") == "30"
+        await migrate(csms201, url, 1, message_timeout=45)
         boot = await other.expect("BootNotification", timeout=60, since=0)
         assert boot["reason"] == "RemoteReset"
         assert other.auth_headers == [basic(PASSWORD)] and other.paths == ["/ocpp/CS201"]
         assert await get_variable(other, "OCPPCommCtrlr", "ActiveNetworkProfile") == "1"
         assert await get_variable(other, "OCPPCommCtrlr", "NetworkConfigurationPriority") == "1,0"
+        assert await get_variable(other, "OCPPCommCtrlr", "MessageTimeout", "Default") == "45"  # the profile's
         assert not other.schema_problems, other.schema_problems
     finally:
         await other.close()

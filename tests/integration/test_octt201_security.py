@@ -117,9 +117,9 @@ async def renew(csms: ScriptedCsms, ca: x509.Certificate, ca_key) -> tuple[dict,
     return req, chain, answer
 
 
-async def get_variable(csms: ScriptedCsms, component: str, variable: str) -> str:
-    r = await csms.call("GetVariables", {"getVariableData": [{"component": {"name": component},
-                                                              "variable": {"name": variable}}]})
+async def get_variable(csms: ScriptedCsms, component: str, variable: str, instance: str | None = None) -> str:
+    v = {"name": variable} if instance is None else {"name": variable, "instance": instance}
+    r = await csms.call("GetVariables", {"getVariableData": [{"component": {"name": component}, "variable": v}]})
     result = r["getVariableResult"][0]
     assert result["attributeStatus"] == "Accepted", result
     return result["attributeValue"]

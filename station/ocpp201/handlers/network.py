@@ -121,10 +121,10 @@ class NetworkProfiles:
     def attach(self, link: Link) -> None:
         """The adapter made a link: keep it configured for the slot in use."""
         self.link = link
+        self._message_timeout()
         if self.candidates() == [CONFIG_SLOT] and CONFIG_SLOT not in self.priority():
             self.ad.log.error("no network connection profile of security profile %d or higher in "
                               "NetworkConfigurationPriority: using the station config's", self.security_profile())
-        link.call_timeout = float(self.current().get("messageTimeout") or link.call_timeout)
 
     def configure(self) -> None:
         """The link's next connection uses the slot in use now."""
@@ -134,7 +134,18 @@ class NetworkProfiles:
         link.url = self.url()
         link.ssl = self.ssl_context()
         link.set_basic_auth(self.basic_auth())
-        link.call_timeout = float(self.current().get("messageTimeout") or link.call_timeout)
+        self._message_timeout()
+
+    def _message_timeout(self) -> None:
+        """The profile's messageTimeout: the link's answer timeout and OCPPCommCtrlr.MessageTimeout."""
+        timeout = int(self.current().get("messageTimeout") or 0)
+        if timeout <= 0 or self.link is None:
+            return
+        self.link.call_timeout = float(timeout)
+        try:
+            self.ad.dm.set_actual("OCPPCommCtrlr", "MessageTimeout", timeout, instance="Default")
+        except (KeyError, ValueError) as e:
+            self.ad.log.warning("OCPPCommCtrlr.MessageTimeout %d not kept: %s", timeout, e)
 
     def certificates_changed(self) -> None:
         """Installed certificates changed: the next TLS connection uses them."""
