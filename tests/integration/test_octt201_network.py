@@ -155,3 +155,28 @@ async def test_TC_B_47_CS_migrate_fallback_new_csms_root_new_csms(csms201, make_
                              timeout=20, since=mark)
     finally:
         await other.close()
+
+
+async def test_a_new_priority_applies_from_the_next_start_not_at_a_reconnect(csms201, make_station201, tmp_path):
+    """After SetNetworkProfile and NetworkConfigurationPriority but before the Reset, a lost
+    connection comes back on the slot in use; the new profile's security profile is not
+    confirmed by it."""
+    pki = make_pki(tmp_path / "pki")
+    await plain_station(csms201, make_station201, tmp_path)
+    other = ScriptedCsms(version="2.0.1")
+    url = await other.start(ssl=server_context(pki))
+    try:
+        await csms201.call("InstallCertificate", {"certificateType": "CSMSRootCertificate", "certificate": pki.ca_file.read_text()})
+        assert (await csms201.call("SetNetworkProfile", network_profile(url, 2)))["status"] == "Accepted"
+        assert (await set_variable(csms201, "OCPPCommCtrlr", "NetworkConfigurationPriority", "1,0"))["attributeStatus"] == "Accepted"
+        await csms201.drop_connection()
+        await asyncio.wait_for(csms201.connected.wait(), 60)
+        assert other.connections == 0
+        assert await get_variable(csms201, "OCPPCommCtrlr", "ActiveNetworkProfile") == "0"
+        assert await get_variable(csms201, "SecurityCtrlr", "SecurityProfile") == "1"
+        mark = other.mark()
+        assert (await csms201.call("Reset", {"type": "Immediate"}))["status"] == "Accepted"
+        await other.expect("BootNotification", timeout=60, since=mark)
+        assert await get_variable(other, "SecurityCtrlr", "SecurityProfile") == "2"
+    finally:
+        await other.close()

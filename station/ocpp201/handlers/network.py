@@ -51,8 +51,8 @@ class NetworkProfiles:
         except (ValueError, TypeError, AttributeError):
             ad.log.error("stored network connection profiles unreadable: the config's only")
             self.slots = {}
-        self.position = 0  # in candidates()
-        self.failures = 0  # failed attempts in a row with the slot at ``position``
+        self.active: int | None = None  # the slot the link is configured for (chosen at the first use)
+        self.failures = 0  # failed attempts in a row with the active slot
         self.link: Link | None = None
         self.register_again = False  # the next connection has new credentials: BootNotification again
         stored_profile = ad.store.get(NS, "security_profile", 0)
@@ -91,8 +91,11 @@ class NetworkProfiles:
         return found or [CONFIG_SLOT]
 
     def slot(self) -> int:
-        c = self.candidates()
-        return c[self.position % len(c)]
+        """The slot in use: the first candidate when the station starts (after the --ocpp-config
+        values), then the next one after failed attempts. A new priority applies from the next start."""
+        if self.active is None:
+            self.active = self.candidates()[0]
+        return self.active
 
     def current(self) -> dict:
         return self.profile_of(self.slot()) or self.config_profile()
@@ -158,11 +161,11 @@ class NetworkProfiles:
         the next slot of NetworkConfigurationPriority."""
         self.failures += 1
         attempts = max(1, self.ad.integer("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"))
-        candidates = self.candidates()
-        if self.failures < attempts or len(candidates) < 2:
+        candidates, failed = self.candidates(), self.slot()
+        if self.failures < attempts or candidates == [failed]:
             return
-        failed = self.slot()
-        self.position = (self.position + 1) % len(candidates)
+        after = candidates.index(failed) if failed in candidates else -1
+        self.active = candidates[(after + 1) % len(candidates)]
         self.failures = 0
         self.ad.log.error("network connection profile %d failed to connect %d times: trying profile %d",
                           failed, attempts, self.slot())
@@ -183,7 +186,6 @@ class NetworkProfiles:
         self.ad.dm.set_actual("SecurityCtrlr", "SecurityProfile", profile)
         kept = [s for s in self.priority() if (p := self.profile_of(s)) is not None and int(p["securityProfile"]) >= profile]
         self.ad.dm.set_actual("OCPPCommCtrlr", "NetworkConfigurationPriority", ",".join(str(s) for s in kept or [slot]))
-        self.position = 0
         self.ad.log.warning("security profile %d in use (was %d), network connection profile %d", profile, previous, slot)
         security = self.ad.services.get("security")
         if security is not None:
