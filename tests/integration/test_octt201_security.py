@@ -239,6 +239,11 @@ async def test_TC_A_09_CS_update_basic_auth_password_accepted(csms201, make_stat
     assert got["getVariableResult"][0]["attributeStatus"] == "Rejected"  # write-only
     await csms201.expect("SecurityEventNotification", lambda p: p["type"] == "ReconfigurationOfSecurityParameters",
                          since=mark)
+    # kept: after a Reset (the --ocpp-config file still names the old one) the new password is used
+    mark = csms201.mark()
+    assert (await csms201.call("Reset", {"type": "Immediate"}))["status"] == "Accepted"
+    await csms201.expect("BootNotification", since=mark, timeout=60)
+    assert csms201.auth_headers[-1] == basic(NEW_PASSWORD)
 
 
 async def test_TC_A_10_CS_update_basic_auth_password_rejected(csms201, make_station201, tmp_path):
