@@ -25,7 +25,6 @@ profile last confirmed. Downgrading needs the operator: the config's profile and
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from collections.abc import Awaitable, Callable
