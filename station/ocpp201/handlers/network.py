@@ -45,12 +45,7 @@ class NetworkProfiles:
 
     def __init__(self, ad: Ocpp201Adapter) -> None:
         self.ad = ad
-        stored = ad.store.get(NS, "slots", "{}")
-        try:
-            self.slots: dict[int, dict] = {int(k): v for k, v in json.loads(stored).items()}
-        except (ValueError, TypeError, AttributeError):
-            ad.log.error("stored network connection profiles unreadable: the config's only")
-            self.slots = {}
+        self.slots: dict[int, dict] = self._stored_slots()
         self.active: int | None = None  # the slot the link is configured for (chosen at the first use)
         self.failures = 0  # failed attempts in a row with the active slot
         self.link: Link | None = None
@@ -61,6 +56,23 @@ class NetworkProfiles:
         ad.dm.add_check("OCPPCommCtrlr", "NetworkConfigurationPriority", self.priority_problem)
         ad.dm.provide("OCPPCommCtrlr", "ActiveNetworkProfile", lambda: self.slot())
         ad.dm.subscribe("SecurityCtrlr", "BasicAuthPassword", self._password_changed)
+
+    def _stored_slots(self) -> dict[int, dict]:
+        """The slots the CSMS set, as stored; an entry that is not a usable profile is left out (logged)."""
+        try:
+            stored = json.loads(self.ad.store.get(NS, "slots", "{}"))
+            items = stored.items()
+        except (ValueError, TypeError, AttributeError):
+            self.ad.log.error("stored network connection profiles unreadable: only the station config's is used")
+            return {}
+        slots = {}
+        for k, v in items:
+            if (str(k).isdigit() and int(k) in SLOTS and isinstance(v, dict) and isinstance(v.get("ocppCsmsUrl"), str)
+                    and v.get("securityProfile") in (0, 1, 2, 3)):
+                slots[int(k)] = v
+            else:
+                self.ad.log.error("stored network connection profile %s unusable: left out", logsafe.text(k, 20))
+        return slots
 
     # -- the profiles ----------------------------------------------------------------------------
     def config_profile(self) -> dict:
