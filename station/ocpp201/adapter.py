@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ocpp.exceptions import NotSupportedError, SecurityError
@@ -291,7 +292,8 @@ class Ocpp201Adapter:
 
     def make_link(self, ssl: Any = None, reconnecting: bool = False) -> Link:
         network = self.services.get("network")
-        self.link = Link(
+        kind: Any = Link if network is None else partial(network.link_type, delay=network.retry_delay)
+        self.link = kind(
             url=self.url(),
             version="2.0.1",
             handler=self.handle,

@@ -180,3 +180,19 @@ async def test_a_new_priority_applies_from_the_next_start_not_at_a_reconnect(csm
         assert await get_variable(other, "SecurityCtrlr", "SecurityProfile") == "2"
     finally:
         await other.close()
+
+
+async def test_reconnection_back_off_follows_the_retry_back_off_variables(csms201, make_station201, tmp_path):
+    """OCPP-J reconnecting: RetryBackOffWaitMinimum (+ at most RetryBackOffRandomRange), doubled
+    RetryBackOffRepeatTimes times, then the last wait again."""
+    await plain_station(csms201, make_station201, tmp_path, variables=[
+        var("OCPPCommCtrlr", "RetryBackOffWaitMinimum", "20"), var("OCPPCommCtrlr", "RetryBackOffRandomRange", "0"),
+        var("OCPPCommCtrlr", "RetryBackOffRepeatTimes", "2")])
+    csms201.reject_handshake = 4
+    loop = asyncio.get_running_loop()
+    dropped = loop.time()
+    await csms201.drop_connection()
+    await asyncio.wait_for(csms201.connected.wait(), 600)
+    times = csms201.handshake_times[-5:]
+    waits = [round(b - a) for a, b in zip([dropped, *times], times, strict=False)]
+    assert waits == [20, 40, 80, 80, 80], waits

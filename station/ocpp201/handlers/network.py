@@ -18,11 +18,16 @@ NetworkConfigurationPriority naming it) only when what it needs is there: 2 a CS
 (installed or ``station.ca_file``), 3 also a charging station certificate (A05.FR.02/.03); a lower
 one is Rejected (A05, no downgrade). The new priority is used from the next connection, which
 the CSMS brings about with a Reset (B10.FR.04).
+
+Reconnecting (OCPP-J): the waits between attempts follow OCPPCommCtrlr.RetryBackOffWaitMinimum,
+RetryBackOffRandomRange and RetryBackOffRepeatTimes (``BackOffLink``, the link the adapter makes).
 """
 
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -38,10 +43,29 @@ routes = Routes("NetworkProfiles")
 NS = "ocpp201_network"
 SLOTS = range(0, 10)  # the configuration slots (NetworkConfigurationPriority's members are 0-9)
 CONFIG_SLOT = 0  # the station config's profile, unless the CSMS set this slot
+MAX_RETRY_WAIT_S = 3_600.0  # no reconnection wait is longer, whatever RetryBackOff* say
+MIN_RETRY_WAIT_S = 1.0  # nor shorter (RetryBackOffWaitMinimum 0 would make a busy loop of attempts)
+
+
+class BackOffLink(Link):
+    """The link with the OCPP 2.0.1 reconnection back-off (OCPP-J "Reconnecting"): the first wait
+    is RetryBackOffWaitMinimum plus a random part of at most RetryBackOffRandomRange seconds, each
+    further one twice the previous, RetryBackOffRepeatTimes times, then the last one again. When
+    the back-off starts over is the link's rule (the CSMS serves the station again)."""
+
+    def __init__(self, *, delay: Callable[[int], float], **kw: Any) -> None:
+        super().__init__(**kw)
+        self._delay = delay
+
+    def _next_delay(self) -> float:
+        self._attempt += 1
+        return self._delay(self._attempt)
 
 
 class NetworkProfiles:
     """The slots, the one in use, its attempts, and the confirmed security profile."""
+
+    link_type = BackOffLink
 
     def __init__(self, ad: Ocpp201Adapter) -> None:
         self.ad = ad
@@ -50,6 +74,7 @@ class NetworkProfiles:
         self.failures = 0  # failed attempts in a row with the active slot
         self.link: Link | None = None
         self.register_again = False  # the next connection has new credentials: BootNotification again
+        self._first_wait: float | None = None  # the first reconnection wait of the present run of failures
         stored_profile = ad.store.get(NS, "security_profile", 0)
         self.confirmed = max(ad.cfg.security_profile, int(stored_profile) if str(stored_profile).isdigit() else 0)
         ad.dm.set_actual("SecurityCtrlr", "SecurityProfile", self.confirmed)
@@ -132,6 +157,14 @@ class NetworkProfiles:
         if security is None:
             return None
         return security.ssl_context(self.url(), int(self.current()["securityProfile"]))
+
+    def retry_delay(self, attempt: int) -> float:
+        """The wait before reconnection attempt ``attempt`` (1: the first after a loss)."""
+        if attempt <= 1 or self._first_wait is None:
+            self._first_wait = (max(0, self.ad.integer("OCPPCommCtrlr", "RetryBackOffWaitMinimum"))
+                                + random.uniform(0, max(0, self.ad.integer("OCPPCommCtrlr", "RetryBackOffRandomRange"))))
+        doublings = min(attempt - 1, max(0, self.ad.integer("OCPPCommCtrlr", "RetryBackOffRepeatTimes")))
+        return max(MIN_RETRY_WAIT_S, min(MAX_RETRY_WAIT_S, self._first_wait * 2 ** doublings))
 
     def attach(self, link: Link) -> None:
         """The adapter made a link: keep it configured for the slot in use."""
