@@ -48,6 +48,9 @@ class Scheduler(Protocol):
 # A change of the wall clock against monotonic time beyond this is a jump (NTP stepping the clock,
 # an operator setting it): timers on wall-clock instants are then armed again from wall time.
 WALL_JUMP_S = 1.0
+# while someone listens for wall-clock jumps, the clock is also looked at this often (a jump is no
+# event one can wait for; other timers firing look at it too, this bounds the delay when none do)
+WALL_WATCH_S = 10.0
 
 
 class _WallTimer:
@@ -113,14 +116,30 @@ class _WallClock:
         self._wall_timers.discard(t)
         t.fn(*t.args)
 
+    _wall_watch: Any = None  # the watch timer while there are listeners
+
     def on_wall_jump(self, cb: Callable[[], Any]) -> None:
-        """``cb()`` after the wall timers were armed again for a jump of the wall clock."""
+        """``cb()`` after the wall timers were armed again for a jump of the wall clock (noticed
+        within WALL_WATCH_S)."""
         self._wall_listeners.append(cb)
+        if self._wall_offset is None:
+            self._wall_offset = self._offset_now()
+        if self._wall_watch is None:
+            self._wall_watch = self._raw_call_later(WALL_WATCH_S, self._watch_fired)
 
     def off_wall_jump(self, cb: Callable[[], Any]) -> None:
         """Stop telling ``cb`` (a stopped service: nothing may keep it alive across a reset)."""
         if cb in self._wall_listeners:
             self._wall_listeners.remove(cb)
+        if not self._wall_listeners and self._wall_watch is not None:
+            self._wall_watch.cancel()
+            self._wall_watch = None
+
+    def _watch_fired(self) -> None:
+        self._wall_watch = None
+        self.check_wall_clock()
+        if self._wall_listeners:
+            self._wall_watch = self._raw_call_later(WALL_WATCH_S, self._watch_fired)
 
     def check_wall_clock(self) -> bool:
         """Re-arm the wall timers if the wall clock jumped since the last check (then tell the

@@ -344,7 +344,13 @@ class Ocpp201Adapter:
             except Exception:  # noqa: BLE001 - one block's failure must not stop the transaction
                 self.log.exception("%s.%s() failed", name, hook)
 
+    def _clock_set(self) -> None:
+        """The wall clock jumped (set by hand, NTP stepping it): security event SettingSystemTime."""
+        self.security.event("SettingSystemTime", f"the system time was changed (now {iso(self.scheduler.now())})")
+
     async def start(self) -> None:
+        if hasattr(self.scheduler, "on_wall_jump"):
+            self.scheduler.on_wall_jump(self._clock_set)
         self._each_service("start")
         self.aligned.start()
         self.outbox.kick()
@@ -352,6 +358,8 @@ class Ocpp201Adapter:
             self.transaction_opened(t)
 
     async def stop(self) -> None:
+        if hasattr(self.scheduler, "off_wall_jump"):
+            self.scheduler.off_wall_jump(self._clock_set)
         self._each_service("stop")
         self.registrar.stop()
         self.aligned.stop()

@@ -684,3 +684,13 @@ async def test_TC_A_13_CS_update_combined_certificate_success(csms201, make_stat
     leaf = x509.load_pem_x509_certificate(chain.encode())
     assert store.client_certificate() == leaf and store.client_certificate("v2g") == leaf
     assert await get_variable(csms201, "SecurityCtrlr", "CertificateEntries") == "2"
+
+
+async def test_setting_system_time_when_the_wall_clock_jumps_201(csms201, booted201):
+    """A04: the system time is changed (by hand, NTP): SecurityEventNotification SettingSystemTime."""
+    import asyncio as _asyncio
+    from datetime import timedelta as _timedelta
+
+    await booted201()
+    _asyncio.get_running_loop().wall_start += _timedelta(minutes=15)
+    await csms201.expect("SecurityEventNotification", lambda p: p["type"] == "SettingSystemTime", timeout=30)
