@@ -242,7 +242,8 @@ class ManualScheduler(_WallClock):
 
     @property
     def pending(self) -> int:
-        return sum(1 for entry in self._heap if not entry[2].cancelled)
+        """Timers armed by the scheduler's users (not its own wall-clock watch)."""
+        return sum(1 for entry in self._heap if not entry[2].cancelled and entry[2] is not self._wall_watch)
 
     def advance(self, seconds: float) -> None:
         end = self._mono + seconds
