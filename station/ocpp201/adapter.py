@@ -58,6 +58,7 @@ WHILE_PENDING = frozenset({"GetVariables", "SetVariables", "GetBaseReport", "Get
 # the variables whose change the adapter applies at once
 WATCHED = (
     ("OCPPCommCtrlr", "HeartbeatInterval"), ("AlignedDataCtrlr", "Interval"), ("SampledDataCtrlr", "TxUpdatedInterval"),
+    ("AlignedDataCtrlr", "TxEndedInterval"), ("SampledDataCtrlr", "TxEndedInterval"),
     ("TxCtrlr", "EVConnectionTimeOut"), ("TxCtrlr", "StopTxOnEVSideDisconnect"), ("TxCtrlr", "StopTxOnInvalidId"),
     ("TxCtrlr", "MaxEnergyOnInvalidId"), ("OCPPCommCtrlr", "UnlockOnEVSideDisconnect"), ("AuthCtrlr", "Enabled"),
     ("AuthCtrlr", "AuthorizeRemoteStart"), ("AuthCtrlr", "LocalPreAuthorize"), ("AuthCtrlr", "LocalAuthorizeOffline"),
@@ -162,6 +163,10 @@ class Ocpp201Adapter:
             self.scheduler, lambda: self.integer("AlignedDataCtrlr", "Interval"), lambda: self.spawn(self._send_aligned())
         )
         self._sampling: dict[int, SampledSchedule] = {}
+        self._sampling_ended: dict[int, SampledSchedule] = {}  # SampledDataCtrlr.TxEndedInterval
+        self.aligned_ended = AlignedSchedule(  # AlignedDataCtrlr.TxEndedInterval: samples for the Ended event
+            self.scheduler, lambda: self.integer("AlignedDataCtrlr", "TxEndedInterval"),
+            lambda: self.spawn(self._ended_samples(list(self.transactions.open), "AlignedDataCtrlr")))
         self.reset_scheduled: dict[int, str] = {}  # EVSE id (0: the station) -> reset type, waiting for idle
         for mod in modules:  # the blocks' own services (handlers/__init__.py)
             make = getattr(mod, "service", None)
@@ -258,6 +263,11 @@ class Ocpp201Adapter:
         elif component == "SampledDataCtrlr" and variable == "TxUpdatedInterval":
             for schedule in self._sampling.values():
                 schedule.interval_changed()
+        elif component == "SampledDataCtrlr" and variable == "TxEndedInterval":
+            for schedule in self._sampling_ended.values():
+                schedule.interval_changed()
+        elif component == "AlignedDataCtrlr" and variable == "TxEndedInterval":
+            self.aligned_ended.interval_changed()
 
     # -- addresses ---------------------------------------------------------------------------
     def address(self, cid: int) -> tuple[int, int]:
@@ -353,6 +363,7 @@ class Ocpp201Adapter:
             self.scheduler.on_wall_jump(self._clock_set)
         self._each_service("start")
         self.aligned.start()
+        self.aligned_ended.start()
         self.outbox.kick()
         for t in list(self.transactions.open.values()):
             self.transaction_opened(t)
@@ -363,9 +374,12 @@ class Ocpp201Adapter:
         self._each_service("stop")
         self.registrar.stop()
         self.aligned.stop()
-        for schedule in self._sampling.values():
-            schedule.stop()
-        self._sampling.clear()
+        self.aligned_ended.stop()
+        self.transactions.stop()
+        for schedules in (self._sampling, self._sampling_ended):
+            for schedule in schedules.values():
+                schedule.stop()
+            schedules.clear()
         self.status.stop()
         self.outbox.stop()
         self.tasks.cancel_all()
@@ -486,12 +500,20 @@ class Ocpp201Adapter:
                                    lambda cid=t.cid: self.spawn(self._sample(cid)))
         self._sampling[t.cid] = schedule
         schedule.start()
+        old_ended = self._sampling_ended.pop(t.cid, None)
+        if old_ended is not None:
+            old_ended.stop()
+        ended = SampledSchedule(self.scheduler, lambda: self.integer("SampledDataCtrlr", "TxEndedInterval"),
+                                lambda cid=t.cid: self.spawn(self._ended_samples([cid], "SampledDataCtrlr")))
+        self._sampling_ended[t.cid] = ended
+        ended.start()
         self._tell_services("tx_opened", t)
 
     def transaction_closed(self, t: Tx201) -> None:
-        schedule = self._sampling.pop(t.cid, None)
-        if schedule is not None:
-            schedule.stop()
+        for schedules in (self._sampling, self._sampling_ended):
+            schedule = schedules.pop(t.cid, None)
+            if schedule is not None:
+                schedule.stop()
         self._tell_services("tx_closed", t)
         self.spawn(self._closed_later())
 
@@ -515,6 +537,11 @@ class Ocpp201Adapter:
         tx = self.station.find_transaction(lambda t: t.local_id == tx_local)
         if tx is not None and tx.active and payload.get("eventType") != "Ended" and tx.id_tag == token["idToken"]:
             self.station.on_start_result(tx, tag_info)
+
+    async def _ended_samples(self, cids: list[int], component: str) -> None:
+        for cid in cids:
+            await self.station.read_meter(cid)
+            self.transactions.ended_sample(cid, component)
 
     async def _sample(self, cid: int) -> None:
         await self.station.read_meter(cid)

@@ -40,6 +40,7 @@ from station.ocpp201.meter_values import meter_value
 if TYPE_CHECKING:
     from station.ocpp201.adapter import Ocpp201Adapter
 
+ENDED_VALUES_MAX = 200  # samples kept for the Ended event of one transaction (the oldest go first)
 NS = "tx201"  # store namespace: transactionId -> Tx201 as a dict (open ones only)
 START_POINTS = ("ParkingBayOccupancy", "EVConnected", "Authorized", "DataSigned", "PowerPathClosed", "EnergyTransfer")
 SESSION_STOP_POINTS = {"Authorized", "PowerPathClosed", "EnergyTransfer", "DataSigned"}
@@ -63,6 +64,9 @@ class Tx201:
     started_at: str = ""
     reservation_id: int | None = None  # the reservation this transaction used (H03)
     reservation_sent: bool = False  # reservationId went out (in the first event after it was used)
+    # J02/J03: samples of SampledDataCtrlr / AlignedDataCtrlr TxEndedMeasurands taken every
+    # TxEndedInterval during the transaction, sent with the Ended event (at most ENDED_VALUES_MAX)
+    ended_values: list = field(default_factory=list)
 
     def to_store(self) -> dict:
         return asdict(self)
@@ -87,6 +91,7 @@ class TransactionEvents:
         self.ad = ad
         self.open: dict[int, Tx201] = {}  # connector number -> its open transaction
         self.pending: dict[int, _Pending] = {}
+        self._timers: dict[int, Any] = {}  # connector number -> EVConnectionTimeOut timer
         for d in ad.store.items(NS).values():
             try:
                 t = Tx201.from_store(d)
@@ -191,10 +196,11 @@ class TransactionEvents:
         return t
 
     def _end(self, t: Tx201, trigger: str, reason: str, stop_token: dict | None = None) -> None:
+        self._cancel_connection_timeout(t.cid)
         t.charging_state = "Idle" if not self.ad.connector_facts(t.cid)[1] else "EVConnected"
         self.ad.log.info("transaction %s ended on EVSE %d (%s, %s)", t.transaction_id, t.evse_id, trigger, reason)
-        self._event(t, "Ended", trigger, meter=self._meter(t.cid, "TxEndedMeasurands", "Transaction.End"),
-                    id_token=stop_token, info={"stoppedReason": reason})
+        meter = list(t.ended_values) + self._meter(t.cid, "TxEndedMeasurands", "Transaction.End")
+        self._event(t, "Ended", trigger, meter=meter, id_token=stop_token, info={"stoppedReason": reason})
         self.ad.transaction_closed(t)
 
     # -- what the driver and the CSMS did ----------------------------------------------------
@@ -250,7 +256,9 @@ class TransactionEvents:
         if t is not None:
             self._event(t, "Updated", "CablePluggedIn")
         elif self.start_points() & {"EVConnected", "ParkingBayOccupancy"}:
-            self._start(cid, "CablePluggedIn")
+            t = self._start(cid, "CablePluggedIn")
+            if t.id_token is None and t.local_id is None and cid in self.open:
+                self._arm_connection_timeout(t)
 
     def _ev_departed(self, cid: int) -> None:
         t = self.open.get(cid)
@@ -277,6 +285,7 @@ class TransactionEvents:
         return r.reservation_id
 
     def _authorized(self, cid: int, token: dict, reservation_id: int | None = None) -> None:
+        self._cancel_connection_timeout(cid)
         t = self.open.get(cid)
         if t is not None:
             if reservation_id is not None and t.reservation_id is None:
@@ -304,6 +313,7 @@ class TransactionEvents:
 
     # -- the core session started and stopped (called inside the store transaction) -------------
     def session_started(self, tx: Transaction) -> None:
+        self._cancel_connection_timeout(tx.connector_id)
         t = self.open.get(tx.connector_id)
         if t is not None:
             t.local_id = tx.local_id
@@ -343,7 +353,41 @@ class TransactionEvents:
             return
         self._end(t, trigger, reason, stop_token)
 
+    # -- EV connected, nobody authorized (E03 / TC_E_39) --------------------------------------------
+    def _arm_connection_timeout(self, t: Tx201) -> None:
+        """A transaction started by the cable ends when nobody is authorized within EVConnectionTimeOut."""
+        timeout = max(1, self.ad.integer("TxCtrlr", "EVConnectionTimeOut"))
+        self._timers[t.cid] = self.ad.scheduler.call_later(timeout, self._connection_timeout, t.cid, t.transaction_id)
+
+    def _cancel_connection_timeout(self, cid: int) -> None:
+        timer = self._timers.pop(cid, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _connection_timeout(self, cid: int, transaction_id: str) -> None:
+        self._timers.pop(cid, None)
+        t = self.open.get(cid)
+        if t is None or t.transaction_id != transaction_id or t.local_id is not None or t.id_token is not None:
+            return
+        self.ad.log.info("transaction %s: nobody authorized within EVConnectionTimeOut", transaction_id)
+        self._end(t, "EVConnectTimeout", "Timeout")
+
+    def stop(self) -> None:
+        for cid in list(self._timers):
+            self._cancel_connection_timeout(cid)
+
     # -- meter values during a transaction -----------------------------------------------------
+    def ended_sample(self, cid: int, component: str) -> None:
+        """TxEndedInterval came round: keep a sample of TxEndedMeasurands for the Ended event."""
+        t = self.open.get(cid)
+        if t is None:
+            return
+        context = "Sample.Clock" if component == "AlignedDataCtrlr" else "Sample.Periodic"
+        values = self._meter(cid, "TxEndedMeasurands", context, component=component)
+        if values:
+            t.ended_values = (t.ended_values + values)[-ENDED_VALUES_MAX:]
+            self._save(t)
+
     def periodic(self, cid: int) -> None:
         t = self.open.get(cid)
         if t is None:

@@ -306,3 +306,75 @@ async def test_AQ_6_CS_copes_with_handshake_rejection(csms201, make_station201):
     sp.start()
     await csms201.expect("BootNotification", timeout=120)
     assert len(csms201.handshake_times) >= 3
+
+
+async def test_TC_G_08_CS_connector_inoperative_to_operative(csms201, booted201):
+    await booted201()
+    evse = {"id": 1, "connectorId": 1}
+    await csms201.call("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": evse})
+    await csms201.expect("StatusNotification", lambda p: p["connectorStatus"] == "Unavailable")
+    assert (await csms201.call("ChangeAvailability", {"operationalStatus": "Operative", "evse": evse}))["status"] \
+        == "Accepted"
+    await csms201.expect("StatusNotification", lambda p: p["connectorStatus"] == "Available")
+
+
+async def _same_state_twice(csms201, evse: dict | None, state: str) -> None:
+    body = {"operationalStatus": state, **({"evse": evse} if evse else {})}
+    if state == "Inoperative":
+        await csms201.call("ChangeAvailability", body)
+        await csms201.expect("StatusNotification", lambda p: p["connectorStatus"] == "Unavailable")
+    assert (await csms201.call("ChangeAvailability", body))["status"] == "Accepted"
+    await csms201.no_call("StatusNotification", within=3)
+
+
+async def test_TC_G_10_CS_evse_inoperative_to_inoperative(csms201, booted201):
+    await booted201()
+    await _same_state_twice(csms201, {"id": 1}, "Inoperative")
+
+
+async def test_TC_G_12_CS_station_operative_to_operative(csms201, booted201):
+    await booted201()
+    await _same_state_twice(csms201, None, "Operative")
+
+
+async def test_TC_G_13_CS_station_inoperative_to_inoperative(csms201, booted201):
+    await booted201()
+    await _same_state_twice(csms201, None, "Inoperative")
+
+
+async def test_TC_G_15_CS_connector_operative_to_operative(csms201, booted201):
+    await booted201()
+    await _same_state_twice(csms201, {"id": 1, "connectorId": 1}, "Operative")
+
+
+async def test_TC_G_16_CS_connector_inoperative_to_inoperative(csms201, booted201):
+    await booted201()
+    await _same_state_twice(csms201, {"id": 1, "connectorId": 1}, "Inoperative")
+
+
+async def test_TC_G_17_CS_connector_with_ongoing_transaction(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    answer = await csms201.call("ChangeAvailability", {"operationalStatus": "Inoperative",
+                                                       "evse": {"id": 1, "connectorId": 1}})
+    assert answer["status"] == "Scheduled"
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", ended)
+    await csms201.expect("StatusNotification", lambda p: p["connectorStatus"] == "Unavailable")
+
+
+async def test_TC_G_19_CS_connector_availability_persists_reboot(csms201, booted201):
+    sp = await booted201()
+    await csms201.call("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1, "connectorId": 1}})
+    await csms201.expect("StatusNotification", lambda p: p["connectorStatus"] == "Unavailable")
+    await sp.stop()
+    sp.start()
+    await csms201.expect("BootNotification", timeout=15)
+    assert (await csms201.expect("StatusNotification"))["connectorStatus"] == "Unavailable"
+
+
+async def test_TC_F_07_CS_unlock_without_transaction_no_cable(csms201, booted201):
+    await booted201()
+    assert (await csms201.call("UnlockConnector", {"evseId": 1, "connectorId": 1}))["status"] == "Unlocked"

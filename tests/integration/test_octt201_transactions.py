@@ -391,3 +391,61 @@ async def test_TC_J_10_CS_sampled_ended_has_end_values(csms201, booted201):
     assert values["Energy.Active.Import.Register"]["context"] == "Transaction.End"
     assert values["Energy.Active.Import.Register"]["value"] > 0
     assert "Power.Active.Import" in values
+
+
+async def test_TC_E_39_CS_deauthorized_timeout(csms201, booted201):
+    """TxStartPoint EVConnected: nobody authorizes within EVConnectionTimeOut, the transaction ends."""
+    sp = await booted201(variables=points("EVConnected", "EVConnected,Authorized")
+                         + [var("TxCtrlr", "EVConnectionTimeOut", "20")])
+    await sp.plug()
+    ev = await csms201.expect("TransactionEvent", started)
+    end = await csms201.expect("TransactionEvent", ended, timeout=40)
+    assert end["triggerReason"] == "EVConnectTimeout" and end["transactionInfo"]["stoppedReason"] == "Timeout"
+    assert end["transactionInfo"]["transactionId"] == ev["transactionInfo"]["transactionId"]
+
+
+async def test_ev_connected_transaction_authorized_in_time_keeps_running(csms201, booted201):
+    sp = await booted201(variables=points("EVConnected", "EVConnected,Authorized")
+                         + [var("TxCtrlr", "EVConnectionTimeOut", "20")])
+    await sp.plug()
+    await csms201.expect("TransactionEvent", started)
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "Authorized")
+    await csms201.no_call("TransactionEvent", within=60, pred=ended)
+
+
+async def test_TC_E_29_CS_transaction_status_ongoing_with_queue(csms201, booted201):
+    sp = await booted201()
+    csms201.silent.add("TransactionEvent")  # the Started event stays in the queue
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    got = await csms201.call("GetTransactionStatus", {"transactionId": ev["transactionInfo"]["transactionId"]})
+    assert got == {"ongoingIndicator": True, "messagesInQueue": True}
+
+
+async def test_TC_J_03_CS_clock_aligned_values_in_ended(csms201, booted201):
+    sp = await booted201(variables=[var("AlignedDataCtrlr", "TxEndedInterval", "60"),
+                                    var("AlignedDataCtrlr", "TxEndedMeasurands", "Energy.Active.Import.Register")])
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    await asyncio.sleep(190)
+    await sp.swipe("TAG1")
+    end = await csms201.expect("TransactionEvent", ended)
+    clock = [mv for mv in end["meterValue"] if mv["sampledValue"][0]["context"] == "Sample.Clock"]
+    assert len(clock) == 3
+    readings = [mv["sampledValue"][0]["value"] for mv in clock]
+    assert readings == sorted(readings) and readings[-1] > readings[0]
+
+
+async def test_TC_J_02_sampled_tx_ended_interval_values_in_ended(csms201, booted201):
+    sp = await booted201(variables=[var("SampledDataCtrlr", "TxEndedInterval", "30")])
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    await asyncio.sleep(95)
+    await sp.swipe("TAG1")
+    end = await csms201.expect("TransactionEvent", ended)
+    periodic = [mv for mv in end["meterValue"] if mv["sampledValue"][0]["context"] == "Sample.Periodic"]
+    assert len(periodic) == 3
