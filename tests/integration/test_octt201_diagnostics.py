@@ -153,7 +153,7 @@ async def test_TC_N_36_CS_retrieve_log_information_second_request(csms201, boote
         await server.close()
 
 
-async def test_log_status_trigger_reports_idle_when_no_upload_runs(csms201, booted201):
+async def test_TC_F_15_CS_trigger_log_status_idle(csms201, booted201):
     await booted201()
     r = await csms201.call("TriggerMessage", {"requestedMessage": "LogStatusNotification"})
     assert r == {"status": "Accepted"}
@@ -305,3 +305,17 @@ def test_clearing_keeps_the_sessions_a_queued_message_still_needs():
     assert store.tx_forget("TAG1") == 1
     assert [(t[0], t[3]) for t in store.tx_of("TAG1")] == [(2, False), (3, True)]
     assert [t[0] for t in store.tx_of("TAG2")] == [4]
+
+
+async def test_TC_F_16_CS_trigger_log_status_uploading(csms201, booted201):
+    """TriggerMessage LogStatusNotification while an upload runs: Uploading with its requestId."""
+    await booted201()
+    server = await HttpFileServer(delay=60).start()
+    try:
+        r = await csms201.call("GetLog", get_log(77, server.url("/logs/")))
+        assert r["status"] == "Accepted"
+        await csms201.expect("LogStatusNotification", lambda p: p["status"] == "Uploading")
+        await csms201.call("TriggerMessage", {"requestedMessage": "LogStatusNotification"})
+        assert await csms201.expect("LogStatusNotification") == {"status": "Uploading", "requestId": 77}
+    finally:
+        await server.close()

@@ -375,3 +375,28 @@ async def test_update_firmware_while_installing_is_rejected(csms201, fw_station,
     csms201.silent.clear()
     await installed(csms201, "6.0.0", 71)
     assert statuses(csms201, 72) == []
+
+
+async def test_TC_F_17_TC_F_18_CS_trigger_firmware_status_idle(csms201, booted201):
+    """No update runs: FirmwareStatusNotification Idle, also when the trigger names an EVSE."""
+    await booted201()
+    assert (await csms201.call("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"}))["status"] \
+        == "Accepted"
+    assert await csms201.expect("FirmwareStatusNotification") == {"status": "Idle"}
+    answer = await csms201.call("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification", "evse": {"id": 1}})
+    assert answer["status"] == "Accepted"
+    assert await csms201.expect("FirmwareStatusNotification") == {"status": "Idle"}
+
+
+async def test_TC_F_19_CS_trigger_firmware_status_downloading(csms201, fw_station, pki):
+    """A download in progress (a slow server): the trigger reports Downloading with the requestId."""
+    data = make_package("6.0.0")
+    slow = await HttpFileServer(files={"/fw.bin": data}, delay=60).start()
+    try:
+        await fw_station()
+        await csms201.call("UpdateFirmware", request(61, slow.url("/fw.bin"), pki[1], data))
+        await expect_fw(csms201, "Downloading")
+        await csms201.call("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
+        assert await csms201.expect("FirmwareStatusNotification") == {"status": "Downloading", "requestId": 61}
+    finally:
+        await slow.close()
