@@ -308,6 +308,13 @@ class TransactionEvents:
             return
         state, plugged = self.ad.connector_facts(cid)
         new = vocabulary.charging_state(state, plugged)
+        core = self.core_tx(cid)
+        if new == "SuspendedEV" and t.charging_state == "Charging" and core is not None and core.active \
+                and self.stop_points() & {"EnergyTransfer", "PowerPathClosed"}:
+            # E: the EV stopped drawing (the power path opens): with these stop points that ends it
+            t.charging_state = new
+            self.ad.spawn(self.ad.station.stop_transaction(cid, StopReason.StoppedByEV))
+            return
         if new != t.charging_state:
             self._event(t, "Updated", "ChargingStateChanged")
 

@@ -449,3 +449,119 @@ async def test_TC_J_02_sampled_tx_ended_interval_values_in_ended(csms201, booted
     end = await csms201.expect("TransactionEvent", ended)
     periodic = [mv for mv in end["meterValue"] if mv["sampledValue"][0]["context"] == "Sample.Periodic"]
     assert len(periodic) == 3
+
+
+async def _charging_with(csms201, booted201, stop: str):
+    sp = await booted201(variables=points("PowerPathClosed", stop))
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    return sp, ev["transactionInfo"]["transactionId"]
+
+
+async def test_TC_E_07_CS_stop_power_path_closed_local_stop(csms201, booted201):
+    sp, tx_id = await _charging_with(csms201, booted201, "PowerPathClosed")
+    await sp.swipe("TAG1")
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "StopAuthorized" and end["transactionInfo"]["stoppedReason"] == "Local"
+
+
+async def test_TC_E_35_CS_stop_power_path_closed_remote_stop(csms201, booted201):
+    sp, tx_id = await _charging_with(csms201, booted201, "PowerPathClosed")
+    assert (await csms201.call("RequestStopTransaction", {"transactionId": tx_id}))["status"] == "Accepted"
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "RemoteStop" and end["transactionInfo"]["stoppedReason"] == "Remote"
+
+
+async def test_TC_E_37_CS_stop_power_path_closed_ev_side_disconnect(csms201, booted201):
+    sp, tx_id = await _charging_with(csms201, booted201, "PowerPathClosed")
+    await sp.unplug()
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+
+
+async def test_TC_E_08_CS_stop_energy_transfer_stop_authorized(csms201, booted201):
+    sp, tx_id = await _charging_with(csms201, booted201, "EnergyTransfer")
+    await sp.swipe("TAG1")
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "StopAuthorized"
+
+
+async def test_TC_E_22_CS_stop_energy_transfer_suspended_ev(csms201, booted201):
+    """TxStopPoint EnergyTransfer: the EV stops drawing (SuspendedEV), which ends the transaction."""
+    sp, tx_id = await _charging_with(csms201, booted201, "EnergyTransfer")
+    await sp.ev(True)
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["transactionInfo"]["transactionId"] == tx_id
+    assert end["transactionInfo"]["stoppedReason"] == "StoppedByEV"
+    assert end["triggerReason"] == "ChargingStateChanged"
+
+
+async def test_ev_pause_does_not_end_with_authorized_stop_point(csms201, booted201):
+    sp, tx_id = await _charging_with(csms201, booted201, "EVConnected,Authorized")
+    await sp.ev(True)
+    upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "ChargingStateChanged"
+                               and p["eventType"] == "Updated")
+    assert upd["transactionInfo"]["chargingState"] == "SuspendedEV"
+    await csms201.no_call("TransactionEvent", within=5, pred=ended)
+
+
+async def test_TC_E_19_CS_stop_parking_bay_unoccupied(csms201, booted201):
+    """No bay sensor: the bay is free when the EV has left (the cable is out)."""
+    sp, tx_id = await _charging_with(csms201, booted201, "ParkingBayOccupancy")
+    await sp.swipe("TAG1")
+    await csms201.no_call("TransactionEvent", within=3, pred=ended)
+    await sp.unplug()
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "EVDeparted"
+
+
+async def test_TC_E_44_CS_stop_transaction_during_offline_period(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    await sp.link(False)
+    await csms201.disconnected.wait()
+    await sp.swipe("TAG1")
+    await sp.unplug()
+    await asyncio.sleep(3)
+    await sp.link(True)
+    end = await csms201.expect("TransactionEvent", ended, timeout=30)
+    assert end["offline"] is True and end["transactionInfo"]["transactionId"] == ev["transactionInfo"]["transactionId"]
+    assert end["triggerReason"] == "StopAuthorized"
+
+
+async def test_TC_E_45_CS_stop_during_offline_period_same_group(csms201, booted201):
+    """Another card of the same group (groupIdToken known from the Authorize answer) stops it off line."""
+    csms201.responders["Authorize"] = lambda p: {"idTokenInfo": {"status": "Accepted",
+                                                                 "groupIdToken": {"idToken": "GROUP", "type": "Central"}}}
+    sp = await booted201()
+    await sp.swipe("TAG2")  # TAG2 of the same group is in the cache now
+    await asyncio.sleep(1)
+    await sp.swipe("TAG2")  # (presented again: the wait for a cable is cancelled)
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    await sp.link(False)
+    await csms201.disconnected.wait()
+    await sp.swipe("TAG2")
+    await asyncio.sleep(3)
+    await sp.link(True)
+    end = await csms201.expect("TransactionEvent", ended, timeout=30)
+    assert end["transactionInfo"]["transactionId"] == ev["transactionInfo"]["transactionId"]
+    assert end["idToken"]["idToken"] == "TAG2" and end["offline"] is True
+
+
+async def test_TC_E_38_CS_ev_not_ready(csms201, booted201):
+    """The EV does not ask for energy yet (state B): the transaction starts (Authorized start point),
+    chargingState EVConnected; when the EV asks, Charging."""
+    sp = await booted201(variables=points("Authorized"))
+    await sp.plug()
+    await sp.ev(True)
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    assert ev["transactionInfo"]["chargingState"] in ("EVConnected", "SuspendedEV")
+    await sp.ev(False)
+    upd = await csms201.expect("TransactionEvent", lambda p: p["transactionInfo"].get("chargingState") == "Charging")
+    assert upd["triggerReason"] == "ChargingStateChanged"
