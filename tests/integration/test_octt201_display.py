@@ -109,3 +109,54 @@ async def test_TC_I_07_CS_total_cost_in_transaction_event_response(csms201, boot
 
     await asyncio.sleep(1)
     assert (await sp.status())["evses"][0]["transaction"]["cost"] == 2.5
+
+
+async def test_TC_O_36_CS_state_charging(csms201, booted201):
+    sp = await booted201()
+    await csms201.call("SetDisplayMessage", message(7, "charging", state="Charging"))
+    assert (await sp.status())["display"] == []
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    assert [m["id"] for m in (await sp.status())["display"]] == [7]
+
+
+async def test_TC_O_37_CS_state_idle(csms201, booted201):
+    sp = await booted201()
+    await csms201.call("SetDisplayMessage", message(8, "welcome", state="Idle"))
+    assert [m["id"] for m in (await sp.status())["display"]] == [8]
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    assert (await sp.status())["display"] == []
+
+
+async def test_TC_O_38_CS_state_unavailable(csms201, booted201):
+    sp = await booted201()
+    await csms201.call("SetDisplayMessage", message(9, "out of order", state="Unavailable"))
+    assert (await sp.status())["display"] == []
+    await csms201.call("ChangeAvailability", {"operationalStatus": "Inoperative"})
+    await csms201.expect("StatusNotification", lambda p: p["connectorStatus"] == "Unavailable")
+    assert [m["id"] for m in (await sp.status())["display"]] == [9]
+
+
+async def test_TC_O_22_CS_multiple_in_front_newest_first(csms201, booted201):
+    sp = await booted201()
+    await csms201.call("SetDisplayMessage", message(1, "first", "InFront"))
+    await csms201.call("SetDisplayMessage", message(2, "second", "InFront"))
+    await csms201.call("SetDisplayMessage", message(3, "cycle", "NormalCycle"))
+    assert [m["id"] for m in (await sp.status())["display"]] == [2, 1, 3]
+
+
+async def test_TC_O_06_CS_message_for_a_transaction(csms201, booted201):
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    tx_id = ev["transactionInfo"]["transactionId"]
+    assert (await csms201.call("SetDisplayMessage", message(4, "your session", transactionId=tx_id)))["status"] \
+        == "Accepted"
+    assert [m["id"] for m in (await sp.status())["display"]] == [4]
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Ended")
+    assert (await sp.status())["display"] == []

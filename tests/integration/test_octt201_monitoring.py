@@ -84,7 +84,7 @@ async def test_TC_N_06_CS_monitoring_base_removes_custom_monitors(csms201, boote
     await booted201()
     await csms201.call("SetVariableMonitoring", {"setMonitoringData": [
         monitor("OCPPCommCtrlr", "OfflineThreshold", "UpperThreshold", 100)]})
-    assert (await csms201.call("SetMonitoringBase", {"monitoringBase": "FactoryDefault"}))["status"] == "Accepted"
+    assert (await csms201.call("SetMonitoringBase", {"monitoringBase": "HardWiredOnly"}))["status"] == "Accepted"
     assert (await csms201.call("GetMonitoringReport", {"requestId": 9}))["status"] == "EmptyResultSet"
 
 
@@ -219,3 +219,50 @@ async def test_TC_N_53_CS_monitor_alerts_after_reboot(csms201, booted201):
     await csms201.call("SetVariables", {"setVariableData": [var("OCPPCommCtrlr", "OfflineThreshold", "150")]})
     ev = (await csms201.expect("NotifyEvent"))["eventData"][0]
     assert ev["actualValue"] == "150"
+
+
+async def test_TC_N_03_CS_report_with_criteria_and_component_variable(csms201, booted201):
+    await booted201()
+    await csms201.call("SetVariableMonitoring", {"setMonitoringData": [
+        monitor("OCPPCommCtrlr", "OfflineThreshold", "UpperThreshold", 100),
+        monitor("OCPPCommCtrlr", "OfflineThreshold", "Delta", 10),
+        monitor("OCPPCommCtrlr", "HeartbeatInterval", "UpperThreshold", 500)]})
+    await csms201.call("GetMonitoringReport", {"requestId": 8, "monitoringCriteria": ["DeltaMonitoring"],
+                                               "componentVariable": [{"component": {"name": "OCPPCommCtrlr"},
+                                                                      "variable": {"name": "OfflineThreshold"}}]})
+    rep = await csms201.expect("NotifyMonitoringReport")
+    got = [(e["variable"]["name"], m["type"]) for e in rep["monitor"] for m in e["variableMonitoring"]]
+    assert got == [("OfflineThreshold", "Delta")]
+
+
+async def test_TC_N_39_CS_component_variable_do_not_correspond(csms201, booted201):
+    await booted201()
+    r = await csms201.call("SetVariableMonitoring", {"setMonitoringData": [
+        monitor("AuthCtrlr", "HeartbeatInterval", "Delta", 1)]})
+    assert r["setMonitoringResult"][0]["status"] == "UnknownVariable"
+
+
+async def test_TC_N_41_CS_return_to_factory_default(csms201, booted201):
+    await booted201()
+    await csms201.call("SetVariableMonitoring", {"setMonitoringData": [
+        monitor("OCPPCommCtrlr", "OfflineThreshold", "UpperThreshold", 100)]})
+    assert (await csms201.call("SetMonitoringBase", {"monitoringBase": "FactoryDefault"}))["status"] == "Accepted"
+    assert (await csms201.call("GetMonitoringReport", {"requestId": 1}))["status"] == "EmptyResultSet"
+
+
+async def test_TC_N_48_CS_monitoring_a_write_only_variable_is_rejected(csms201, booted201):
+    await booted201()
+    r = await csms201.call("SetVariableMonitoring", {"setMonitoringData": [
+        monitor("SecurityCtrlr", "BasicAuthPassword", "Delta", 1)]})
+    assert r["setMonitoringResult"][0]["status"] == "Rejected"
+
+
+async def test_TC_N_52_CS_removed_monitor_raises_nothing(csms201, booted201):
+    await booted201()
+    r = await csms201.call("SetVariableMonitoring", {"setMonitoringData": [
+        monitor("OCPPCommCtrlr", "OfflineThreshold", "UpperThreshold", 100)]})
+    mid = r["setMonitoringResult"][0]["id"]
+    cleared = await csms201.call("ClearVariableMonitoring", {"id": [mid]})
+    assert cleared["clearMonitoringResult"][0]["status"] == "Accepted"
+    await csms201.call("SetVariables", {"setVariableData": [var("OCPPCommCtrlr", "OfflineThreshold", "150")]})
+    await csms201.no_call("NotifyEvent", within=3)

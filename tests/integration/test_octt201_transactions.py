@@ -565,3 +565,25 @@ async def test_TC_E_38_CS_ev_not_ready(csms201, booted201):
     await sp.ev(False)
     upd = await csms201.expect("TransactionEvent", lambda p: p["transactionInfo"].get("chargingState") == "Charging")
     assert upd["triggerReason"] == "ChargingStateChanged"
+
+
+async def _lock_after_ev_side_unplug(csms201, booted201, unlock: str) -> bool:
+    sp = await booted201(variables=[var("OCPPCommCtrlr", "UnlockOnEVSideDisconnect", unlock)])
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    lock = sp.rt.hw[1].connector(1).lock
+    assert lock.locked
+    await sp.unplug()
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    await asyncio.sleep(2)
+    return lock.locked
+
+
+async def test_TC_E_24_CS_ev_side_disconnect_unlocks(csms201, booted201):
+    assert await _lock_after_ev_side_unplug(csms201, booted201, "true") is False
+
+
+async def test_TC_E_25_CS_ev_side_disconnect_stays_locked(csms201, booted201):
+    assert await _lock_after_ev_side_unplug(csms201, booted201, "false") is True

@@ -34,17 +34,40 @@ class Display:
     def messages(self) -> list[dict]:
         return sorted(self.ad.store.items(NS).values(), key=lambda m: m["id"])
 
+    def states(self) -> set[str]:
+        """The MessageStateEnumType values that hold now (O01: a message with a state is shown
+        only in that state): Charging, Faulted, Idle, Unavailable."""
+        now: set[str] = set()
+        st = self.ad.station
+        states = [st.status_of(cid)[0].label for cid in st.connectors]
+        if "Charging" in states:
+            now.add("Charging")
+        if "Faulted" in states:
+            now.add("Faulted")
+        if not st.operative or "Unavailable" in states:
+            now.add("Unavailable")
+        if all(c.transaction is None for c in st.connectors.values()) and st.operative:
+            now.add("Idle")
+        return now
+
     def shown(self) -> list[dict]:
-        """What a display shows now: valid messages, by priority (AlwaysFront first)."""
+        """What a display shows now: valid messages for the present state and transaction, by
+        priority (AlwaysFront first), the newest first within a priority."""
         now = self.ad.scheduler.now()
         order = {"AlwaysFront": 0, "InFront": 1, "NormalCycle": 2}
+        states = self.states()
+        running = {t.transaction_id for t in self.ad.transactions.open.values()}
         out = []
         for m in self.messages():
             start, end = m.get("startDateTime"), m.get("endDateTime")
             if (start and parse_iso(start) > now) or (end and parse_iso(end) <= now):
                 continue
+            if m.get("state") and m["state"] not in states:
+                continue
+            if m.get("transactionId") and m["transactionId"] not in running:
+                continue
             out.append(m)
-        return sorted(out, key=lambda m: order.get(m["priority"], 3))
+        return sorted(out, key=lambda m: (order.get(m["priority"], 3), -int(m.get("_set", 0))))
 
     def cost_updated(self, transaction_id: str, total: float) -> None:
         self.costs[transaction_id] = total
@@ -75,9 +98,20 @@ async def set_display_message(ad: Ocpp201Adapter, p: dict) -> dict:
     existing = {m["id"] for m in _display(ad).messages()}
     if msg["id"] not in existing and len(existing) >= ad.integer("DisplayMessageCtrlr", "DisplayMessages"):
         return {"status": "Rejected", "statusInfo": {"reasonCode": "NoCapacity"}}
-    ad.store.put(NS, str(msg["id"]), msg)
+    ad.store.put(NS, str(msg["id"]), {**msg, "_set": _next_order(ad)})
     ad.log.info("display message %d set (%s): %s", msg["id"], msg["priority"], msg["message"]["content"][:80])
     return {"status": "Accepted"}
+
+
+def _next_order(ad: Ocpp201Adapter) -> int:
+    """A number that grows with every message set (the newest of a priority is shown first)."""
+    n = int(ad.store.get(NS + "_order", "n", 0)) + 1
+    ad.store.put(NS + "_order", "n", n)
+    return n
+
+
+def _public(m: dict) -> dict:
+    return {k: v for k, v in m.items() if not k.startswith("_")}
 
 
 @routes.on("GetDisplayMessages")
@@ -93,7 +127,7 @@ async def get_display_messages(ad: Ocpp201Adapter, p: dict) -> Any:
         per = 10
         parts = [found[i:i + per] for i in range(0, len(found), per)]
         for n, part in enumerate(parts):
-            payload: dict = {"requestId": p["requestId"], "messageInfo": part}
+            payload: dict = {"requestId": p["requestId"], "messageInfo": [_public(m) for m in part]}
             if n < len(parts) - 1:
                 payload["tbc"] = True
             if await ad.send_quietly("NotifyDisplayMessages", payload) is None:
