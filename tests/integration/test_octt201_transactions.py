@@ -434,7 +434,8 @@ async def test_TC_J_03_CS_clock_aligned_values_in_ended(csms201, booted201):
     await sp.swipe("TAG1")
     end = await csms201.expect("TransactionEvent", ended)
     clock = [mv for mv in end["meterValue"] if mv["sampledValue"][0]["context"] == "Sample.Clock"]
-    assert len(clock) == 3
+    assert len(clock) in (3, 4)  # 190 s pass 3 or 4 whole minutes of the wall clock
+    assert all(mv["timestamp"].endswith(":00.000Z") for mv in clock)  # aligned to the minute
     readings = [mv["sampledValue"][0]["value"] for mv in clock]
     assert readings == sorted(readings) and readings[-1] > readings[0]
 
