@@ -580,6 +580,8 @@ def status_of(rt: Any) -> dict:
                 "offered_a": hw.connector(cids.index(conn.connector_id) + 1).pilot.offered_a,
             }
         )
+        if display is not None and tx is None and evse_id in display.final:
+            out["evses"][-1]["last_transaction"] = display.final[evse_id]  # 2.0.1 I02: the final cost
         t201 = ad.transactions.open.get(tx.connector_id) if tx is not None and display is not None else None
         if t201 is not None:  # 2.0.1: the station's transactionId and the running cost the CSMS sent
             out["evses"][-1]["transaction"]["id"] = t201.transaction_id

@@ -524,8 +524,10 @@ class Ocpp201Adapter:
     def event_answered(self, payload: dict, tx_local: int | None, response: dict) -> None:
         """The CSMS answered a TransactionEvent: an idTokenInfo about the token sent with it."""
         if "totalCost" in response and "display" in self.services:  # I03: the running cost
+            ended = payload.get("eventType") == "Ended"
             self.services["display"].cost_updated(payload["transactionInfo"]["transactionId"],
-                                                  float(response["totalCost"]))
+                                                  float(response["totalCost"]),
+                                                  payload.get("evse", {}).get("id") if ended else None)
         info = response.get("idTokenInfo")
         token = payload.get("idToken")
         if not isinstance(info, dict) or not isinstance(token, dict):
@@ -549,10 +551,12 @@ class Ocpp201Adapter:
 
     async def _send_aligned(self) -> None:
         """AlignedDataCtrlr.Interval came round: Sample.Clock values, in the transaction's events
-        for a connector with a transaction, as MeterValues for the others (unless SendDuringIdle
-        is false... it means: only when no transaction runs)."""
+        for a connector with a transaction, as MeterValues for the others. With SendDuringIdle
+        true they are sent only while no transaction runs at all (J01, TC_J_06)."""
         measurands = parse_measurands(self.text("AlignedDataCtrlr", "Measurands"))
         if not measurands:
+            return
+        if self.flag("AlignedDataCtrlr", "SendDuringIdle") and self.transactions.open:
             return
         for cid in list(self.station.connectors):
             if cid not in self._address:

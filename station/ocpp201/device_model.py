@@ -328,7 +328,8 @@ def _build() -> tuple[Variable, ...]:
            description="measurands of clock-aligned MeterValues"))
     add(_v(c, "Interval", i, "900", unit="s", min_limit=0, max_limit=DAY, required=True,
            description="seconds between clock-aligned samples from midnight; 0: none"))
-    add(_v(c, "SendDuringIdle", b, "false", description="aligned MeterValues also while no transaction runs"))
+    add(_v(c, "SendDuringIdle", b, "false",
+           description="true: clock-aligned values only while no transaction runs (none during one)"))
     add(_v(c, "TxEndedMeasurands", "MemberList", "", values=m, required=True))
     add(_v(c, "TxEndedInterval", i, "0", unit="s", min_limit=0, max_limit=DAY, required=True))
 

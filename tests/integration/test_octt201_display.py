@@ -160,3 +160,55 @@ async def test_TC_O_06_CS_message_for_a_transaction(csms201, booted201):
     await sp.swipe("TAG1")
     await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Ended")
     assert (await sp.status())["display"] == []
+
+
+async def test_TC_I_02_CS_final_total_cost_after_charging(csms201, booted201):
+    csms201.responders["TransactionEvent"] = lambda p: {"totalCost": 4.2} if p["eventType"] == "Ended" else None
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Ended")
+    import asyncio
+
+    await asyncio.sleep(1)
+    last = (await sp.status())["evses"][0]["last_transaction"]
+    assert last == {"id": ev["transactionInfo"]["transactionId"], "cost": 4.2}
+
+
+async def test_TC_O_39_CS_state_faulted(csms201, booted201):
+    sp = await booted201()
+    await csms201.call("SetDisplayMessage", message(11, "sorry", state="Faulted"))
+    assert (await sp.status())["display"] == []
+    await sp.fault("GroundFailure", True)
+    await csms201.expect("StatusNotification", lambda p: p["connectorStatus"] == "Faulted")
+    assert [m["id"] for m in (await sp.status())["display"]] == [11]
+
+
+async def test_TC_O_11_TC_O_35_CS_unknown_parameters_and_priority_mismatch(csms201, booted201):
+    await booted201()
+    await csms201.call("SetDisplayMessage", message(1, "a", "NormalCycle"))
+    assert (await csms201.call("GetDisplayMessages", {"requestId": 1, "id": [2, 3]}))["status"] == "Unknown"
+    answer = await csms201.call("GetDisplayMessages", {"requestId": 2, "id": [1], "priority": "AlwaysFront"})
+    assert answer["status"] == "Unknown"
+
+
+async def test_TC_O_27_TC_O_28_CS_transaction_message_start_and_end_time(csms201, booted201):
+    import asyncio
+
+    from tests.integration.harness import wall_now
+
+    sp = await booted201()
+    await sp.plug()
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    start = wall_now() + timedelta(seconds=60)
+    await csms201.call("SetDisplayMessage", message(6, "half way", transactionId=ev["transactionInfo"]["transactionId"],
+                                                    startDateTime=iso(start),
+                                                    endDateTime=iso(start + timedelta(seconds=60))))
+    assert (await sp.status())["display"] == []
+    await asyncio.sleep(90)
+    assert [m["id"] for m in (await sp.status())["display"]] == [6]
+    await asyncio.sleep(60)
+    assert (await sp.status())["display"] == []

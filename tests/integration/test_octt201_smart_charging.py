@@ -590,3 +590,13 @@ async def test_K_tx_profile_before_the_session_tx_start_point_ev_connected(csms2
     await sp.unplug(1)
     await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Ended")
     assert (await get_profiles(csms201, 31, {}))[0] == "NoProfiles"
+
+
+async def test_TC_P_04_CS_custom_data_in_a_charging_profile(csms201, booted201):
+    await booted201()
+    profile = {"id": 77, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+               "chargingProfileKind": "Absolute", "customData": {"vendorId": "com.example", "tariff": "A"},
+               "chargingSchedule": [{"id": 1, "startSchedule": "2026-01-01T00:00:00Z", "chargingRateUnit": "A",
+                                     "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}]}]}
+    answer = await csms201.call("SetChargingProfile", {"evseId": 0, "chargingProfile": profile})
+    assert answer["status"] == "Accepted"

@@ -588,3 +588,42 @@ async def test_TC_E_24_CS_ev_side_disconnect_unlocks(csms201, booted201):
 
 async def test_TC_E_25_CS_ev_side_disconnect_stays_locked(csms201, booted201):
     assert await _lock_after_ev_side_unplug(csms201, booted201, "false") is True
+
+
+async def test_TC_J_06_CS_no_clock_aligned_values_during_transaction(csms201, booted201):
+    """SendDuringIdle: clock-aligned values only while no transaction runs."""
+    sp = await booted201(variables=[var("AlignedDataCtrlr", "Interval", "60"),
+                                    var("AlignedDataCtrlr", "SendDuringIdle", "true")])
+    await csms201.expect("MeterValues", timeout=130)
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    mark = csms201.mark()
+    await asyncio.sleep(180)
+    assert not [r for r in csms201.received[mark:] if r.action == "MeterValues"
+                or (r.action == "TransactionEvent" and r.payload["triggerReason"] == "MeterValueClock")]
+
+
+async def test_TC_E_17_CS_deauthorized_ev_side_disconnect(csms201, booted201):
+    sp = await booted201(variables=points("PowerPathClosed", "Authorized"))
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", started)
+    await sp.unplug()
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "EVCommunicationLost"
+    assert end["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+
+
+async def test_TC_E_52_CS_disable_remote_authorization(csms201, booted201):
+    """DisableRemoteAuthorization: an unknown token is not sent to the CSMS and starts nothing; one
+    in the local list starts the transaction."""
+    sp = await booted201(variables=[var("AuthCtrlr", "DisableRemoteAuthorization", "true")])
+    await csms201.call("SendLocalList", {"versionNumber": 1, "updateType": "Full", "localAuthorizationList": [
+        {"idToken": {"idToken": "LISTED", "type": "ISO14443"}, "idTokenInfo": {"status": "Accepted"}}]})
+    await sp.swipe("LISTED")
+    await sp.plug()
+    await csms201.expect("TransactionEvent", started)
+    await sp.swipe("STRANGER", 1)
+    await asyncio.sleep(2)
+    assert not csms201.calls("Authorize")

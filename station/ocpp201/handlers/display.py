@@ -30,6 +30,7 @@ class Display:
     def __init__(self, ad: Ocpp201Adapter) -> None:
         self.ad = ad
         self.costs: dict[str, float] = {}  # transactionId -> totalCost
+        self.final: dict[int, dict] = {}  # EVSE id -> the last ended transaction's id and total cost (I02)
 
     def messages(self) -> list[dict]:
         return sorted(self.ad.store.items(NS).values(), key=lambda m: m["id"])
@@ -69,8 +70,13 @@ class Display:
             out.append(m)
         return sorted(out, key=lambda m: (order.get(m["priority"], 3), -int(m.get("_set", 0))))
 
-    def cost_updated(self, transaction_id: str, total: float) -> None:
+    def cost_updated(self, transaction_id: str, total: float, final_evse: int | None = None) -> None:
+        """A running total (CostUpdated, TransactionEvent answers); ``final_evse``: the total of
+        the Ended event of a transaction on that EVSE, shown after it (I02)."""
         self.costs[transaction_id] = total
+        if final_evse is not None:
+            self.final[final_evse] = {"id": transaction_id, "cost": total}
+            self.costs.pop(transaction_id, None)
         self.ad.log.info("running cost of transaction %s: %.2f %s", transaction_id, total,
                          self.ad.text("TariffCostCtrlr", "Currency"))
 
