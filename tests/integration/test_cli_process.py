@@ -175,8 +175,16 @@ async def test_a_network_api_with_a_token_needs_it(tmp_path, csms):
         assert (await get("")).startswith(b"HTTP/1.1 401")
         assert (await get(f"Authorization: Bearer {'t0ken-' * 4}\r\n")).startswith(b"HTTP/1.1 200")
     finally:
+        # a clean stop, waited for without blocking this loop: the CSMS in it must still answer the
+        # station's last calls (a blocking wait left the stop waiting for an answer that never came)
         proc.terminate()
-        proc.wait(10)
+        deadline = asyncio.get_running_loop().time() + 20
+        while proc.poll() is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+            raise AssertionError("the station did not stop within 20 s of SIGTERM")
 
 
 # -- the state directory: per station id, locked ----------------------------------------------------
