@@ -15,6 +15,7 @@ from typing import Any
 
 from ocpp.exceptions import NotSupportedError
 
+from station.adapter_base import AdapterBase, as_scheduler
 from station.config import StationConfig
 from station.core.auth import AuthRules, IdTagInfo
 from station.core.clock import Clock, iso
@@ -44,7 +45,6 @@ from station.ocpp16.security_events import SecurityEventSources
 from station.ocpp16.status import StatusReporter
 from station.outbox import Outbox
 from station.registration import Registration
-from station.scheduler import LoopScheduler, Scheduler
 from station.station import Station
 from station.store import Store
 from station.tasks import Tasks
@@ -115,12 +115,9 @@ class TransactionMessages:
         return float(self.ad.keys.int("TransactionMessageRetryInterval"))
 
 
-def as_scheduler(clock: Clock) -> Scheduler:
-    """The adapter's timers need a Scheduler; a bare Clock (now/monotonic only) gets the loop's."""
-    return clock if hasattr(clock, "call_later") and hasattr(clock, "call_at") else LoopScheduler()  # type: ignore[return-value]
 
 
-class Ocpp16Adapter:
+class Ocpp16Adapter(AdapterBase):
     version = "1.6"
     _sampled_value = staticmethod(sampled_value)  # kept for tests/unit/test_core_metering.py
 
@@ -249,33 +246,6 @@ class Ocpp16Adapter:
         self.outbox.stop()
         self.tasks.cancel_all()
 
-    @property
-    def registration(self) -> str | None:
-        """Accepted | Pending | Rejected, None before the first answer."""
-        return self.registrar.status
-
-    @property
-    def registered(self) -> bool:
-        return self.registrar.accepted
-
-    @property
-    def online(self) -> bool:
-        return self.link is not None and self.link.is_connected and self.registrar.accepted
-
-    async def call(self, action: str, payload: dict, timeout: float | None = None, unique_id: str | None = None) -> dict:
-        if self.link is None:
-            raise NotConnected(action)
-        resp = await (self.link.call(action, payload, timeout, unique_id=unique_id) if unique_id is not None
-                      else self.link.call(action, payload, timeout))
-        self.registrar.activity()
-        return resp
-
-    async def send_quietly(self, action: str, payload: dict) -> dict | None:
-        try:
-            return await self.call(action, payload)
-        except (TimeoutError, CallErrorReceived, NotConnected) as e:
-            self.log.warning("%s failed: %s", action, e)
-            return None
 
     async def on_open(self) -> None:
         self.security.connected()
@@ -409,12 +379,6 @@ class Ocpp16Adapter:
     def queue_meter_values(self, tx: Transaction, meter_values: list[dict]) -> None:
         self.outbox.add("MeterValues", {"connectorId": tx.connector_id, "transactionId": 0, "meterValue": meter_values}, tx.local_id)
 
-    def outbox_empty(self) -> bool:
-        return len(self.outbox) == 0
-
-    async def flush_outbox(self, timeout: float) -> None:
-        """Give queued transaction messages a chance to go out (before a reset)."""
-        await self.outbox.flush(timeout)
 
     # -- meter values ------------------------------------------------------------------------
     def _add_stop_samples(self, tx: Transaction, context: str, reading: Any) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from ocpp.exceptions import NotSupportedError, SecurityError
 
+from station.adapter_base import AdapterBase, as_scheduler
 from station.config import StationConfig, connector_numbers
 from station.core import model as m
 from station.core.auth import IdTagInfo
@@ -40,7 +41,6 @@ from station.ocpp201.status import StatusReporter
 from station.ocpp201.transaction_event import TransactionEvents, Tx201
 from station.outbox import Outbox
 from station.registration import Registration
-from station.scheduler import LoopScheduler, Scheduler
 from station.security_events import SecurityEventSources
 from station.station import Station
 from station.store import Store
@@ -106,11 +106,9 @@ class TransactionMessages:
         return float(self.ad.integer("OCPPCommCtrlr", "MessageAttemptInterval", instance="TransactionEvent"))
 
 
-def as_scheduler(clock: Clock) -> Scheduler:
-    return clock if hasattr(clock, "call_later") and hasattr(clock, "call_at") else LoopScheduler()  # type: ignore[return-value]
 
 
-class Ocpp201Adapter:
+class Ocpp201Adapter(AdapterBase):
     version = "2.0.1"
 
     def __init__(self, station: Station, store: Store, cfg: StationConfig, clock: Clock, log: logging.Logger) -> None:
@@ -384,32 +382,6 @@ class Ocpp201Adapter:
         self.outbox.stop()
         self.tasks.cancel_all()
 
-    @property
-    def registration(self) -> str | None:
-        return self.registrar.status
-
-    @property
-    def registered(self) -> bool:
-        return self.registrar.accepted
-
-    @property
-    def online(self) -> bool:
-        return self.link is not None and self.link.is_connected and self.registrar.accepted
-
-    async def call(self, action: str, payload: dict, timeout: float | None = None, unique_id: str | None = None) -> dict:
-        if self.link is None:
-            raise NotConnected(action)
-        resp = await (self.link.call(action, payload, timeout, unique_id=unique_id) if unique_id is not None
-                      else self.link.call(action, payload, timeout))
-        self.registrar.activity()
-        return resp
-
-    async def send_quietly(self, action: str, payload: dict) -> dict | None:
-        try:
-            return await self.call(action, payload)
-        except (TimeoutError, CallErrorReceived, NotConnected) as e:
-            self.log.warning("%s failed: %s", action, e)
-            return None
 
     async def on_open(self) -> None:
         security, network = self.services.get("security"), self.services.get("network")
@@ -590,11 +562,6 @@ class Ocpp201Adapter:
             mv = meter_value(samples, "Trigger", self.scheduler.now())
             await self.send_quietly("MeterValues", {"evseId": evse_id, "meterValue": [mv]})
 
-    def outbox_empty(self) -> bool:
-        return len(self.outbox) == 0
-
-    async def flush_outbox(self, timeout: float) -> None:
-        await self.outbox.flush(timeout)
 
     # -- reset (B11, B12) ---------------------------------------------------------------------
     def busy(self, evse_id: int | None = None) -> bool:
