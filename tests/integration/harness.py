@@ -458,3 +458,10 @@ async def start_session(csms: ScriptedCsms, sp: Any, tag: str = "TAG1") -> dict:
     start = await csms.expect("StartTransaction")
     await csms.expect_status(1, "Charging")
     return start
+
+
+async def start_transaction_201(csms: ScriptedCsms, sp: Any, tag: str = "TAG1", evse: int = 1) -> dict:
+    """OCPP 2.0.1: plug the EV in, present ``tag``; the TransactionEvent Started the CSMS gets."""
+    await sp.plug(evse)
+    await sp.swipe(tag, evse)
+    return await csms.expect("TransactionEvent", lambda p: p["eventType"] == "Started" and p["evse"]["id"] == evse)

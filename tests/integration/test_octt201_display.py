@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from station.core.clock import iso
+from tests.integration.harness import start_transaction_201
 
 
 def message(mid: int, text: str, priority: str = "NormalCycle", **extra) -> dict:
@@ -54,9 +55,7 @@ async def test_TC_O_12_TC_O_20_CS_replace_by_id_and_persist_over_reboot(csms201,
 
 async def test_TC_I_01_CS_cost_updated_shown_with_the_transaction(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    ev = await start_transaction_201(csms201, sp)
     tx_id = ev["transactionInfo"]["transactionId"]
     assert await csms201.call("CostUpdated", {"totalCost": 1.25, "transactionId": tx_id}) == {}
     tx = (await sp.status())["evses"][0]["transaction"]
@@ -102,9 +101,7 @@ async def test_TC_O_13_TC_O_14_CS_shown_from_start_until_end(csms201, booted201)
 async def test_TC_I_07_CS_total_cost_in_transaction_event_response(csms201, booted201):
     csms201.responders["TransactionEvent"] = lambda p: {"totalCost": 2.5}
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    await start_transaction_201(csms201, sp)
     import asyncio
 
     await asyncio.sleep(1)
@@ -115,9 +112,7 @@ async def test_TC_O_36_CS_state_charging(csms201, booted201):
     sp = await booted201()
     await csms201.call("SetDisplayMessage", message(7, "charging", state="Charging"))
     assert (await sp.status())["display"] == []
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    await start_transaction_201(csms201, sp)
     assert [m["id"] for m in (await sp.status())["display"]] == [7]
 
 
@@ -125,9 +120,7 @@ async def test_TC_O_37_CS_state_idle(csms201, booted201):
     sp = await booted201()
     await csms201.call("SetDisplayMessage", message(8, "welcome", state="Idle"))
     assert [m["id"] for m in (await sp.status())["display"]] == [8]
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    await start_transaction_201(csms201, sp)
     assert (await sp.status())["display"] == []
 
 
@@ -150,9 +143,7 @@ async def test_TC_O_22_CS_multiple_in_front_newest_first(csms201, booted201):
 
 async def test_TC_O_06_CS_message_for_a_transaction(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    ev = await start_transaction_201(csms201, sp)
     tx_id = ev["transactionInfo"]["transactionId"]
     assert (await csms201.call("SetDisplayMessage", message(4, "your session", transactionId=tx_id)))["status"] \
         == "Accepted"
@@ -165,9 +156,7 @@ async def test_TC_O_06_CS_message_for_a_transaction(csms201, booted201):
 async def test_TC_I_02_CS_final_total_cost_after_charging(csms201, booted201):
     csms201.responders["TransactionEvent"] = lambda p: {"totalCost": 4.2} if p["eventType"] == "Ended" else None
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    ev = await start_transaction_201(csms201, sp)
     await sp.swipe("TAG1")
     await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Ended")
     import asyncio
@@ -200,9 +189,7 @@ async def test_TC_O_27_TC_O_28_CS_transaction_message_start_and_end_time(csms201
     from tests.integration.harness import wall_now
 
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    ev = await start_transaction_201(csms201, sp)
     start = wall_now() + timedelta(seconds=60)
     await csms201.call("SetDisplayMessage", message(6, "half way", transactionId=ev["transactionInfo"]["transactionId"],
                                                     startDateTime=iso(start),

@@ -4,6 +4,7 @@ websocket, in process on virtual time."""
 from __future__ import annotations
 
 from tests.conftest import var
+from tests.integration.harness import start_transaction_201
 
 
 def started(p: dict) -> bool:
@@ -69,9 +70,7 @@ async def test_remote_start_on_running_ev_connected_transaction_returns_its_id(c
 
 async def test_TC_F_05_CS_unlock_with_ongoing_transaction(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     answer = await csms201.call("UnlockConnector", {"evseId": 1, "connectorId": 1})
     assert answer["status"] == "OngoingAuthorizedTransaction"
 
@@ -90,9 +89,7 @@ async def test_TC_F_10_CS_unlock_unknown_connector(csms201, booted201):
 
 async def test_TC_F_08_CS_remote_stop_success(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     answer = await csms201.call("RequestStopTransaction", {"transactionId": ev["transactionInfo"]["transactionId"]})
     assert answer["status"] == "Accepted"
     end = await csms201.expect("TransactionEvent", ended)
@@ -222,9 +219,7 @@ async def test_TC_G_09_CS_operative_to_operative(csms201, booted201):
 
 async def test_TC_G_11_CS_change_availability_evse_with_transaction(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     answer = await csms201.call("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}})
     assert answer["status"] == "Scheduled"
     await sp.swipe("TAG1")
@@ -234,9 +229,7 @@ async def test_TC_G_11_CS_change_availability_evse_with_transaction(csms201, boo
 
 async def test_TC_G_14_CS_change_availability_station_with_transaction(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     assert (await csms201.call("ChangeAvailability", {"operationalStatus": "Inoperative"}))["status"] == "Scheduled"
     await sp.swipe("TAG1")
     await csms201.expect("TransactionEvent", ended)
@@ -354,9 +347,7 @@ async def test_TC_G_16_CS_connector_inoperative_to_inoperative(csms201, booted20
 
 async def test_TC_G_17_CS_connector_with_ongoing_transaction(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     answer = await csms201.call("ChangeAvailability", {"operationalStatus": "Inoperative",
                                                        "evse": {"id": 1, "connectorId": 1}})
     assert answer["status"] == "Scheduled"

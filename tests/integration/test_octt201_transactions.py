@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.conftest import var
-from tests.integration.harness import CallErrorReply
+from tests.integration.harness import CallErrorReply, start_transaction_201
 
 
 def points(start: str, stop: str = "EVConnected,Authorized") -> list[dict]:
@@ -39,9 +39,7 @@ async def test_TC_E_01_CS_start_option_power_path_closed(csms201, booted201):
 
 async def test_TC_E_02_CS_start_option_energy_transfer(csms201, booted201):
     sp = await booted201(variables=points("EnergyTransfer"))
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     assert ev["transactionInfo"]["chargingState"] == "Charging"
     assert ev["triggerReason"] == "ChargingStateChanged"
 
@@ -118,9 +116,7 @@ async def test_TC_E_05_CS_authorization_first_cable_timeout(csms201, booted201):
 
 async def test_TC_E_06_CS_local_stop_accepted(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     await sp.swipe("TAG1")
     end = await csms201.expect("TransactionEvent", ended)
     assert end["triggerReason"] == "StopAuthorized"
@@ -133,9 +129,7 @@ async def test_TC_E_06_CS_local_stop_accepted(csms201, booted201):
 async def test_stop_point_ev_connected_only_ends_at_unplug(csms201, booted201):
     """TxStopPoint EVConnected: the local stop deauthorizes (Updated), the unplug ends it."""
     sp = await booted201(variables=points("PowerPathClosed", "EVConnected"))
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     await sp.swipe("TAG1")
     upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "StopAuthorized")
     assert upd["eventType"] == "Updated"
@@ -148,9 +142,7 @@ async def test_stop_point_ev_connected_only_ends_at_unplug(csms201, booted201):
 
 async def test_TC_E_21_CS_stop_authorized_remote(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     tx_id = ev["transactionInfo"]["transactionId"]
     assert (await csms201.call("RequestStopTransaction", {"transactionId": tx_id}))["status"] == "Accepted"
     end = await csms201.expect("TransactionEvent", ended)
@@ -159,9 +151,7 @@ async def test_TC_E_21_CS_stop_authorized_remote(csms201, booted201):
 
 async def test_TC_E_20_CS_ev_side_disconnect(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     await sp.unplug()
     end = await csms201.expect("TransactionEvent", ended)
     assert end["triggerReason"] == "EVCommunicationLost"
@@ -171,9 +161,7 @@ async def test_TC_E_20_CS_ev_side_disconnect(csms201, booted201):
 
 async def test_TC_E_26_CS_ev_side_disconnect_suspends(csms201, booted201):
     sp = await booted201(variables=[var("TxCtrlr", "StopTxOnEVSideDisconnect", "false")])
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     await sp.unplug()
     upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "EVCommunicationLost")
     assert upd["eventType"] == "Updated"
@@ -186,9 +174,7 @@ async def test_TC_E_16_CS_deauthorized_invalid_id_token(csms201, booted201):
         lambda p: {"idTokenInfo": {"status": "Invalid"}} if "idToken" in p else None)
     sp = await booted201(variables=[var("AuthCtrlr", "LocalPreAuthorize", "false")])
     csms201.responders["Authorize"] = lambda p: {"idTokenInfo": {"status": "Accepted"}}
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     end = await csms201.expect("TransactionEvent", ended)
     assert end["triggerReason"] == "Deauthorized"
     assert end["transactionInfo"]["stoppedReason"] == "DeAuthorized"
@@ -196,9 +182,7 @@ async def test_TC_E_16_CS_deauthorized_invalid_id_token(csms201, booted201):
 
 async def test_TC_E_30_CS_transaction_status_ongoing_without_queue(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     tx_id = ev["transactionInfo"]["transactionId"]
     got = await csms201.call("GetTransactionStatus", {"transactionId": tx_id})
     assert got == {"ongoingIndicator": True, "messagesInQueue": False}
@@ -212,9 +196,7 @@ async def test_TC_E_28_CS_transaction_status_unknown(csms201, booted201):
 
 async def test_TC_E_31_32_CS_transaction_status_ended_with_and_without_queue(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     tx_id = ev["transactionInfo"]["transactionId"]
     csms201.silent.add("TransactionEvent")  # the Ended event stays in the queue
     await sp.swipe("TAG1")
@@ -244,9 +226,7 @@ async def test_TC_E_33_34_CS_transaction_status_without_id(csms201, booted201):
 
 async def test_TC_E_40_CS_connection_loss_during_transaction(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     tx_id = ev["transactionInfo"]["transactionId"]
     await sp.link(False)
     await csms201.disconnected.wait()
@@ -280,9 +260,7 @@ async def test_TC_E_50_CS_retry_max_count_reached_call_error(csms201, booted201)
     """A TransactionEvent the CSMS never answers is sent MessageAttempts times, then dropped."""
     sp = await booted201(variables=[var("OCPPCommCtrlr", "MessageAttempts", "3", instance="TransactionEvent")])
     csms201.responders["TransactionEvent"] = lambda p: CallErrorReply("InternalError", "no")
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     await asyncio.sleep(30)
     tries = [p for p in csms201.calls("TransactionEvent") if started(p)]
     assert len(tries) == 3
@@ -293,9 +271,7 @@ async def test_TC_E_51_CS_retry_success_before_max_call_error(csms201, booted201
     sp = await booted201(variables=[var("OCPPCommCtrlr", "MessageAttempts", "3", instance="TransactionEvent")])
     answers = iter([CallErrorReply("InternalError", "no"), None])
     csms201.responders["TransactionEvent"] = lambda p: next(answers, None)
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     await asyncio.sleep(10)
     tries = [p for p in csms201.calls("TransactionEvent") if started(p)]
     assert len(tries) == 2
@@ -306,18 +282,14 @@ async def test_TC_E_51_CS_retry_success_before_max_call_error(csms201, booted201
 
 async def test_TC_J_07_CS_sampled_started_has_begin_values(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     contexts = {sv["context"] for mv in ev["meterValue"] for sv in mv["sampledValue"]}
     assert contexts == {"Transaction.Begin"}
 
 
 async def test_TC_J_09_CS_sampled_updated(csms201, booted201):
     sp = await booted201(variables=[var("SampledDataCtrlr", "TxUpdatedInterval", "10")])
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "MeterValuePeriodic", timeout=30)
     measurands = {sv.get("measurand") for mv in upd["meterValue"] for sv in mv["sampledValue"]}
     assert "Energy.Active.Import.Register" in measurands
@@ -333,9 +305,7 @@ async def test_TC_J_01_CS_clock_aligned_no_transaction(csms201, booted201):
 
 async def test_TC_J_02_CS_clock_aligned_transaction_ongoing(csms201, booted201):
     sp = await booted201(variables=[var("AlignedDataCtrlr", "Interval", "60")])
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     upd = await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "MeterValueClock", timeout=130)
     assert upd["eventType"] == "Updated"
 
@@ -343,9 +313,7 @@ async def test_TC_J_02_CS_clock_aligned_transaction_ongoing(csms201, booted201):
 async def test_TC_E_15_CS_stop_option_stop_authorized_local(csms201, booted201):
     """TxStopPoint Authorized: the driver's card ends the transaction (Ended, StopAuthorized)."""
     sp = await booted201(variables=points("PowerPathClosed", "Authorized"))
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     await sp.swipe("TAG1")
     end = await csms201.expect("TransactionEvent", ended)
     assert end["triggerReason"] == "StopAuthorized" and end["transactionInfo"]["stoppedReason"] == "Local"
@@ -356,9 +324,7 @@ async def test_TC_E_41_CS_retry_max_count_reached_no_answer(csms201, booted201):
     """The CSMS does not answer the TransactionEvent at all: sent MessageAttempts times, then dropped."""
     sp = await booted201(variables=[var("OCPPCommCtrlr", "MessageAttempts", "2", instance="TransactionEvent")])
     csms201.silent.add("TransactionEvent")
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     await asyncio.sleep(200)
     tries = [r for r in csms201.received if r.action == "TransactionEvent" and started(r.payload)]
     assert len(tries) == 2
@@ -368,9 +334,7 @@ async def test_TC_E_41_CS_retry_max_count_reached_no_answer(csms201, booted201):
 async def test_TC_E_42_CS_retry_success_before_max_no_answer(csms201, booted201):
     sp = await booted201(variables=[var("OCPPCommCtrlr", "MessageAttempts", "3", instance="TransactionEvent")])
     csms201.silent.add("TransactionEvent")
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     csms201.silent.clear()
     await csms201.expect("TransactionEvent", started, timeout=120)
     await asyncio.sleep(200)
@@ -381,9 +345,7 @@ async def test_TC_E_42_CS_retry_success_before_max_no_answer(csms201, booted201)
 async def test_TC_J_10_CS_sampled_ended_has_end_values(csms201, booted201):
     sp = await booted201(variables=[var("SampledDataCtrlr", "TxEndedMeasurands",
                                         "Energy.Active.Import.Register,Power.Active.Import")])
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     await asyncio.sleep(30)
     await sp.swipe("TAG1")
     end = await csms201.expect("TransactionEvent", ended)
@@ -417,9 +379,7 @@ async def test_ev_connected_transaction_authorized_in_time_keeps_running(csms201
 async def test_TC_E_29_CS_transaction_status_ongoing_with_queue(csms201, booted201):
     sp = await booted201()
     csms201.silent.add("TransactionEvent")  # the Started event stays in the queue
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     got = await csms201.call("GetTransactionStatus", {"transactionId": ev["transactionInfo"]["transactionId"]})
     assert got == {"ongoingIndicator": True, "messagesInQueue": True}
 
@@ -427,9 +387,7 @@ async def test_TC_E_29_CS_transaction_status_ongoing_with_queue(csms201, booted2
 async def test_TC_J_03_CS_clock_aligned_values_in_ended(csms201, booted201):
     sp = await booted201(variables=[var("AlignedDataCtrlr", "TxEndedInterval", "60"),
                                     var("AlignedDataCtrlr", "TxEndedMeasurands", "Energy.Active.Import.Register")])
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     await asyncio.sleep(190)
     await sp.swipe("TAG1")
     end = await csms201.expect("TransactionEvent", ended)
@@ -442,9 +400,7 @@ async def test_TC_J_03_CS_clock_aligned_values_in_ended(csms201, booted201):
 
 async def test_TC_J_02_sampled_tx_ended_interval_values_in_ended(csms201, booted201):
     sp = await booted201(variables=[var("SampledDataCtrlr", "TxEndedInterval", "30")])
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     await asyncio.sleep(95)
     await sp.swipe("TAG1")
     end = await csms201.expect("TransactionEvent", ended)
@@ -454,9 +410,7 @@ async def test_TC_J_02_sampled_tx_ended_interval_values_in_ended(csms201, booted
 
 async def _charging_with(csms201, booted201, stop: str):
     sp = await booted201(variables=points("PowerPathClosed", stop))
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     return sp, ev["transactionInfo"]["transactionId"]
 
 
@@ -519,9 +473,7 @@ async def test_TC_E_19_CS_stop_parking_bay_unoccupied(csms201, booted201):
 
 async def test_TC_E_44_CS_stop_transaction_during_offline_period(csms201, booted201):
     sp = await booted201()
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     await sp.link(False)
     await csms201.disconnected.wait()
     await sp.swipe("TAG1")
@@ -541,9 +493,7 @@ async def test_TC_E_45_CS_stop_during_offline_period_same_group(csms201, booted2
     await sp.swipe("TAG2")  # TAG2 of the same group is in the cache now
     await asyncio.sleep(1)
     await sp.swipe("TAG2")  # (presented again: the wait for a cable is cancelled)
-    await sp.plug()
-    await sp.swipe("TAG1")
-    ev = await csms201.expect("TransactionEvent", started)
+    ev = await start_transaction_201(csms201, sp)
     await sp.link(False)
     await csms201.disconnected.wait()
     await sp.swipe("TAG2")
@@ -570,9 +520,7 @@ async def test_TC_E_38_CS_ev_not_ready(csms201, booted201):
 
 async def _lock_after_ev_side_unplug(csms201, booted201, unlock: str) -> bool:
     sp = await booted201(variables=[var("OCPPCommCtrlr", "UnlockOnEVSideDisconnect", unlock)])
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     lock = sp.rt.hw[1].connector(1).lock
     assert lock.locked
     await sp.unplug()
@@ -595,9 +543,7 @@ async def test_TC_J_06_CS_no_clock_aligned_values_during_transaction(csms201, bo
     sp = await booted201(variables=[var("AlignedDataCtrlr", "Interval", "60"),
                                     var("AlignedDataCtrlr", "SendDuringIdle", "true")])
     await csms201.expect("MeterValues", timeout=130)
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     mark = csms201.mark()
     await asyncio.sleep(180)
     assert not [r for r in csms201.received[mark:] if r.action == "MeterValues"
@@ -606,9 +552,7 @@ async def test_TC_J_06_CS_no_clock_aligned_values_during_transaction(csms201, bo
 
 async def test_TC_E_17_CS_deauthorized_ev_side_disconnect(csms201, booted201):
     sp = await booted201(variables=points("PowerPathClosed", "Authorized"))
-    await sp.plug()
-    await sp.swipe("TAG1")
-    await csms201.expect("TransactionEvent", started)
+    await start_transaction_201(csms201, sp)
     await sp.unplug()
     end = await csms201.expect("TransactionEvent", ended)
     assert end["triggerReason"] == "EVCommunicationLost"
