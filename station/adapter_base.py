@@ -8,7 +8,8 @@ and ``log`` and adds its vocabulary and handlers.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from station.core.clock import Clock
 from station.link import CallErrorReceived, Link, NotConnected
@@ -29,6 +30,24 @@ class AdapterBase:
     registrar: Registration
     outbox: Outbox
     log: logging.Logger
+    scheduler: Scheduler
+    spawn: Callable[..., Any]
+
+    def _registration(self, heartbeat_interval: Callable[[], float]) -> Registration:
+        """BootNotification and Heartbeat (station/registration.py) with the version's boot payload
+        and answer handling (``boot_payload()``, ``_boot_answered()``)."""
+        from station.registration import Registration  # noqa: PLC0415
+
+        return Registration(
+            scheduler=self.scheduler,
+            log=self.log,
+            call=self.call,
+            spawn=self.spawn,
+            connected=lambda: self.link is not None and self.link.is_connected,
+            boot_payload=self.boot_payload,  # type: ignore[attr-defined]
+            on_answer=self._boot_answered,  # type: ignore[attr-defined]
+            heartbeat_interval=heartbeat_interval,
+        )
 
     @property
     def registration(self) -> str | None:

@@ -44,7 +44,6 @@ from station.ocpp16.meter_values import meter_value, sampled_value
 from station.ocpp16.security_events import SecurityEventSources
 from station.ocpp16.status import StatusReporter
 from station.outbox import Outbox
-from station.registration import Registration
 from station.station import Station
 from station.store import Store
 from station.tasks import Tasks
@@ -138,16 +137,7 @@ class Ocpp16Adapter(AdapterBase):
         self.spawn = self.tasks.spawn
         self.security_events = SecurityEventSources(self)  # InvalidMessages, MemoryExhaustion, tamper
         self.routes: dict[str, Handler] = routing_table(*PROFILES)
-        self.registrar = Registration(
-            scheduler=self.scheduler,
-            log=log,
-            call=self.call,
-            spawn=self.spawn,
-            connected=lambda: self.link is not None and self.link.is_connected,
-            boot_payload=self.boot_payload,
-            on_answer=self._boot_answered,
-            heartbeat_interval=lambda: self.keys.int("HeartbeatInterval"),
-        )
+        self.registrar = self._registration(lambda: self.keys.int("HeartbeatInterval"))
         self.status = StatusReporter(
             station=station, keys=self.keys, scheduler=self.scheduler, log=log, call=self.call,
             spawn=self.spawn, online=lambda: self.online,

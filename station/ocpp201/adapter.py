@@ -40,7 +40,6 @@ from station.ocpp201.meter_values import meter_value
 from station.ocpp201.status import StatusReporter
 from station.ocpp201.transaction_event import TransactionEvents, Tx201
 from station.outbox import Outbox
-from station.registration import Registration
 from station.security_events import SecurityEventSources
 from station.station import Station
 from station.store import Store
@@ -141,16 +140,7 @@ class Ocpp201Adapter(AdapterBase):
         # TriggerMessage requestedMessage -> fn(cids) returning the answer (or (answer, after)) of a
         # message a block's service sends (FirmwareStatusNotification, LogStatusNotification, ...)
         self.triggers: dict[str, Callable[[list[int]], Any]] = {}
-        self.registrar = Registration(
-            scheduler=self.scheduler,
-            log=log,
-            call=self.call,
-            spawn=self.spawn,
-            connected=lambda: self.link is not None and self.link.is_connected,
-            boot_payload=self.boot_payload,
-            on_answer=self._boot_answered,
-            heartbeat_interval=lambda: self.integer("OCPPCommCtrlr", "HeartbeatInterval"),
-        )
+        self.registrar = self._registration(lambda: self.integer("OCPPCommCtrlr", "HeartbeatInterval"))
         self.status = StatusReporter(self)
         self.outbox = Outbox(
             store=store, scheduler=self.scheduler, log=log, send=self.call, online=lambda: self.online,
