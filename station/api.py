@@ -82,7 +82,7 @@ class _Refuse(Exception):
         self.message = message
 
 
-POST_PATHS = ("/api/link", "/api/gpio", "/api/tamper", "/api/data-transfer")
+POST_PATHS = ("/api/link", "/api/gpio", "/api/tamper", "/api/data-transfer", "/api/external-limit")
 EVSE_PATH = re.compile(r"/api/evses/(\d+)/(plug|unplug|swipe|ev|fault|sim)")
 
 
@@ -366,6 +366,27 @@ class Api:
         return {"active": active}
 
     @staticmethod
+    def _external_limit(rt: Any, data: dict) -> dict:
+        """2.0.1: an external limit (an energy management system's) on the station or one EVSE."""
+        svc = getattr(rt.adapter, "services", {}).get("smart_charging") if rt.adapter is not None else None
+        if svc is None or not hasattr(svc, "external_limit"):
+            raise ApiError(409, "external limits are an OCPP 2.0.1 feature (NotifyChargingLimit)")
+        evse = data.get("evse", 0)
+        if not isinstance(evse, int) or isinstance(evse, bool) or (evse != 0 and evse not in rt.hw):
+            raise ApiError(400, f"evse: 0 (the station) or one of {', '.join(map(str, sorted(rt.hw)))}")
+        limit = data.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 <= limit <= 1e6):
+            raise ApiError(400, "limit: a number from 0, or null to lift the limit")
+        unit = data.get("unit", "A")
+        if unit not in ("A", "W"):
+            raise ApiError(400, "unit: A or W")
+        source = data.get("source", "EMS")
+        if source not in ("EMS", "SO", "Other"):
+            raise ApiError(400, "source: EMS, SO or Other")
+        changed = svc.external_limit(evse, None if limit is None else float(limit), unit, source)
+        return {"evse": evse, "limit": limit, "unit": unit, "source": source, "changed": changed}
+
+    @staticmethod
     async def _data_transfer(rt: Any, data: dict) -> dict:
         """DataTransfer to the CSMS (vendor-specific data, both OCPP versions); the CSMS's answer."""
         from station.link import CallErrorReceived, NotConnected  # noqa: PLC0415
@@ -423,6 +444,8 @@ class Api:
             return self._tamper(rt, data)
         if path == "/api/data-transfer":
             return await self._data_transfer(rt, data)
+        if path == "/api/external-limit":
+            return self._external_limit(rt, data)
         m = EVSE_PATH.fullmatch(path)
         if not m:
             raise ApiError(404, f"no such endpoint: {path}")

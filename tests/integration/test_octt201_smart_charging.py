@@ -600,3 +600,33 @@ async def test_TC_P_04_CS_custom_data_in_a_charging_profile(csms201, booted201):
                                      "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}]}]}
     answer = await csms201.call("SetChargingProfile", {"evseId": 0, "chargingProfile": profile})
     assert answer["status"] == "Accepted"
+
+
+async def test_TC_K_52_CS_external_limit_reported_and_notified(csms201, booted201):
+    """K11-K13: an energy management system limits the station (the local API is its input): the
+    limit reaches the EV, NotifyChargingLimit tells the CSMS, GetChargingProfiles reports the
+    ChargingStationExternalConstraints with source EMS; lifting it sends ClearedChargingLimit."""
+    sp = await booted201(variables=[var("SmartChargingCtrlr", "NotifyChargingLimitWithSchedules", "true")])
+    got = await sp.api("POST", "/api/external-limit", {"evse": 0, "limit": 10, "unit": "A"})
+    assert got["changed"] is True
+    note = await csms201.expect("NotifyChargingLimit")
+    assert note["chargingLimit"]["chargingLimitSource"] == "EMS"
+    assert note["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"] == 10.0
+    answer = await csms201.call("GetChargingProfiles", {"requestId": 9, "chargingProfile": {
+        "chargingLimitSource": ["EMS"]}})
+    assert answer["status"] == "Accepted"
+    rep = await csms201.expect("ReportChargingProfiles")
+    assert rep["chargingLimitSource"] == "EMS"
+    assert rep["chargingProfile"][0]["chargingProfilePurpose"] == "ChargingStationExternalConstraints"
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started")
+    await asyncio.sleep(1)
+    assert (await sp.status())["evses"][0]["offered_a"] == 10.0
+    await sp.api("POST", "/api/external-limit", {"evse": 0, "limit": None})
+    cleared = await csms201.expect("ClearedChargingLimit")
+    assert cleared == {"chargingLimitSource": "EMS"}
+    await asyncio.sleep(1)
+    assert (await sp.status())["evses"][0]["offered_a"] > 10.0
+    bad = await sp.api("POST", "/api/external-limit", {"evse": 5, "limit": 3}, expect=400)
+    assert "evse" in bad["error"]

@@ -27,8 +27,9 @@ from station.core.charging import (
     ChargingProfile,
     ConnectorContext,
     ProfileError,
+    SchedulePeriod,
 )
-from station.core.clock import parse_iso
+from station.core.clock import iso, parse_iso
 from station.core.transaction import Transaction
 from station.ocpp201 import charging_profiles as cps
 from station.ocpp201.device_model import CHARGING_PROFILES_MAX
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 routes = Routes("SmartCharging")
 
 C = "SmartChargingCtrlr"
+EXTERNAL_ID_BASE = 2_000_000_000  # ids of the station's external limits: above any a CSMS is likely to use
 
 
 def capabilities(ad: Ocpp201Adapter) -> Capabilities:
@@ -157,6 +159,39 @@ class Charging201(ChargingService):
             return
         self._rate[cid] = new
         self.ad.transactions.charging_rate_changed(cid)
+
+    # -- external limits (K11-K13: an energy management system, a grid operator) ---------------
+    def external_limit(self, evse_id: int, limit: float | None, unit: str = "A", source: str = "EMS") -> bool:
+        """Set (or, with ``limit`` None, lift) the external limit of the station (``evse_id`` 0)
+        or one EVSE: a ChargingStationExternalConstraints profile of the engine, applied like any
+        other; the CSMS is told with NotifyChargingLimit (with the schedule when
+        SmartChargingCtrlr.NotifyChargingLimitWithSchedules) or ClearedChargingLimit. False:
+        there was nothing to lift."""
+        pid = EXTERNAL_ID_BASE + evse_id
+        gone = self.profiles.clear(profile_id=pid)
+        self._forget(gone)
+        where: dict[str, Any] = {"evseId": evse_id} if evse_id else {}
+        if limit is None:
+            self.reevaluate()
+            if gone:
+                self.log.info("external limit of %s lifted (%s)", f"EVSE {evse_id}" if evse_id else "the station", source)
+                self.ad.spawn(self.ad.send_quietly("ClearedChargingLimit", {"chargingLimitSource": source, **where}))
+            return bool(gone)
+        now = self.scheduler.now()
+        schedule = {"id": 1, "startSchedule": iso(now), "chargingRateUnit": unit,
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": float(limit)}]}
+        raw = {"id": pid, "stackLevel": 0, "chargingProfilePurpose": "ChargingStationExternalConstraints",
+               "chargingProfileKind": "Absolute", "chargingSchedule": [schedule]}
+        self.install(ChargingProfile(id=pid, connector_id=evse_id, stack_level=0, purpose=EXTERNAL, kind="Absolute",
+                                     unit=unit, periods=(SchedulePeriod(0, float(limit)),), installed_at=now,
+                                     start_schedule=now, raw=raw, source=source))
+        payload: dict[str, Any] = {"chargingLimit": {"chargingLimitSource": source}, **where}
+        if self.ad.flag(C, "NotifyChargingLimitWithSchedules"):
+            payload["chargingSchedule"] = [schedule]
+        self.log.info("external limit of %s: %g %s (%s)", f"EVSE {evse_id}" if evse_id else "the station", limit,
+                      unit, source)
+        self.ad.spawn(self.ad.send_quietly("NotifyChargingLimit", payload))
+        return True
 
     # -- CSMS requests --------------------------------------------------------------------------
     def clear_ids(self, ids: list[int]) -> list[ChargingProfile]:
