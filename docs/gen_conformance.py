@@ -42,6 +42,9 @@ NOT_APPLICABLE_201: dict[str, str] = {
     "TC_N_44": "not applicable: there are no hard-wired or preconfigured monitors whose clearing could be refused",
     "TC_O_17": "not applicable: every priority is supported (DisplayMessageCtrlr.SupportedPriorities)",
     "TC_O_18": "not applicable: every message state is supported",
+    "TC_J_08": "not applicable: every reader belongs to one EVSE, so the EVSE is known when a transaction starts",
+    **{c: "not applicable: the station does not offer AdditionalRootCertificateCheck (SecurityCtrlr variable false, "
+          "read-only)" for c in ("TC_M_09", "TC_M_30", "TC_M_31")},
 }
 
 

@@ -17,6 +17,7 @@ class StopReason(enum.StrEnum):
     EVDisconnected = "ev_disconnected"
     HardReset = "hard_reset"
     Local = "local"
+    Timeout = "timeout"  # the EV of a suspended transaction did not come back in time (2.0.1 E10)
     StoppedByEV = "stopped_by_ev"  # the EV stopped drawing and the stop point says that ends it (2.0.1)
     MasterPass = "master_pass"  # a token of the master pass group stopped it (2.0.1 C16)
     Other = "other"

@@ -80,7 +80,8 @@ REASON: dict[StopReason, str] = {
     StopReason.EVDisconnected: "EVDisconnected",
     StopReason.HardReset: "HardReset",
     StopReason.Local: "Local",
-    StopReason.StoppedByEV: "Other",  # 1.6 never stops on an EV pause; the word is for completeness
+    StopReason.StoppedByEV: "Other",
+    StopReason.Timeout: "Other",  # 1.6 never stops on an EV pause; the word is for completeness
     StopReason.MasterPass: "Local",  # 1.6 has no master pass: a local stop
     StopReason.Other: "Other",
     StopReason.PowerLoss: "PowerLoss",

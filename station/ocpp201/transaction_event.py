@@ -252,6 +252,7 @@ class TransactionEvents:
             self._status(ev.connector_id)
 
     def _ev_connected(self, cid: int) -> None:
+        self._cancel_connection_timeout(cid)  # back in time (a suspended transaction goes on)
         t = self.open.get(cid)
         if t is not None:
             self._event(t, "Updated", "CablePluggedIn")
@@ -269,6 +270,10 @@ class TransactionEvents:
             core = self.core_tx(cid)
             if core is not None and core.active and not self.ad.station.settings.stop_on_ev_side_disconnect:
                 self._event(t, "Updated", "EVCommunicationLost")
+                # E10 / TC_E_27: suspended; the EV has EVConnectionTimeOut to come back
+                timeout = max(1, self.ad.integer("TxCtrlr", "EVConnectionTimeOut"))
+                self._cancel_connection_timeout(cid)
+                self._timers[cid] = self.ad.scheduler.call_later(timeout, self._not_back, cid, t.transaction_id)
             return
         if t.stopped_reason is not None:
             self._end(t, "EVDeparted", t.stopped_reason)
@@ -378,6 +383,17 @@ class TransactionEvents:
             return
         self.ad.log.info("transaction %s: nobody authorized within EVConnectionTimeOut", transaction_id)
         self._end(t, "EVConnectTimeout", "Timeout")
+
+    def _not_back(self, cid: int, transaction_id: str) -> None:
+        """The EV of a suspended transaction did not come back within EVConnectionTimeOut: it ends."""
+        self._timers.pop(cid, None)
+        t = self.open.get(cid)
+        core = self.core_tx(cid)
+        if t is None or t.transaction_id != transaction_id or core is None or not core.active \
+                or self.ad.connector_facts(cid)[1]:
+            return
+        self.ad.log.info("transaction %s: the EV did not come back within EVConnectionTimeOut", transaction_id)
+        self.ad.spawn(self.ad.station.stop_transaction(cid, StopReason.Timeout))
 
     def stop(self) -> None:
         for cid in list(self._timers):

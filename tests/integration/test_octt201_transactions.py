@@ -571,3 +571,28 @@ async def test_TC_E_52_CS_disable_remote_authorization(csms201, booted201):
     await sp.swipe("STRANGER", 1)
     await asyncio.sleep(2)
     assert not csms201.calls("Authorize")
+
+
+async def test_TC_E_27_CS_suspended_ev_not_back_within_timeout(csms201, booted201):
+    """StopTxOnEVSideDisconnect false: the unplug suspends the transaction; the EV does not come back
+    within EVConnectionTimeOut and the transaction ends (Timeout)."""
+    sp = await booted201(variables=[var("TxCtrlr", "StopTxOnEVSideDisconnect", "false"),
+                                    var("TxCtrlr", "EVConnectionTimeOut", "30")])
+    ev = await start_transaction_201(csms201, sp)
+    await sp.unplug()
+    await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "EVCommunicationLost")
+    end = await csms201.expect("TransactionEvent", ended, timeout=60)
+    assert end["transactionInfo"]["transactionId"] == ev["transactionInfo"]["transactionId"]
+    assert end["triggerReason"] == "EVConnectTimeout" and end["transactionInfo"]["stoppedReason"] == "Timeout"
+
+
+async def test_suspended_ev_back_in_time_goes_on(csms201, booted201):
+    sp = await booted201(variables=[var("TxCtrlr", "StopTxOnEVSideDisconnect", "false"),
+                                    var("TxCtrlr", "EVConnectionTimeOut", "30")])
+    await start_transaction_201(csms201, sp)
+    await sp.unplug()
+    await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "EVCommunicationLost")
+    await asyncio.sleep(10)
+    await sp.plug()
+    await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "CablePluggedIn")
+    await csms201.no_call("TransactionEvent", within=60, pred=ended)
