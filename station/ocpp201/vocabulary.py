@@ -72,7 +72,7 @@ STOP_TRIGGER = {
     StopReason.MasterPass: "StopAuthorized",
     StopReason.Other: "AbnormalCondition",
     StopReason.PowerLoss: "AbnormalCondition",
-    StopReason.Reboot: "ResetCommand",
+    StopReason.Reboot: "AbnormalCondition",  # a local stop (SIGTERM): no CSMS command
     StopReason.Remote: "RemoteStop",
     StopReason.UnlockCommand: "UnlockCommand",
 }

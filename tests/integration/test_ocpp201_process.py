@@ -39,3 +39,25 @@ async def test_power_cut_during_transaction_ends_it_after_restart(csms201, tmp_p
         assert seqs == list(range(len(seqs)))
     finally:
         await sp.aclose()
+
+
+async def test_sigterm_ends_the_transaction_with_reboot(csms201, tmp_path):
+    """systemctl stop of a 2.0.1 station: the transaction ends now (stoppedReason Reboot) and the
+    Ended event reaches the CSMS before the process exits."""
+    sp = StationProcess(tmp_path, f"ws://127.0.0.1:{csms201.port}/ocpp", "CS201Q", 1, FAST201,  # type: ignore[arg-type]
+                        ["--ocpp", "2.0.1"])
+    try:
+        sp.start()
+        await csms201.expect("BootNotification", timeout=20)
+        await sp.wait_api()
+        await sp.plug()
+        await sp.swipe("TAG1")
+        started = await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Started", timeout=15)
+        await sp.stop()
+        assert sp.proc.returncode == 0
+        ended = [p for p in csms201.calls("TransactionEvent") if p["eventType"] == "Ended"]
+        assert len(ended) == 1
+        assert ended[0]["transactionInfo"]["transactionId"] == started["transactionInfo"]["transactionId"]
+        assert ended[0]["transactionInfo"]["stoppedReason"] == "Reboot"
+    finally:
+        await sp.aclose()
