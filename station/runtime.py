@@ -11,7 +11,13 @@ over messages go out after the next start). A second :meth:`stop` skips the wait
 was last applied is applied, unless the CSMS changed that key after the file was edited; an
 unchanged value never overrides what the CSMS set. The log names the keys applied and kept.
 
-One ``Runtime`` per station; a fleet runs many in one event loop.
+One ``Runtime`` per station; a fleet runs many in one event loop (station/sim/fleet.py): it gives
+each a ``DictStore`` (no SQLite), its view of the shared timer wheel as ``clock``, a logger adapter with the
+station id, and sets ``link_observer``, ``ws_options``, ``events_kept`` and
+``checkpoint_interval_s`` (a checkpoint saves running transactions for a power cut: nothing to
+save to in memory) before ``run()``. With
+a store in memory (``MemoryStore``, ``DictStore``) the simulated meter's energy is not saved periodically (nothing survives a
+restart anyway; the plant keeps it across a Reset).
 """
 
 from __future__ import annotations
@@ -114,7 +120,11 @@ class Runtime:
         self.station: Station | None = None
         self.adapter: Ocpp16Adapter | None = None
         self.events: list[str] = []
+        self.events_kept = 200  # session events kept for the API
         self.on_event = lambda text: None
+        self.link_observer = None  # station.link.LinkObserver of every link (a fleet's statistics)
+        self.ws_options: dict = {}  # extra websockets.connect() arguments of every link
+        self.checkpoint_interval_s: float | None = None  # None: the station's own (5 s)
         self.generation = 0
         self.stop_flush_s = 8.0  # how long a clean stop waits for queued messages to go out
         self._stopping = asyncio.Event()
@@ -216,8 +226,9 @@ class Runtime:
     def _event(self, text: str) -> None:
         """A session event in the demo's words: kept for the API, logged at INFO (the station
         logs connector status changes itself; those go to DEBUG here, not twice at INFO)."""
-        self.events.append(text)
-        del self.events[:-200]
+        if self.events_kept:
+            self.events.append(text)
+            del self.events[:-self.events_kept]
         status_change = text.startswith("connector ") and " is now " in text
         self.log.log(logging.DEBUG if status_change else logging.INFO, "%s", text)
         self.on_event(text)
@@ -279,7 +290,7 @@ class Runtime:
     async def run(self) -> None:
         for hw in self.hw.values():
             await hw.start()
-        saver = asyncio.ensure_future(self._save_sim_energy())
+        saver = asyncio.ensure_future(self._save_sim_energy()) if getattr(self.store, "persistent", True) else None
         try:
             while not self._stopping.is_set():
                 kind = await self._run_once()
@@ -288,7 +299,8 @@ class Runtime:
                 self.log.warning("%s reset: restarting the station", kind)
                 self._event(f"station restarts after a {kind} reset")
         finally:
-            saver.cancel()
+            if saver is not None:
+                saver.cancel()
             self._persist_sim_energy()
             await self.close()
 
@@ -313,12 +325,16 @@ class Runtime:
             station_id=self.cfg.id, evses=evses, hardware=self.hw, store=self.store, clock=self.clock, log=self.log
         )
         station.on_event = self._event
+        if self.checkpoint_interval_s:
+            station.checkpoint_interval_s = self.checkpoint_interval_s
         # the firmware version BootNotification reports: an installed package's (station/firmware.py)
         cfg = dataclasses.replace(self.cfg, firmware_version=installed_version(self.store, self.cfg.firmware_version))
         adapter = Ocpp16Adapter(station, self.store, cfg, self.clock, self.log)
         self._apply_initial_ocpp_config(adapter)
         station.attach(adapter)
         link = adapter.make_link(reconnecting=self.generation > 1)  # after a Reset: not at once
+        link.observer = self.link_observer
+        link.ws_options = self.ws_options
         self.station, self.adapter = station, adapter
         await station.start()
         await adapter.start()

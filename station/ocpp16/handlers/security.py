@@ -77,9 +77,15 @@ class SecurityService:
     def __init__(self, ad: Ocpp16Adapter) -> None:
         self.ad = ad
         cfg = ad.cfg
-        folder = Path(tempfile.mkdtemp(prefix="station-security-")) if cfg.state_dir == ":memory:" else cfg.state_path() / NS
-        self.certs = CertificateStore(folder)
-        self.log_file = folder / "security-log.jsonl"
+        memory = cfg.state_dir == ":memory:"
+        if memory:  # a temporary folder only if a certificate is ever looked at; the log in memory
+            self.certs = CertificateStore(lambda: Path(tempfile.mkdtemp(prefix="station-security-")))
+            self.log_file: Path | None = None
+            self._log_lines: list[str] = []
+        else:
+            folder = cfg.state_path() / NS
+            self.certs = CertificateStore(folder)
+            self.log_file = folder / "security-log.jsonl"
         confirmed = ad.store.get(NS, "profile")
         self.profile = max(cfg.security_profile, int(confirmed) if isinstance(confirmed, int | str) and str(confirmed).isdigit() else 0)
         self.trial: tuple[int, int] | None = None  # (previous, new) until the new profile connects
@@ -256,11 +262,18 @@ class SecurityService:
 
     def _append_log(self, record: dict) -> None:
         try:
-            with self.log_file.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            lines = self.log_file.read_text().splitlines()
+            if self.log_file is None:
+                lines = self._log_lines
+                lines.append(json.dumps(record))
+            else:
+                with self.log_file.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                lines = self.log_file.read_text().splitlines()
             if len(lines) > SECURITY_LOG_MAX:
-                self.log_file.write_text("\n".join(lines[-SECURITY_LOG_MAX // 2:]) + "\n")
+                if self.log_file is None:
+                    del lines[:-SECURITY_LOG_MAX // 2]
+                else:
+                    self.log_file.write_text("\n".join(lines[-SECURITY_LOG_MAX // 2:]) + "\n")
                 dropped = len(lines) - SECURITY_LOG_MAX // 2
                 self.event("SecurityLogWasCleared", f"security log full ({SECURITY_LOG_MAX} records): the oldest {dropped} dropped")
         except OSError as e:
@@ -269,7 +282,7 @@ class SecurityService:
     def security_log(self, oldest: datetime | None, latest: datetime | None) -> str:
         out = []
         try:
-            lines = self.log_file.read_text().splitlines()
+            lines = self._log_lines if self.log_file is None else self.log_file.read_text().splitlines()
         except OSError:
             lines = []
         for line in lines:
