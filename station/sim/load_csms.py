@@ -10,10 +10,12 @@ small websocket buffers. One asyncio loop, no threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
 import random
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -218,11 +220,18 @@ async def _serve(args: Any) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + args.duration
     t0 = time.process_time()
-    if args.trigger_rate > 0:
-        await asyncio.sleep(max(0.0, args.trigger_after))
-        await csms.trigger_load(args.trigger_rate, max(0.0, end - loop.time()))
-    else:
-        await asyncio.sleep(args.duration)
+
+    async def work() -> None:
+        if args.trigger_rate > 0:
+            await asyncio.sleep(max(0.0, args.trigger_after))
+            await csms.trigger_load(args.trigger_rate, max(0.0, end - loop.time()))
+        else:
+            await asyncio.sleep(args.duration)
+
+    job = asyncio.ensure_future(work())
+    loop.add_signal_handler(signal.SIGTERM, job.cancel)  # SIGTERM: the summary now
+    with contextlib.suppress(asyncio.CancelledError):
+        await job
     summary = csms.summary()
     summary["cpu_s"] = round(time.process_time() - t0, 2)
     print(json.dumps(summary), flush=True)
@@ -231,7 +240,7 @@ async def _serve(args: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m station.sim.load_csms --port P [--duration S] [--trigger-rate R --trigger-after S]``:
-    serve for S seconds (bounded), then print the summary as one JSON line."""
+    serve for S seconds (bounded; SIGTERM ends it sooner), then print the summary as one JSON line."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m station.sim.load_csms", description=main.__doc__)
