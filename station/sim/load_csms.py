@@ -221,12 +221,16 @@ async def _serve(args: Any) -> None:
     end = loop.time() + args.duration
     t0 = time.process_time()
 
+    steady: dict[str, float] = {}
+
     async def work() -> None:
+        await asyncio.sleep(max(0.0, min(args.trigger_after, args.duration)))
+        steady.update(t=loop.time(), received=csms.received, sent=csms.sent, cpu=time.process_time(),
+                      connected=len(csms.connected))
         if args.trigger_rate > 0:
-            await asyncio.sleep(max(0.0, args.trigger_after))
             await csms.trigger_load(args.trigger_rate, max(0.0, end - loop.time()))
         else:
-            await asyncio.sleep(args.duration)
+            await asyncio.sleep(max(0.0, end - loop.time()))
 
     job = asyncio.ensure_future(work())
     loop.add_signal_handler(signal.SIGTERM, job.cancel)  # SIGTERM: the summary now
@@ -234,7 +238,18 @@ async def _serve(args: Any) -> None:
         await job
     summary = csms.summary()
     summary["cpu_s"] = round(time.process_time() - t0, 2)
+    if steady:  # from --trigger-after to the end: the steady state of the fleet under test
+        dt = max(1e-6, loop.time() - steady["t"])
+        summary["steady"] = {"seconds": round(dt, 1), "connected_at_start": steady["connected"],
+                             "received_per_s": round((csms.received - steady["received"]) / dt, 1),
+                             "sent_per_s": round((csms.sent - steady["sent"]) / dt, 1),
+                             "csms_cpu_percent": round(100 * (time.process_time() - steady["cpu"]) / dt, 1)}
     print(json.dumps(summary), flush=True)
+    if args.linger > 0:  # still serving: the stations under test stop cleanly against a live CSMS
+        linger = asyncio.ensure_future(asyncio.sleep(args.linger))
+        loop.add_signal_handler(signal.SIGTERM, linger.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await linger
     await csms.close()
 
 
@@ -250,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=60.0, help="serve this long, then print the summary")
     p.add_argument("--trigger-rate", type=float, default=0.0, help="TriggerMessage(Heartbeat) per second to random stations")
     p.add_argument("--trigger-after", type=float, default=0.0, help="start the triggers this many seconds in")
+    p.add_argument("--linger", type=float, default=0.0, help="serve this long after the summary (then exit)")
     p.add_argument("--no-ids", action="store_true", help="do not keep message ids (duplicates are not counted)")
     args = p.parse_args(argv)
     asyncio.run(_serve(args))
