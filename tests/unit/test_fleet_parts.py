@@ -360,3 +360,44 @@ def test_cli_refuses_what_cannot_work_in_one_line(tmp_path):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], (args, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+# -- one logger for many stations -----------------------------------------------------------------
+def test_station_log_names_the_station_and_keeps_each_stations_diagnostics_apart():
+    import logging
+    from datetime import UTC, datetime
+
+    from station.firmware import DiagnosticsLog
+    from station.stationlog import StationLog
+
+    base = logging.getLogger("test.fleet.shared")
+    base.setLevel(logging.INFO)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    base.addHandler(keep)
+    try:
+        a, b = StationLog(base, "CS-A"), StationLog(base, "CS-B")
+        now = lambda: datetime(2026, 1, 1, tzinfo=UTC)  # noqa: E731
+        ring_a = DiagnosticsLog.attach(a, now, owner="store-a")
+        ring_b = DiagnosticsLog.attach(b, now, owner="store-b")
+        a.info("booted %s", "ok")
+        b.warning("lost %d", 3)
+        a.debug("not kept: below INFO")
+        assert [r.getMessage() for r in records] == ["[CS-A] booted ok", "[CS-B] lost 3"]
+        assert [r.station for r in records] == ["CS-A", "CS-B"]  # type: ignore[attr-defined]
+        assert [line.split(" ", 1)[1] for line in ring_a.between(None, None)] == ["INFO test.fleet.shared: [CS-A] booted ok"]
+        assert len(ring_b.between(None, None)) == 1 and "lost 3" in ring_b.between(None, None)[0]
+        # the same station after a restart (same store): the same ring; another store: emptied
+        assert DiagnosticsLog.attach(a, now, owner="store-a") is ring_a and ring_a.lines
+        DiagnosticsLog.attach(a, now, owner="store-x")
+        assert not ring_a.lines
+        assert "test.fleet.shared.CS-A" not in logging.Logger.manager.loggerDict
+    finally:
+        base.removeHandler(keep)
+        for h in list(base.handlers):
+            base.removeHandler(h)
