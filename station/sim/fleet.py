@@ -11,7 +11,11 @@ What a fleet shares, so that a station costs little:
 - logging: one logger (``station.fleet``), the station id as context (station/stationlog.py);
 - tables: configuration key definitions, the routing table and the schema validators are built
   once per process;
-- the websocket: small buffers (``FLEET_WS_OPTIONS``).
+- the websocket: small buffers (``FLEET_WS_OPTIONS``);
+- the garbage collector: the objects of built and booted stations live as long as the fleet, so
+  they are frozen (``gc.freeze()``) once the ramp-up is over: a full collection then scans only
+  what came later instead of every station (0.7 s at 5,000 stations, a pause every CSMS request
+  in flight would wait for). ``gc`` in the statistics shows the collections and the longest pause.
 
 The behaviour of the simulated drivers comes from a profile (TOML, :func:`load_profile`):
 sessions per hour, session length, EV current and phases, the card pool, connection drops, the
@@ -31,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import math
 import os
@@ -341,6 +346,17 @@ class FleetStats:
         self.stations = 0
         self.started_at = time.monotonic()
         self.stopping = False  # the fleet stops: calls refused by closing links are no errors
+        self.gc_collections = 0
+        self.gc_max_pause = 0.0  # seconds, the longest collection since the start
+        self.gc_frozen = 0  # objects moved out of the collector's way (gc.freeze) after the ramp-up
+        self._gc_t0 = 0.0
+
+    def gc_callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        else:
+            self.gc_collections += 1
+            self.gc_max_pause = max(self.gc_max_pause, time.perf_counter() - self._gc_t0)
 
     def answered(self, action: str, seconds: float, error: BaseException | None) -> None:
         from station.link import CallErrorReceived, NotConnected
@@ -567,7 +583,7 @@ class Fleet:
 
     def __init__(self, csms_url: str, ids: Sequence[str], profile: FleetProfile | None = None, *,
                  version: str | None = None, concurrency: int = 200, ramp_rate: float | None = None,
-                 tick: float = 0.01, max_jitter: float = 2.0, status: Callable[[str], None] | None = None,
+                 tick: float = 0.01, max_jitter: float = 10.0, status: Callable[[str], None] | None = None,
                  status_every: float = 1.0, stop_flush_s: float = 5.0, log: logging.Logger | None = None) -> None:
         self.csms_url = csms_url
         self.ids = list(ids)
@@ -593,6 +609,8 @@ class Fleet:
         self._ramp_slots = asyncio.Semaphore(self.concurrency)
         self._stop = asyncio.Event()
         self._ramp_done = False
+        self._ramp_done_at = 0.0
+        self._frozen = False
         self._last_tick: float | None = None
 
     def _version_for(self, n: int) -> str:
@@ -634,6 +652,7 @@ class Fleet:
             self.stats.started += 1
             sim.begin()
         self._ramp_done = True
+        self._ramp_done_at = loop.time()
 
     def _station_ended(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -661,6 +680,16 @@ class Fleet:
         st.msgs_in, st.msgs_out, st.booted, st.sessions = fin, fout, booted, charging
         st.p50, st.p99 = st.window.percentile(50), st.window.percentile(99)
         st.window = Histogram()
+        if (self._ramp_done and not self._frozen and self.stations
+                and (booted >= len(self.stations) or asyncio.get_running_loop().time() - self._ramp_done_at > 30)):
+            self.freeze()
+
+    def freeze(self) -> None:
+        """The stations are built and booted: their objects leave the garbage collector's scans."""
+        self._frozen = True
+        gc.collect()
+        gc.freeze()
+        self.stats.gc_frozen = gc.get_freeze_count()
 
     def snapshot(self) -> dict:
         """GET /api/fleet."""
@@ -676,6 +705,7 @@ class Fleet:
             "errors": dict(st.errors), "csms_requests": dict(st.requests), "limit": st.limit(),
             "timers": {"pending": wheel.pending if wheel else 0, "wakeups": wheel.wakeups if wheel else 0,
                        "fired": wheel.fired if wheel else 0},
+            "gc": {"collections": st.gc_collections, "max_pause_ms": _ms(st.gc_max_pause), "frozen": st.gc_frozen},
             "uptime_s": round(time.monotonic() - st.started_at, 1),
             "response_sum_s": round(st.total.sum, 3),
             "histogram": st.total.counts,
@@ -701,6 +731,7 @@ class Fleet:
             self.build()
         ticker = asyncio.ensure_future(self._ticker())
         ramp = asyncio.ensure_future(self.ramp())
+        gc.callbacks.append(self.stats.gc_callback)
         try:
             stop = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait({stop}, timeout=duration)
@@ -710,6 +741,9 @@ class Fleet:
             await self.shutdown()
             ticker.cancel()
             self.sample()
+            gc.callbacks.remove(self.stats.gc_callback)
+            if self._frozen:
+                gc.unfreeze()
         return self.summary()
 
     async def shutdown(self) -> None:

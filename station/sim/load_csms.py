@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -225,6 +226,8 @@ async def _serve(args: Any) -> None:
 
     async def work() -> None:
         await asyncio.sleep(max(0.0, min(args.trigger_after, args.duration)))
+        gc.collect()
+        gc.freeze()  # the connections of the ramp-up stay: out of the collector's way (no long pauses)
         steady.update(t=loop.time(), received=csms.received, sent=csms.sent, cpu=time.process_time(),
                       connected=len(csms.connected))
         if args.trigger_rate > 0:
