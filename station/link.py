@@ -59,7 +59,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from station import logsafe, rpc
-from station.tasks import Tasks
+from station.tasks import Event, Tasks
 
 Handler = Callable[[str, dict], Awaitable[Any]]
 
@@ -162,9 +162,9 @@ class Link:
         self.on_invalid = on_invalid  # told why, for each CSMS frame answered with a CallError (InvalidMessages)
         self.rpc = rpc.RpcConnection(version)
         self.ws: ClientConnection | None = None
-        self.enabled = asyncio.Event()
+        self.enabled = Event()
         self.enabled.set()
-        self.connected = asyncio.Event()
+        self.connected = Event()
         self._call_lock = asyncio.Lock()
         self._pending: asyncio.Future | None = None
         self._answering: set[asyncio.Task] = set()  # CSMS calls whose answer is not on the wire yet
@@ -178,7 +178,7 @@ class Link:
         self._first_delay = 0.0
         self._registered = False
         self._closed = False
-        self._wake = asyncio.Event()  # close(): a run() waiting out a back-off ends at once
+        self._wake = Event()  # close(): a run() waiting out a back-off ends at once
         self._closing_for: str | None = None  # why we close the socket ourselves (reconnect, disable)
         self.frames_in = 0
         self.frames_out = 0

@@ -44,6 +44,7 @@ from station.ocpp16.config_keys import NS
 from station.scheduler import LoopScheduler
 from station.station import Station
 from station.store import DB_NAME, DirLock, MemoryStore, StateDirLocked, Store, StoreError, open_state_dir
+from station.tasks import Event
 
 MEMORY = ":memory:"  # --state-dir :memory: keeps the state in memory (tests, fleets; no lock)
 
@@ -127,8 +128,8 @@ class Runtime:
         self.checkpoint_interval_s: float | None = None  # None: the station's own (5 s)
         self.generation = 0
         self.stop_flush_s = 8.0  # how long a clean stop waits for queued messages to go out
-        self._stopping = asyncio.Event()
-        self._stop_now = asyncio.Event()
+        self._stopping = Event()
+        self._stop_now = Event()
         self._closed = False
         self._link_task: asyncio.Future | None = None  # the current generation's link.run()
 

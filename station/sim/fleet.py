@@ -188,7 +188,7 @@ def parse_profile(data: dict, source: str = "profile") -> FleetProfile:
     if p.ocpp16_keys:
         from station.ocpp16.config_keys import shared_definitions
 
-        defs, names = shared_definitions(1)
+        defs, names, _ = shared_definitions(1)
         for k, v in p.ocpp16_keys.items():
             name = names.get(k.lower())
             if name is None or defs[name].readonly:
