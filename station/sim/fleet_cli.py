@@ -61,7 +61,7 @@ class FleetApi(Api):
         snap = self.snapshot()
         if path == "/metrics":
             return TextBody(prometheus(snap))
-        return {k: v for k, v in snap.items() if k != "histogram"}
+        return {k: v for k, v in snap.items() if not k.endswith("histogram")}
 
 
 def _fail(text: str) -> int:
@@ -141,7 +141,7 @@ def run_fleet(args: argparse.Namespace) -> int:
     print_summary(summary)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({k: v for k, v in summary.items() if k != "histogram"}, f, indent=2)
+            json.dump({k: v for k, v in summary.items() if not k.endswith("histogram")}, f, indent=2)
     if summary.get("limit"):
         print(f"station fleet: LIMIT: {summary['limit']}", file=sys.stderr)
         return 1
@@ -218,6 +218,7 @@ async def _single(args: argparse.Namespace, profile: FleetProfile, ids: list[str
         if server is not None:
             await server.close()
     summary["histogram"] = fleet.stats.total.counts
+    summary["steady_histogram"] = fleet.stats.steady.counts
     return summary
 
 

@@ -213,8 +213,11 @@ async def _serve(args: Any) -> None:
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:  # root may go past the hard limit (a CSMS for 20,000 stations needs more than 20,000)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 65536), max(hard, 65536)))
+    except (ValueError, OSError):
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     csms = LoadCsms(heartbeat_interval=args.heartbeat, track_ids=not args.no_ids)
     port = await csms.start(args.host, args.port)
     print(f"listening on {port}", flush=True)
