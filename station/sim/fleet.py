@@ -778,6 +778,9 @@ class Fleet:
         s.pop("steady_histogram", None)
         s["queued_at_end"] = sum(sim.rt.store.outbox_len() for sim in self.stations if sim.rt is not None)
         s["sessions_started"] = sum(sim.sessions for sim in self.stations)
+        # transactions the stations began (a card refused offline starts none): what the CSMS must have
+        s["transactions"] = sum(int(sim.rt.store.get("station", "tx_counter", 0) or 0)
+                                for sim in self.stations if sim.rt is not None)
         return s
 
 

@@ -40,6 +40,7 @@ class Seen:
     unknown_stops: int = 0
     booted: bool = False
     connections: int = 0
+    starts: dict[str, dict] = field(default_factory=dict)  # message id -> the StartTransaction answer given
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -91,12 +92,20 @@ class LoadCsms:
                 msg = json.loads(raw)
                 if msg[0] == 2:
                     _, uid, action, payload = msg
+                    repeat = False
                     if self.track_ids:
-                        if uid in seen.ids:
+                        repeat = uid in seen.ids
+                        if repeat:
                             seen.duplicates += 1
                         seen.ids.add(uid)
                     seen.actions[action] += 1
-                    await ws.send(json.dumps([3, uid, self.answer(seen, action, payload)]))
+                    if repeat and action == "StartTransaction" and uid in seen.starts:
+                        result = seen.starts[uid]  # a resend (the answer was lost): the same transaction
+                    else:
+                        result = self.answer(seen, action, payload)
+                        if action == "StartTransaction" and self.track_ids:
+                            seen.starts[uid] = result
+                    await ws.send(json.dumps([3, uid, result]))
                     self.sent += 1
                 elif msg[0] in (3, 4):
                     fut = self._pending.pop(msg[1], None)
