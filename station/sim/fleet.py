@@ -412,7 +412,7 @@ def raise_nofile(need: int) -> tuple[int, int]:
     (soft, hard) after. Raises FleetError naming the limit when even the hard one is too low."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
-        target = hard if hard == resource.RLIM_INFINITY else min(hard, max(need, soft))
+        target = hard if hard != resource.RLIM_INFINITY else max(need, soft)  # as far as allowed
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target

@@ -401,3 +401,35 @@ def test_station_log_names_the_station_and_keeps_each_stations_diagnostics_apart
         base.removeHandler(keep)
         for h in list(base.handlers):
             base.removeHandler(h)
+
+
+# -- the OS as the limit, named before the start ----------------------------------------------------
+def test_descriptor_limit_raised_to_the_hard_one_or_named(monkeypatch):
+    from station.sim import fleet as fleet_mod
+
+    limits = {"now": (1024, 4096)}
+    monkeypatch.setattr(fleet_mod.resource, "getrlimit", lambda _: limits["now"])
+
+    def setrlimit(_: int, value: tuple[int, int]) -> None:
+        if value[1] != limits["now"][1]:
+            raise ValueError("not allowed to raise maximum limit")
+        limits["now"] = value
+
+    monkeypatch.setattr(fleet_mod.resource, "setrlimit", setrlimit)
+    assert fleet_mod.raise_nofile(2000) == (4096, 4096)
+    limits["now"] = (1024, 4096)
+    with pytest.raises(FleetError, match=r"needs about 5000 file descriptors, RLIMIT_NOFILE allows 4096 \(hard limit 4096\)"):
+        fleet_mod.raise_nofile(5000)
+
+
+def test_more_stations_than_local_ports_is_refused_naming_the_range(monkeypatch):
+    from station.cli import _parser
+    from station.sim import fleet_cli
+
+    monkeypatch.setattr(fleet_cli, "local_port_range", lambda: (60000, 60999))
+    ns = _parser().parse_args(["fleet", "--count", "3000", "--csms-url", "ws://127.0.0.1:9/ocpp"])
+    with pytest.raises(FleetError, match=r"ip_local_port_range 60000-60999 has 1000"):
+        fleet_cli._plan(ns)
+    ns = _parser().parse_args(["fleet", "--count", "3000", "--csms-url", "ws://127.0.0.1:9/ocpp", "--shard", "2/3"])
+    _, parts = fleet_cli._plan(ns)  # a third of them fits
+    assert [len(p) for p in parts] == [1000]
