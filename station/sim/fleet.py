@@ -23,7 +23,8 @@ share of each OCPP version, and which requests the CSMS is expected to send. A d
 holds a card, charges (the station sends its meter values), holds the card again to stop,
 unplugs, and pauses; every step is a timer of the station's clock, no task and no polling.
 
-Statistics (:class:`FleetStats`): connected, booted, sessions running, messages a second each way,
+The profile, ids and shards are in station/sim/fleet_profile.py; the statistics
+(station/sim/fleet_stats.py, :class:`FleetStats`): connected, booted, sessions running, messages a second each way,
 the CSMS's response time p50/p99 (for the stations' own calls), errors by kind, and which limit
 was hit (file descriptors, local ports, the CSMS). Shown as one updating terminal line, served as
 ``GET /api/fleet`` (JSON) and ``GET /metrics`` (Prometheus text) on the local API, summed up at the
@@ -33,394 +34,49 @@ end. ``--shard I/K`` runs one K-th of the ids; ``--processes P`` forks P workers
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import gc
 import logging
-import math
-import os
 import random
-import resource
-import sys
 import time
-import tomllib
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hal.types import IdToken
 from station.config import EvseConfig, StationConfig
 from station.ocpp16.config_keys import NS as OCPP16_NS
 from station.scheduler import StationClock, TimerWheel
+from station.sim.fleet_profile import (  # noqa: F401 - the fleet's public names, in one place
+    INDEX_ENV,
+    SHARDS_ENV,
+    VERSIONS,
+    FleetError,
+    FleetProfile,
+    load_profile,
+    parse_profile,
+    parse_shard,
+    shard_range,
+    station_ids,
+)
+from station.sim.fleet_stats import (  # noqa: F401
+    PROM_BUCKETS_S,
+    FleetStats,
+    Histogram,
+    _fmt_ms,
+    _ms,
+    classify,
+    local_port_range,
+    merge_snapshots,
+    merged_line,
+    print_summary,
+    prometheus,
+    raise_nofile,
+)
 from station.stationlog import StationLog
 from station.store import DictStore
 
-VERSIONS = ("1.6", "2.0.1")  # what --ocpp and [versions] may name
-IMPLEMENTED = ("1.6",)  # what this build can run in a fleet
+IMPLEMENTED = ("1.6",)  # what this build can run in a fleet (VERSIONS: what --ocpp and [versions] may name)
 FLEET_WS_OPTIONS = {"max_size": 256 * 1024, "max_queue": 4, "write_limit": 4096}
 CHECKPOINT_S = 60.0  # transaction checkpoints (for a power cut) of a station whose state is in memory anyway
-SHARDS_ENV = "FLEET_SHARDS"  # --shard auto: how many shards (else --shards)
-INDEX_ENV = "JOB_COMPLETION_INDEX"  # --shard auto: which one (a Kubernetes Indexed Job)
-
-
-class FleetError(Exception):
-    """Something that keeps the fleet from starting; one line for the engineer."""
-
-
-# -- the profile --------------------------------------------------------------------------------
-@dataclass
-class FleetProfile:
-    """What the simulated drivers and the stations do (see docs/fleet.md for the TOML form)."""
-
-    sessions_per_hour: float = 1.0  # per station: the pause between sessions is exponential
-    session_minutes: tuple[float, float] = (10.0, 60.0)  # charging time, uniform
-    plug_to_card_s: tuple[float, float] = (2.0, 10.0)
-    unplug_after_s: tuple[float, float] = (5.0, 60.0)
-    busy_at_start: float = 0.25  # share of stations whose first session starts right after boot
-    ev_max_current: tuple[float, ...] = (16.0, 32.0)  # A; one picked per session
-    ev_phases: tuple[int, ...] = (1, 3)
-    cards: int = 1000
-    card_prefix: str = "FLEETCARD"
-    drops_per_hour: float = 0.0  # per station: the network drops the connection (TCP abort)
-    versions: dict[str, float] = field(default_factory=lambda: {"1.6": 1.0})
-    expected_requests: frozenset[str] | None = None  # None: any CSMS request is expected
-    ocpp16_keys: dict[str, str] = field(default_factory=dict)  # configuration keys of every 1.6 station
-    seed: int = 1
-
-
-_PROFILE_KEYS = {
-    "seed": None,
-    "sessions": {"per_hour", "minutes", "plug_to_card_s", "unplug_after_s", "busy_at_start"},
-    "ev": {"max_current", "phases"},
-    "cards": {"pool", "prefix"},
-    "link": {"drops_per_hour"},
-    "versions": None,
-    "csms": {"expected_requests"},
-    "ocpp16": None,
-}
-
-
-def _pair(value: Any, where: str) -> tuple[float, float]:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = [value, value]
-    if (not isinstance(value, list) or len(value) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value)
-            or value[0] > value[1]):
-        raise FleetError(f"{where}: must be [low, high] with 0 <= low <= high, or one number")
-    return float(value[0]), float(value[1])
-
-
-def _number(value: Any, where: str, low: float = 0.0, high: float = math.inf) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
-        raise FleetError(f"{where}: must be a number from {low:g} to {high:g}")
-    return float(value)
-
-
-def parse_profile(data: dict, source: str = "profile") -> FleetProfile:
-    """A profile from parsed TOML; every problem is a FleetError naming the key."""
-    p = FleetProfile()
-    for key, value in data.items():
-        if key not in _PROFILE_KEYS:
-            raise FleetError(f"{source}: unknown key {key!r} (known: {', '.join(_PROFILE_KEYS)})")
-        allowed = _PROFILE_KEYS[key]
-        if allowed is not None:
-            if not isinstance(value, dict):
-                raise FleetError(f"{source}: [{key}] must be a table")
-            unknown = set(value) - allowed
-            if unknown:
-                raise FleetError(f"{source}: [{key}] unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(allowed))})")
-    if "seed" in data:
-        if not isinstance(data["seed"], int):
-            raise FleetError(f"{source}: seed must be a whole number")
-        p.seed = data["seed"]
-    s = data.get("sessions", {})
-    if "per_hour" in s:
-        p.sessions_per_hour = _number(s["per_hour"], "sessions.per_hour", 0, 3600)
-    if "minutes" in s:
-        p.session_minutes = _pair(s["minutes"], "sessions.minutes")
-    if "plug_to_card_s" in s:
-        p.plug_to_card_s = _pair(s["plug_to_card_s"], "sessions.plug_to_card_s")
-    if "unplug_after_s" in s:
-        p.unplug_after_s = _pair(s["unplug_after_s"], "sessions.unplug_after_s")
-    if "busy_at_start" in s:
-        p.busy_at_start = _number(s["busy_at_start"], "sessions.busy_at_start", 0, 1)
-    ev = data.get("ev", {})
-    if "max_current" in ev:
-        cur = ev["max_current"] if isinstance(ev["max_current"], list) else [ev["max_current"]]
-        p.ev_max_current = tuple(_number(c, "ev.max_current", 6, 80) for c in cur) or p.ev_max_current
-    if "phases" in ev:
-        ph = ev["phases"] if isinstance(ev["phases"], list) else [ev["phases"]]
-        if not ph or any(x not in (1, 2, 3) or isinstance(x, bool) for x in ph):
-            raise FleetError("ev.phases: must be 1, 2 or 3, or a list of them")
-        p.ev_phases = tuple(ph)
-    cards = data.get("cards", {})
-    if "pool" in cards:
-        p.cards = int(_number(cards["pool"], "cards.pool", 1, 10_000_000))
-    if "prefix" in cards:
-        if not isinstance(cards["prefix"], str) or len(cards["prefix"]) > 12:
-            raise FleetError("cards.prefix: must be text of at most 12 characters (idTag is 20)")
-        p.card_prefix = cards["prefix"]
-    link = data.get("link", {})
-    if "drops_per_hour" in link:
-        p.drops_per_hour = _number(link["drops_per_hour"], "link.drops_per_hour", 0, 3600)
-    if "versions" in data:
-        v = data["versions"]
-        if not isinstance(v, dict) or not v:
-            raise FleetError(f"{source}: [versions] must map an OCPP version to its share, e.g. \"1.6\" = 1.0")
-        for name, share in v.items():
-            if name not in VERSIONS:
-                raise FleetError(f"versions: unknown OCPP version {name!r} (known: {', '.join(VERSIONS)})")
-            _number(share, f"versions.{name}", 0)
-        if sum(v.values()) <= 0:
-            raise FleetError("versions: the shares add up to 0")
-        p.versions = {k: float(x) for k, x in v.items() if x > 0}
-    if "expected_requests" in data.get("csms", {}):
-        req = data["csms"]["expected_requests"]
-        if not isinstance(req, list) or not all(isinstance(r, str) for r in req):
-            raise FleetError("csms.expected_requests: must be a list of OCPP action names")
-        p.expected_requests = frozenset(req)
-    keys = data.get("ocpp16", {})
-    if not isinstance(keys, dict):
-        raise FleetError(f"{source}: [ocpp16] must be a table of configuration keys")
-    p.ocpp16_keys = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in keys.items()}
-    if p.ocpp16_keys:
-        from station.ocpp16.config_keys import shared_definitions
-
-        defs, names, _ = shared_definitions(1)
-        for k, v in p.ocpp16_keys.items():
-            name = names.get(k.lower())
-            if name is None or defs[name].readonly:
-                raise FleetError(f"ocpp16.{k}: not a writable 1.6 configuration key")
-            check = defs[name].check
-            problem = check(v) if check else None
-            if problem:
-                raise FleetError(f"ocpp16.{k}: {problem}")
-    return p
-
-
-def load_profile(path: str | None) -> FleetProfile:
-    if path is None:
-        return FleetProfile()
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise FleetError(f"--profile {path}: cannot read it ({e.strerror or e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise FleetError(f"--profile {path}: not valid TOML ({e})") from None
-    return parse_profile(data, f"--profile {path}")
-
-
-# -- ids and shards -----------------------------------------------------------------------------
-def parse_shard(text: str, shards: int | None = None, env: dict[str, str] | None = None) -> tuple[int, int]:
-    """``I/K`` (0 <= I < K) or ``auto``: I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job),
-    K from ``shards`` (--shards) or FLEET_SHARDS."""
-    env = os.environ if env is None else env
-    if text == "auto":
-        index = env.get(INDEX_ENV)
-        k = shards if shards is not None else env.get(SHARDS_ENV)
-        if index is None:
-            raise FleetError(f"--shard auto: {INDEX_ENV} is not set (it is, in a Kubernetes Indexed Job)")
-        if k is None:
-            raise FleetError(f"--shard auto: give the number of shards with --shards K or {SHARDS_ENV}")
-        text = f"{index}/{k}"
-    i, sep, k = text.partition("/")
-    if not sep or not i.strip().isdigit() or not k.strip().isdigit():
-        raise FleetError(f"--shard {text}: must be I/K (e.g. 0/4) or auto")
-    ii, kk = int(i), int(k)
-    if not 0 <= ii < kk:
-        raise FleetError(f"--shard {text}: needs 0 <= I < K")
-    return ii, kk
-
-
-def shard_range(count: int, shard: tuple[int, int]) -> range:
-    """The station numbers of one shard: K shards cover 0..count-1 with disjoint ranges."""
-    i, k = shard
-    return range(count * i // k, count * (i + 1) // k)
-
-
-def station_ids(prefix: str, count: int, numbers: range) -> list[str]:
-    width = max(5, len(str(max(0, count - 1))))
-    return [f"{prefix}{n:0{width}d}" for n in numbers]
-
-
-# -- statistics ---------------------------------------------------------------------------------
-_BUCKET_RATIO = 1.1
-_BUCKET_MIN_S = 0.0001
-_BUCKETS = 150  # 0.1 ms * 1.1^150 ~ 160 s
-PROM_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-def _bucket(seconds: float) -> int:
-    if seconds <= _BUCKET_MIN_S:
-        return 0
-    return min(_BUCKETS - 1, int(math.log(seconds / _BUCKET_MIN_S, _BUCKET_RATIO)) + 1)
-
-
-def _bucket_top(i: int) -> float:
-    return _BUCKET_MIN_S * _BUCKET_RATIO ** i
-
-
-class Histogram:
-    """Response times in log buckets (10 % wide): percentiles of any number of samples in fixed
-    memory, and histograms of several processes add up."""
-
-    def __init__(self, counts: list[int] | None = None) -> None:
-        self.counts = counts or [0] * _BUCKETS
-        self.sum = 0.0
-
-    def add(self, seconds: float) -> None:
-        self.counts[_bucket(seconds)] += 1
-        self.sum += seconds
-
-    def merge(self, other: Histogram) -> None:
-        for i, c in enumerate(other.counts):
-            self.counts[i] += c
-        self.sum += other.sum
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def percentile(self, p: float) -> float | None:
-        total = self.count
-        if not total:
-            return None
-        rank = max(1, math.ceil(total * p / 100))
-        seen = 0
-        for i, c in enumerate(self.counts):
-            seen += c
-            if seen >= rank:
-                return _bucket_top(i)
-        return _bucket_top(_BUCKETS - 1)
-
-    def le(self, bound: float) -> int:
-        """How many samples are at most ``bound`` (by bucket; for Prometheus buckets)."""
-        return sum(c for i, c in enumerate(self.counts) if _bucket_top(i) <= bound * 1.0000001)
-
-
-def classify(e: BaseException) -> str:
-    """A failed connection attempt as an error kind (``os:`` and ``csms:`` name the limit)."""
-    import websockets
-
-    if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE):
-        return "os: too many open files"
-    if isinstance(e, OSError) and e.errno == errno.EADDRNOTAVAIL:
-        return "os: no free local port"
-    if isinstance(e, ConnectionRefusedError):
-        return "csms: connection refused"
-    if isinstance(e, ConnectionResetError):
-        return "csms: connection reset"
-    if isinstance(e, TimeoutError):
-        return "csms: handshake timeout"
-    if isinstance(e, websockets.InvalidStatus):
-        return f"csms: HTTP {e.response.status_code}"
-    if isinstance(e, websockets.ConnectionClosed):
-        return "csms: closed during the handshake"
-    return f"connect: {type(e).__name__}"
-
-
-class FleetStats:
-    """Counters of the whole fleet (one object, shared by every station of the process)."""
-
-    def __init__(self) -> None:
-        self.connected = 0
-        self.connections = 0  # opened since the start
-        self.errors: Counter[str] = Counter()
-        self.requests: Counter[str] = Counter()  # CSMS requests by action
-        self.calls: Counter[str] = Counter()  # our calls answered, by action
-        self.window = Histogram()  # response times since the last tick
-        self.total = Histogram()
-        self.steady = Histogram()  # from the end of the ramp-up until the fleet stops
-        self.in_steady = False
-        self.msgs_in = 0  # frames received / sent, summed at each tick
-        self.msgs_out = 0
-        self.rate_in = 0.0
-        self.rate_out = 0.0
-        self.p50: float | None = None
-        self.p99: float | None = None
-        self.booted = 0
-        self.sessions = 0
-        self.sessions_done = 0
-        self.started = 0
-        self.stations = 0
-        self.started_at = time.monotonic()
-        self.stopping = False  # the fleet stops: calls refused by closing links are no errors
-        self.gc_collections = 0
-        self.gc_max_pause = 0.0  # seconds, the longest collection since the start
-        self.gc_frozen = 0  # objects moved out of the collector's way (gc.freeze) after the ramp-up
-        self._gc_t0 = 0.0
-
-    def gc_callback(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._gc_t0 = time.perf_counter()
-        else:
-            self.gc_collections += 1
-            self.gc_max_pause = max(self.gc_max_pause, time.perf_counter() - self._gc_t0)
-
-    def answered(self, action: str, seconds: float, error: BaseException | None) -> None:
-        from station.link import CallErrorReceived, NotConnected
-
-        if error is None:
-            self.calls[action] += 1
-            self.window.add(seconds)
-            self.total.add(seconds)
-            if self.in_steady and not self.stopping:
-                self.steady.add(seconds)
-        elif isinstance(error, TimeoutError):
-            self.errors[f"csms: no answer to {action} in time"] += 1
-        elif isinstance(error, CallErrorReceived):
-            self.errors[f"csms: CallError to {action}"] += 1
-        elif isinstance(error, NotConnected):
-            if not self.stopping:
-                self.errors["link: call while disconnected"] += 1
-        elif not isinstance(error, asyncio.CancelledError):
-            self.errors[f"call: {type(error).__name__}"] += 1
-
-    def limit(self, nofile: int | None = None) -> str | None:
-        """Which limit the errors point at, in one line, or None."""
-        e = self.errors
-        if e["os: too many open files"]:
-            soft = nofile or resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            return (f"the OS is the limit: {e['os: too many open files']} connection(s) failed with 'too many open "
-                    f"files' (RLIMIT_NOFILE is {soft}: raise it with ulimit -n / LimitNOFILE=, or use "
-                    "--processes or --shard)")
-        if e["os: no free local port"]:
-            lo, hi = local_port_range()
-            return (f"the OS is the limit: {e['os: no free local port']} connection(s) found no free local port "
-                    f"(net.ipv4.ip_local_port_range {lo}-{hi}: {hi - lo + 1} ports per CSMS address)")
-        csms = {k: v for k, v in e.items() if k.startswith("csms:")}
-        if csms:
-            worst = max(csms, key=lambda k: csms[k])
-            return (f"the CSMS is the limit: {sum(csms.values())} failure(s), most '{worst[6:]}' ({csms[worst]})"
-                    + (f"; its p99 response time is {self.p99 * 1000:.0f} ms" if self.p99 else ""))
-        return None
-
-
-def local_port_range() -> tuple[int, int]:
-    try:
-        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(lo), int(hi)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def raise_nofile(need: int) -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE towards the hard one when ``need`` exceeds it; returns
-    (soft, hard) after. Raises FleetError naming the limit when even the hard one is too low."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        target = hard if hard != resource.RLIM_INFINITY else max(need, soft)  # as far as allowed
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-    if soft != resource.RLIM_INFINITY and soft < need:
-        raise FleetError(f"the OS is the limit: this process needs about {need} file descriptors, RLIMIT_NOFILE "
-                         f"allows {soft} (hard limit {hard}): raise it (ulimit -Hn, systemd LimitNOFILE=) or "
-                         "split the fleet with --processes or --shard")
-    return soft, hard
 
 
 # -- one simulated station ----------------------------------------------------------------------
@@ -782,110 +438,3 @@ class Fleet:
         s["transactions"] = sum(int(sim.rt.store.get("station", "tx_counter", 0) or 0)
                                 for sim in self.stations if sim.rt is not None)
         return s
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 2)
-
-
-def _fmt_ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
-
-
-def prometheus(snap: dict) -> str:
-    """``GET /metrics``: the snapshot as Prometheus text (exposition format 0.0.4)."""
-    lines = []
-
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP station_fleet_{name} {help_}")
-        lines.append(f"# TYPE station_fleet_{name} {kind}")
-        for labels, value in samples:
-            lines.append(f"station_fleet_{name}{labels} {value:g}")
-
-    metric("stations", "gauge", "Stations in this fleet process.", [("", snap["stations"])])
-    metric("connected", "gauge", "Stations connected to the CSMS.", [("", snap["connected"])])
-    metric("booted", "gauge", "Stations whose BootNotification was accepted.", [("", snap["booted"])])
-    metric("sessions_running", "gauge", "Transactions running.", [("", snap["sessions_running"])])
-    metric("sessions_done_total", "counter", "Sessions completed (unplugged).", [("", snap["sessions_done"])])
-    metric("messages_total", "counter", "OCPP frames, by direction (in: from the CSMS).",
-           [('{direction="in"}', snap["msgs"]["in"]), ('{direction="out"}', snap["msgs"]["out"])])
-    metric("errors_total", "counter", "Errors by kind.",
-           [(f'{{kind="{_label(k)}"}}', v) for k, v in sorted(snap["errors"].items())])
-    metric("csms_requests_total", "counter", "Requests of the CSMS, by action.",
-           [(f'{{action="{_label(k)}"}}', v) for k, v in sorted(snap["csms_requests"].items())])
-    h = Histogram(list(snap["histogram"]))
-    buckets = [(f'{{le="{b:g}"}}', h.le(b)) for b in PROM_BUCKETS_S] + [('{le="+Inf"}', h.count)]
-    lines.append("# HELP station_fleet_csms_response_seconds Time the CSMS took to answer the stations' calls.")
-    lines.append("# TYPE station_fleet_csms_response_seconds histogram")
-    for labels, value in buckets:
-        lines.append(f"station_fleet_csms_response_seconds_bucket{labels} {value}")
-    lines.append(f"station_fleet_csms_response_seconds_count {h.count}")
-    lines.append(f"station_fleet_csms_response_seconds_sum {snap.get('response_sum_s', 0.0):g}")
-    return "\n".join(lines) + "\n"
-
-
-def _label(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
-
-def merge_snapshots(snaps: Sequence[dict]) -> dict:
-    """Several processes' snapshots as one (counts add up; percentiles from the summed histogram)."""
-    out: dict[str, Any] = {"stations": 0, "started": 0, "connected": 0, "booted": 0, "sessions_running": 0,
-                           "sessions_done": 0, "msgs_per_s": {"in": 0.0, "out": 0.0}, "msgs": {"in": 0, "out": 0},
-                           "errors": Counter(), "csms_requests": Counter(), "processes": len(snaps)}
-    h = Histogram()
-    hs = Histogram()
-    p50s, p99s = [], []
-    limits = []
-    for s in snaps:
-        for k in ("stations", "started", "connected", "booted", "sessions_running", "sessions_done"):
-            out[k] += s.get(k, 0)
-        for d in ("in", "out"):
-            out["msgs_per_s"][d] = round(out["msgs_per_s"][d] + s["msgs_per_s"][d], 1)
-            out["msgs"][d] += s["msgs"][d]
-        out["errors"].update(s["errors"])
-        out["csms_requests"].update(s["csms_requests"])
-        h.merge(Histogram(list(s["histogram"])))
-        if "steady_histogram" in s:
-            hs.merge(Histogram(list(s["steady_histogram"])))
-        if s["csms_response_ms"]["p99"] is not None:
-            p50s.append(s["csms_response_ms"]["p50"])
-            p99s.append(s["csms_response_ms"]["p99"])
-        if s.get("limit"):
-            limits.append(s["limit"])
-    out["errors"], out["csms_requests"] = dict(out["errors"]), dict(out["csms_requests"])
-    out["csms_response_ms"] = {"p50": max(p50s) if p50s else None, "p99": max(p99s) if p99s else None,
-                               "total_p50": _ms(h.percentile(50)), "total_p99": _ms(h.percentile(99)), "count": h.count,
-                               "steady_p50": _ms(hs.percentile(50)), "steady_p99": _ms(hs.percentile(99)),
-                               "steady_count": hs.count}
-    out["limit"] = limits[0] if limits else None
-    out["histogram"] = h.counts
-    out["response_sum_s"] = round(sum(s.get("response_sum_s", 0.0) for s in snaps), 3)
-    return out
-
-
-def merged_line(s: dict) -> str:
-    errs = sum(s["errors"].values())
-    r = s["csms_response_ms"]
-    return (f"[{s['processes']} processes] connected {s['connected']}/{s['stations']}  booted {s['booted']}  "
-            f"sessions {s['sessions_running']}  msgs/s in {s['msgs_per_s']['in']:.0f} out {s['msgs_per_s']['out']:.0f}  "
-            f"CSMS p50 {r['p50'] if r['p50'] is not None else '-'} ms p99 {r['p99'] if r['p99'] is not None else '-'} ms  "
-            f"errors {errs}")
-
-
-def print_summary(s: dict, out: Any = None) -> None:
-    out = out or sys.stderr
-    r = s["csms_response_ms"]
-    lines = [
-        "fleet summary:",
-        f"  stations {s['stations']}, connected at the end {s['connected']}, booted {s['booted']}",
-        f"  sessions started {s.get('sessions_started', '-')}, completed {s['sessions_done']}, running at the end "
-        f"{s['sessions_running']}; transaction messages still queued {s.get('queued_at_end', '-')}",
-        f"  messages: {s['msgs']['in']} in, {s['msgs']['out']} out",
-        f"  CSMS response time over the run: p50 {r['total_p50']} ms, p99 {r['total_p99']} ms ({r['count']} calls); "
-        f"after the ramp-up: p50 {r.get('steady_p50')} ms, p99 {r.get('steady_p99')} ms ({r.get('steady_count')} calls)",
-        "  errors: " + (", ".join(f"{k} {v}" for k, v in sorted(s["errors"].items())) or "none"),
-    ]
-    if s.get("limit"):
-        lines.append(f"  LIMIT: {s['limit']}")
-    print("\n".join(lines), file=out, flush=True)

@@ -405,7 +405,7 @@ def test_station_log_names_the_station_and_keeps_each_stations_diagnostics_apart
 
 # -- the OS as the limit, named before the start ----------------------------------------------------
 def test_descriptor_limit_raised_to_the_hard_one_or_named(monkeypatch):
-    from station.sim import fleet as fleet_mod
+    from station.sim import fleet_stats as fleet_mod
 
     limits = {"now": (1024, 4096)}
     monkeypatch.setattr(fleet_mod.resource, "getrlimit", lambda _: limits["now"])
