@@ -130,6 +130,7 @@ class Runtime:
         self.stop_flush_s = 8.0  # how long a clean stop waits for queued messages to go out
         self._stopping = Event()
         self._stop_now = Event()
+        self._stop_waiter: asyncio.Future | None = None  # ends _run_once's wait at a stop()
         self._closed = False
         self._link_task: asyncio.Future | None = None  # the current generation's link.run()
 
@@ -341,7 +342,12 @@ class Runtime:
         await adapter.start()
         link_task = asyncio.ensure_future(link.run())
         self._link_task = link_task
-        stop_task = asyncio.ensure_future(self._stopping.wait())
+        # a stop() ends the wait below through this future (a future, not a task waiting on the
+        # event: one task less per station, which counts in a fleet)
+        stop_task: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._stop_waiter = stop_task
+        if self._stopping.is_set():
+            stop_task.set_result(None)
         assert station.restart_request is not None
         try:
             done, _ = await asyncio.wait({station.restart_request, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -353,6 +359,7 @@ class Runtime:
             return kind
         finally:
             stop_task.cancel()
+            self._stop_waiter = None
             self._link_task = None  # ended on purpose from here on
             await adapter.stop()
             await station.stop()
@@ -413,6 +420,9 @@ class Runtime:
         if self._stopping.is_set():
             self._stop_now.set()
         self._stopping.set()
+        waiter = self._stop_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _persist_sim_energy(self) -> None:
         for evse_id, hw in self.hw.items():
