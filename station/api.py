@@ -41,6 +41,12 @@ from station.ocpp16.vocabulary import ERROR_CODES, error_code
 ID_TOKEN_TYPES = ("ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "Central", "eMAID", "NoAuthorization")
 
 
+class TextBody(str):
+    """An answer that is text, not JSON (the fleet's Prometheus ``GET /metrics``)."""
+
+    content_type = "text/plain; version=0.0.4; charset=utf-8"
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, allow: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -315,9 +321,9 @@ class Api:
 
     @staticmethod
     def _head(status: int, length: int, close: bool, allow: str | None = None,
-              extra: dict[str, str] | None = None) -> bytes:
+              extra: dict[str, str] | None = None, content_type: str = "application/json") -> bytes:
         head = (
-            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {length}\r\nConnection: {'close' if close else 'keep-alive'}\r\n"
             + (f"Allow: {allow}\r\n" if allow else "")
             + "".join(f"{k}: {v}\r\n" for k, v in (extra or {}).items())
@@ -330,8 +336,11 @@ class Api:
         extra: dict[str, str] | None = None, head_only: bool = False,
     ) -> None:
         """The answer (HEAD: the same head, the same Content-Length, no body)."""
-        data = json.dumps(body).encode()
-        writer.write(self._head(status, len(data), close, allow, extra) + (b"" if head_only else data))
+        if isinstance(body, TextBody):
+            data, ctype = body.encode(), body.content_type
+        else:
+            data, ctype = json.dumps(body).encode(), "application/json"
+        writer.write(self._head(status, len(data), close, allow, extra, ctype) + (b"" if head_only else data))
         async with asyncio.timeout(WRITE_TIMEOUT_S):
             await writer.drain()
 

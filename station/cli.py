@@ -1,8 +1,10 @@
-"""Command line: ``station run | demo | config check | hw check``.
+"""Command line: ``station run | demo | fleet | config check | hw check``.
 
     station run [--config FILE] [--csms-url URL] [--id ID] [--ocpp 1.6|2.0.1] [--sim] [--evses N]
                 [--state-dir DIR] [--api HOST:PORT] [--ocpp-config FILE] [--log-level LEVEL]
     station demo [--ocpp 1.6|2.0.1]
+    station fleet --count N --csms-url URL [--ocpp 1.6|2.0.1] [--id-prefix P] [--profile FILE]
+                  [--shard I/K|auto] [--api HOST:PORT] [--processes P] [--duration S]
     station config check FILE
     station hw check --config FILE
 
@@ -63,6 +65,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     demo = sub.add_parser("demo", help="a demo CSMS and a simulated station showing a whole charging session")
     demo.add_argument("--ocpp", choices=["1.6", "2.0.1"], default="1.6", help="OCPP version the demo speaks")
+    fleet = sub.add_parser("fleet", help="N simulated stations in one process, to load a CSMS (docs/fleet.md)")
+    fleet.add_argument("--count", type=int, required=True, help="stations in the whole fleet (all shards together)")
+    fleet.add_argument("--csms-url", required=True, help="CSMS websocket URL; each station id is appended to its path")
+    fleet.add_argument("--ocpp", choices=["1.6", "2.0.1"], help="OCPP version of every station (else the profile's "
+                                                               "[versions] shares; default 1.6)")
+    fleet.add_argument("--id-prefix", default="FLEET-", help="station ids are PREFIX00000, PREFIX00001, ...")
+    fleet.add_argument("--profile", help="behaviour of the simulated drivers (TOML, see docs/fleet.md)")
+    fleet.add_argument("--shard", help="I/K: run the I-th of K disjoint id ranges; auto: I from JOB_COMPLETION_INDEX")
+    fleet.add_argument("--shards", type=int, help="with --shard auto: the number of shards (else FLEET_SHARDS)")
+    fleet.add_argument("--processes", type=int, default=1, help="fork P worker processes, each running a part")
+    fleet.add_argument("--duration", type=float, help="stop after S seconds (default: until Ctrl-C / SIGTERM)")
+    fleet.add_argument("--api", help="serve GET /api/fleet and GET /metrics on HOST:PORT (loopback unless a token "
+                                     f"is set in {API_TOKEN_ENV})")
+    fleet.add_argument("--concurrency", type=int, default=200, help="connections being opened at once during the ramp-up")
+    fleet.add_argument("--ramp-rate", type=float, help="at most this many stations started a second")
+    fleet.add_argument("--log-level", default="error", choices=["debug", "info", "warning", "error"])
+    fleet.add_argument("--json", metavar="FILE", help="write the summary as JSON to FILE at the end")
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     check = cfg_sub.add_parser("check", help="validate a config file")
@@ -375,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_check(cfg, args.wait_card))
         except KeyboardInterrupt:
             return 130
+    if args.command == "fleet":
+        from station.sim.fleet_cli import run_fleet
+
+        _setup_logging(args.log_level)
+        return run_fleet(args)
     if args.command == "demo":
         _setup_logging("error")
         try:

@@ -130,6 +130,8 @@ class DiagnosticsLog(logging.Handler):
 
     @classmethod
     def attach(cls, logger: logging.Logger, now: Callable[[], datetime], owner: object) -> DiagnosticsLog:
+        if isinstance(logger, logging.LoggerAdapter):  # a fleet's shared logger (station/stationlog.py)
+            return _StationRings.ring(logger, now, owner)
         for h in logger.handlers:
             if isinstance(h, cls):
                 if h.owner is not owner:  # another station run with this logger: not its lines
@@ -150,6 +152,36 @@ class DiagnosticsLog(logging.Handler):
     def between(self, start: datetime | None, stop: datetime | None) -> list[str]:
         return [f"{t.isoformat()} {line}" for t, line in list(self.lines)
                 if (start is None or t >= start) and (stop is None or t <= stop)]
+
+
+class _StationRings(logging.Handler):
+    """One handler on a fleet's shared logger: each station's lines go to that station's own ring
+    (``record.station``, set by station.stationlog.StationLog)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.rings: dict[str, DiagnosticsLog] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ring = self.rings.get(getattr(record, "station", ""))
+        if ring is not None and record.levelno >= ring.level:
+            ring.emit(record)
+
+    @classmethod
+    def ring(cls, adapter: logging.LoggerAdapter, now: Callable[[], datetime], owner: object) -> DiagnosticsLog:
+        base = adapter.logger
+        router = next((h for h in base.handlers if isinstance(h, cls)), None)
+        if router is None:
+            router = cls()
+            base.addHandler(router)
+        sid = str((adapter.extra or {}).get("station", ""))
+        ring = router.rings.get(sid)
+        if ring is None:
+            ring = router.rings[sid] = DiagnosticsLog(now)
+        elif ring.owner is not owner:
+            ring.lines.clear()
+        ring.now, ring.owner = now, owner
+        return ring
 
 
 class FirmwareService:

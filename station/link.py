@@ -35,6 +35,9 @@ are in :mod:`station.rpc`; this module does the I/O around them:
   attempt, with back-off; the link task never ends on it
 - a handler may return ``(payload, after)``: ``after()`` runs once the CallResult is on the wire
   (TriggerMessage: answer Accepted, then send the triggered message)
+- ``observer`` (a fleet's statistics, station/sim/fleet.py) is told of connections opened and
+  closed, failed attempts, our calls with their response times and the CSMS's requests;
+  ``ws_options`` go to ``websockets.connect`` (a fleet's small buffers)
 - :meth:`Link.close` and :meth:`Link.reconnect` first let the answers being made go out (at
   most ``drain_timeout``), then close the socket (Hard reset, new AuthorizationKey)
 """
@@ -47,7 +50,7 @@ import logging
 import random
 import ssl as ssl_mod
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import websockets
 from ocpp.exceptions import InternalError, NotImplementedError, OCPPError
@@ -56,7 +59,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from station import logsafe, rpc
-from station.tasks import Tasks
+from station.tasks import Event, Tasks
 
 Handler = Callable[[str, dict], Awaitable[Any]]
 
@@ -87,6 +90,16 @@ class InvalidAnswer(CallErrorReceived):
 
 class NotConnected(Exception):
     pass
+
+
+class LinkObserver(Protocol):
+    """What a link tells whoever watches many of them (a fleet's statistics)."""
+
+    def opened(self) -> None: ...
+    def closed(self) -> None: ...
+    def failed(self, e: BaseException) -> None: ...
+    def answered(self, action: str, seconds: float, error: BaseException | None) -> None: ...
+    def request(self, action: str) -> None: ...
 
 
 class LinkError(Exception):
@@ -149,9 +162,9 @@ class Link:
         self.on_invalid = on_invalid  # told why, for each CSMS frame answered with a CallError (InvalidMessages)
         self.rpc = rpc.RpcConnection(version)
         self.ws: ClientConnection | None = None
-        self.enabled = asyncio.Event()
+        self.enabled = Event()
         self.enabled.set()
-        self.connected = asyncio.Event()
+        self.connected = Event()
         self._call_lock = asyncio.Lock()
         self._pending: asyncio.Future | None = None
         self._answering: set[asyncio.Task] = set()  # CSMS calls whose answer is not on the wire yet
@@ -165,13 +178,15 @@ class Link:
         self._first_delay = 0.0
         self._registered = False
         self._closed = False
-        self._wake = asyncio.Event()  # close(): a run() waiting out a back-off ends at once
+        self._wake = Event()  # close(): a run() waiting out a back-off ends at once
         self._closing_for: str | None = None  # why we close the socket ourselves (reconnect, disable)
         self.frames_in = 0
         self.frames_out = 0
         self.last_error: str = ""
         self.state = "idle"  # idle | connecting | connected | waiting | disabled | closed
         self.next_attempt_at: float | None = None  # loop time of the next attempt while waiting
+        self.observer: LinkObserver | None = None
+        self.ws_options: dict[str, Any] = {}  # extra websockets.connect() arguments (buffer sizes)
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -213,14 +228,22 @@ class Link:
             if ws is None or not self.connected.is_set():
                 raise NotConnected(action)
             _, text = self.rpc.call(action, payload, unique_id)
-            fut: asyncio.Future = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future = loop.create_future()
             self._pending = fut
+            observer, t0, error = self.observer, loop.time(), None
             try:
                 await self._send(ws, text)
                 return await asyncio.wait_for(fut, timeout or self.call_timeout)
             except websockets.ConnectionClosed:
-                raise NotConnected(action) from None
+                error = NotConnected(action)
+                raise error from None
+            except BaseException as e:
+                error = e
+                raise
             finally:
+                if observer is not None:
+                    observer.answered(action, loop.time() - t0, error)
                 self._pending = None
                 self.rpc.forget_call()
                 if fut.done() and not fut.cancelled():
@@ -283,6 +306,8 @@ class Link:
         self.state = "closed"
 
     def _failed(self, e: BaseException) -> None:
+        if self.observer is not None:
+            self.observer.failed(e)
         if self.on_failure is not None and self.state != "connected":  # a connection that closed later is no failed attempt
             try:
                 self.on_failure(e)
@@ -310,6 +335,7 @@ class Link:
             proxy=None,
             compression=None,
             **self._tls(),
+            **self.ws_options,
         )
         was_open = False
         try:
@@ -322,6 +348,8 @@ class Link:
             self.connected.set()
             self.state = "connected"
             was_open = True
+            if self.observer is not None:
+                self.observer.opened()
             self.log.info("connected to %s", self.url)
             if not self.enabled.is_set():  # switched off during the handshake
                 await self._close_socket(ws, "link switched off")
@@ -344,6 +372,8 @@ class Link:
         finally:
             await self._close_socket(ws, "subprotocol required" if not was_open else None, code=1002 if not was_open else 1000)
             if was_open:
+                if self.observer is not None:
+                    self.observer.closed()
                 self.log.warning("disconnected from CSMS")
                 try:
                     self.on_close()
@@ -461,6 +491,8 @@ class Link:
 
     async def _handle_call(self, ws: ClientConnection, call: rpc.CallReceived) -> None:
         after = None
+        if self.observer is not None:
+            self.observer.request(call.action)
         try:
             result = await self.handler(call.action, call.payload)
             if isinstance(result, tuple):
@@ -515,5 +547,6 @@ def _describe(e: BaseException, link: Link) -> str:
     return f"{type(e).__name__}: {logsafe.text(e, 300)}" if str(e) else type(e).__name__
 
 
-__all__ = ["BAD_FRAME_LOG_BURST", "MAX_AFTER_TASKS", "MAX_CSMS_CALLS", "CallErrorReceived", "InvalidAnswer", "InvalidUrl", "Link", "NotConnected",
+__all__ = ["BAD_FRAME_LOG_BURST", "MAX_AFTER_TASKS", "MAX_CSMS_CALLS", "CallErrorReceived", "InvalidAnswer", "InvalidUrl", "Link",
+           "LinkObserver", "NotConnected",
            "NotImplementedError", "check_url"]

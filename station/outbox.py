@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from station.link import CallErrorReceived, NotConnected
 from station.scheduler import Scheduler, Timer
 from station.store import Store
+from station.tasks import Event
 
 MIN_RETRY_WAIT_S = 1.0  # a timed-out message is sent again after at least this long
 MAX_RETRY_WAIT_S = 3_600.0  # no retry waits longer than this, whatever the keys say
@@ -101,7 +102,7 @@ class Outbox:
         self._spawn = spawn
         self._task: asyncio.Task | None = None
         self._retry: Timer | None = None
-        self._progress = asyncio.Event()
+        self._progress = Event()
 
     def __len__(self) -> int:
         return self.store.outbox_len()

@@ -11,7 +11,13 @@ over messages go out after the next start). A second :meth:`stop` skips the wait
 was last applied is applied, unless the CSMS changed that key after the file was edited; an
 unchanged value never overrides what the CSMS set. The log names the keys applied and kept.
 
-One ``Runtime`` per station; a fleet runs many in one event loop.
+One ``Runtime`` per station; a fleet runs many in one event loop (station/sim/fleet.py): it gives
+each a ``DictStore`` (no SQLite), its view of the shared timer wheel as ``clock``, a logger adapter with the
+station id, and sets ``link_observer``, ``ws_options``, ``events_kept`` and
+``checkpoint_interval_s`` (a checkpoint saves running transactions for a power cut: nothing to
+save to in memory) before ``run()``. With
+a store in memory (``MemoryStore``, ``DictStore``) the simulated meter's energy is not saved periodically (nothing survives a
+restart anyway; the plant keeps it across a Reset).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from station.ocpp201.device_model import NS as DM_NS
 from station.scheduler import LoopScheduler
 from station.station import Station
 from station.store import DB_NAME, DirLock, MemoryStore, StateDirLocked, Store, StoreError, open_state_dir
+from station.tasks import Event
 
 MEMORY = ":memory:"  # --state-dir :memory: keeps the state in memory (tests, fleets; no lock)
 
@@ -118,11 +125,16 @@ class Runtime:
         self.station: Station | None = None
         self.adapter: Ocpp16Adapter | Ocpp201Adapter | None = None
         self.events: list[str] = []
+        self.events_kept = 200  # session events kept for the API
         self.on_event = lambda text: None
+        self.link_observer = None  # station.link.LinkObserver of every link (a fleet's statistics)
+        self.ws_options: dict = {}  # extra websockets.connect() arguments of every link
+        self.checkpoint_interval_s: float | None = None  # None: the station's own (5 s)
         self.generation = 0
         self.stop_flush_s = 8.0  # how long a clean stop waits for queued messages to go out
-        self._stopping = asyncio.Event()
-        self._stop_now = asyncio.Event()
+        self._stopping = Event()
+        self._stop_now = Event()
+        self._stop_waiter: asyncio.Future | None = None  # ends _run_once's wait at a stop()
         self._closed = False
         self._link_task: asyncio.Future | None = None  # the current generation's link.run()
 
@@ -242,8 +254,9 @@ class Runtime:
     def _event(self, text: str) -> None:
         """A session event in the demo's words: kept for the API, logged at INFO (the station
         logs connector status changes itself; those go to DEBUG here, not twice at INFO)."""
-        self.events.append(text)
-        del self.events[:-200]
+        if self.events_kept:
+            self.events.append(text)
+            del self.events[:-self.events_kept]
         status_change = text.startswith("connector ") and " is now " in text
         self.log.log(logging.DEBUG if status_change else logging.INFO, "%s", text)
         self.on_event(text)
@@ -354,7 +367,7 @@ class Runtime:
             await hw.start()
         if self.tamper is not None:
             await self.tamper.start()
-        saver = asyncio.ensure_future(self._save_sim_energy())
+        saver = asyncio.ensure_future(self._save_sim_energy()) if getattr(self.store, "persistent", True) else None
         try:
             while not self._stopping.is_set():
                 kind = await self._run_once()
@@ -363,7 +376,8 @@ class Runtime:
                 self.log.warning("%s reset: restarting the station", kind)
                 self._event(f"station restarts after a {kind} reset")
         finally:
-            saver.cancel()
+            if saver is not None:
+                saver.cancel()
             self._persist_sim_energy()
             await self.close()
 
@@ -390,6 +404,8 @@ class Runtime:
             station_id=self.cfg.id, evses=evses, hardware=self.hw, store=self.store, clock=self.clock, log=self.log
         )
         station.on_event = self._event
+        if self.checkpoint_interval_s:
+            station.checkpoint_interval_s = self.checkpoint_interval_s
         # the firmware version BootNotification reports: an installed package's (station/firmware.py)
         cfg = dataclasses.replace(self.cfg, firmware_version=installed_version(self.store, self.cfg.firmware_version))
         adapter_class: type = Ocpp201Adapter if cfg.ocpp == "2.0.1" else Ocpp16Adapter
@@ -397,6 +413,8 @@ class Runtime:
         self._apply_initial_ocpp_config(adapter)
         station.attach(adapter)
         link = adapter.make_link(reconnecting=self.generation > 1)  # after a Reset: not at once
+        link.observer = self.link_observer
+        link.ws_options = self.ws_options
         self.station, self.adapter = station, adapter
         if self.tamper is not None and self.tamper.active:  # the enclosure is open as this run starts
             adapter.security_events.tamper(True)
@@ -404,7 +422,12 @@ class Runtime:
         await adapter.start()
         link_task = asyncio.ensure_future(link.run())
         self._link_task = link_task
-        stop_task = asyncio.ensure_future(self._stopping.wait())
+        # a stop() ends the wait below through this future (a future, not a task waiting on the
+        # event: one task less per station, which counts in a fleet)
+        stop_task: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._stop_waiter = stop_task
+        if self._stopping.is_set():
+            stop_task.set_result(None)
         assert station.restart_request is not None
         try:
             done, _ = await asyncio.wait({station.restart_request, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -416,6 +439,7 @@ class Runtime:
             return kind
         finally:
             stop_task.cancel()
+            self._stop_waiter = None
             self._link_task = None  # ended on purpose from here on
             await adapter.stop()
             await station.stop()
@@ -476,6 +500,9 @@ class Runtime:
         if self._stopping.is_set():
             self._stop_now.set()
         self._stopping.set()
+        waiter = self._stop_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _persist_sim_energy(self) -> None:
         for evse_id, hw in self.hw.items():

@@ -11,6 +11,11 @@ the wall clock when it is found to have jumped (see ``_WallClock``).
   virtual, so timestamps move with virtual time.
 - ``ManualScheduler``: no loop at all; time moves only with ``advance()``, which fires the due
   timers in order. For the pure core's unit tests and for a fleet's shared timer wheel.
+- ``TimerWheel``: one shared timer wheel for the many stations of a fleet (station/sim/fleet.py):
+  timers are kept in buckets of ``tick`` seconds and the wheel holds a single loop timer, for the
+  earliest bucket, whatever the number of stations. ``TimerWheel.station(phase)`` gives each
+  station its own view with a fixed jitter, so that timers set at the same moment for the same
+  interval (10,000 stations booted together, clock-aligned meter values) do not all wake together.
 - ``VirtualTimeLoop``: an asyncio event loop whose clock jumps to the next timer whenever nothing
   is ready (no callback, no readable socket, no thread at work). Real loopback sockets still work:
   data written on loopback is readable before the write returns. A test that waits 300 s of
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import selectors
 import time
 from collections.abc import Callable
@@ -253,6 +259,161 @@ class ManualScheduler(_WallClock):
             self._mono = max(self._mono, when)
             self._run(fn, args)
         self._mono = end
+
+
+class _WheelTimer:
+    __slots__ = ("fn", "args", "bucket", "wheel")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, bucket: int, wheel: TimerWheel) -> None:
+        self.fn = fn
+        self.args = args
+        self.bucket = bucket
+        self.wheel: TimerWheel | None = wheel
+
+    def cancel(self) -> None:
+        """O(1): the timer leaves its bucket at once (a re-armed heartbeat leaves nothing behind)."""
+        wheel = self.wheel
+        if wheel is not None:
+            self.wheel = None
+            wheel.pending -= 1
+            bucket = wheel._buckets.get(self.bucket)
+            if bucket is not None:
+                bucket.pop(self, None)
+
+
+class TimerWheel(_WallClock):
+    """Timers of many stations on one loop timer, in buckets of ``tick`` seconds.
+
+    A timer never fires before its time and at most ``tick`` after it. Within a bucket, timers run
+    in the order they were set. ``wakeups`` counts the loop timer's runs, ``fired`` the timers
+    run; both let a fleet show what its idle stations cost. Wall-clock timers and jump listeners
+    (``call_at_wall``, ``on_wall_jump``) are the wheel's, shared by its stations: the wall clock
+    is looked at once per run of the wheel, not once per station."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, tick: float = 0.01) -> None:
+        self._clock = LoopScheduler(loop)
+        self.tick = tick
+        self._buckets: dict[int, dict[_WheelTimer, None]] = {}
+        self._heap: list[int] = []  # bucket numbers, each once
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed: int | None = None  # the bucket the loop timer is set for
+        self.pending = 0
+        self.wakeups = 0
+        self.fired = 0
+        self._wall_timers = set()
+        self._wall_offset = None
+        self._wall_listeners = {}
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
+
+    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        n = math.ceil(when / self.tick)
+        bucket = self._buckets.get(n)
+        if bucket is None:
+            bucket = self._buckets[n] = {}
+            heapq.heappush(self._heap, n)
+        t = _WheelTimer(fn, args, n, self)
+        bucket[t] = None
+        self.pending += 1
+        if self._armed is None or n < self._armed:
+            self._arm(n)
+        return t
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        return self.call_at(self.monotonic() + max(0.0, delay), fn, *args)
+
+    def _raw_call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.call_later(delay, fn, *args)
+
+    def station(self, phase: float, max_jitter: float = 2.0) -> StationClock:
+        """A station's view of the wheel; ``phase`` in [0, 1) fixes its share of the jitter."""
+        return StationClock(self, phase, max_jitter)
+
+    def _arm(self, n: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed = n
+        self._handle = self._clock.loop.call_at(n * self.tick, self._run)
+
+    def _run(self) -> None:  # type: ignore[override]
+        self._handle = None
+        self._armed = None
+        self.wakeups += 1
+        if self._wall_timers or self._wall_listeners:
+            self.check_wall_clock()
+        loop = self._clock.loop
+        due_n = math.floor(loop.time() / self.tick + 1e-9)
+        heap, buckets = self._heap, self._buckets
+        due = []  # taken out first: a timer set by one that fires runs on the next turn, never in this one
+        while heap and heap[0] <= due_n:
+            bucket = buckets.pop(heapq.heappop(heap), None)
+            if bucket:
+                due.append(bucket)
+        for bucket in due:
+            for t in bucket:
+                if t.wheel is None:
+                    continue  # cancelled by a timer of the same turn
+                t.wheel = None
+                self.pending -= 1
+                self.fired += 1
+                try:
+                    t.fn(*t.args)
+                except Exception as e:  # as the loop does for its own timers: report, go on
+                    loop.call_exception_handler({"message": "exception in a timer of the fleet's wheel",
+                                                 "exception": e})
+        while heap and not buckets.get(heap[0]):
+            buckets.pop(heapq.heappop(heap), None)  # emptied by cancels
+        if heap:
+            self._arm(heap[0])
+
+
+class StationClock:
+    """One station's Scheduler on a shared :class:`TimerWheel`.
+
+    A timer of ``JITTER_FROM`` seconds or more is moved later by ``phase`` times the smaller of
+    ``max_jitter`` and a tenth of its delay: the station's timers keep their intervals, but
+    stations with different phases wake at different moments. Short timers (status delays,
+    retries of a second) are not moved."""
+
+    JITTER_FROM = 5.0
+    __slots__ = ("wheel", "phase", "max_jitter")
+
+    def __init__(self, wheel: TimerWheel, phase: float, max_jitter: float = 2.0) -> None:
+        self.wheel = wheel
+        self.phase = phase
+        self.max_jitter = max_jitter
+
+    def now(self) -> datetime:
+        return self.wheel.now()
+
+    def monotonic(self) -> float:
+        return self.wheel.monotonic()
+
+    def _jitter(self, delay: float) -> float:
+        return self.phase * min(self.max_jitter, delay / 10) if delay >= self.JITTER_FROM else 0.0
+
+    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        return self.wheel.call_at(when + self._jitter(when - self.wheel.monotonic()), fn, *args)
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        return self.wheel.call_later(delay + self._jitter(delay), fn, *args)
+
+    # wall-clock instants are the same for every station: the wheel's, without jitter
+    def call_at_wall(self, when: datetime, fn: Callable[..., Any], *args: Any) -> Timer:
+        return self.wheel.call_at_wall(when, fn, *args)
+
+    def on_wall_jump(self, cb: Callable[[], Any]) -> None:
+        self.wheel.on_wall_jump(cb)
+
+    def off_wall_jump(self, cb: Callable[[], Any]) -> None:
+        self.wheel.off_wall_jump(cb)
+
+    def check_wall_clock(self) -> bool:
+        return self.wheel.check_wall_clock()
 
 
 class _VirtualSelector:

@@ -24,6 +24,7 @@ import json
 import os
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -147,12 +148,32 @@ def write_public(path: Path, data: bytes) -> None:
 
 
 class CertificateStore:
-    """Installed roots and the charge point's own key and certificate, in ``folder``."""
+    """Installed roots and the charge point's own key and certificate, in ``folder``.
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.folder, 0o700)
+    ``folder`` may be a function making it (a station with its state in memory: a temporary
+    directory, made only when a certificate is first looked at, so a fleet of thousands of
+    stations makes none unless the CSMS manages certificates)."""
+
+    def __init__(self, folder: Path | Callable[[], Path]) -> None:
+        self._make: Callable[[], Path] | None = None
+        self._folder: Path | None = None
+        if callable(folder):
+            self._make = folder
+        else:
+            self._open(Path(folder))
+
+    def _open(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(folder, 0o700)
+        self._folder = folder
+
+    @property
+    def folder(self) -> Path:
+        if self._folder is None:
+            assert self._make is not None
+            self._open(Path(self._make()))
+        assert self._folder is not None
+        return self._folder
 
     # -- roots -------------------------------------------------------------------------------
     def _root_dir(self, kind: str) -> Path:
@@ -388,6 +409,11 @@ def security_log_text(path: Path, oldest: datetime | None, latest: datetime | No
         lines = path.read_text().splitlines()
     except OSError:
         lines = []
+    return security_log_lines(lines, oldest, latest)
+
+
+def security_log_lines(lines: list[str], oldest: datetime | None, latest: datetime | None) -> str:
+    """The same, of log lines already read (a station whose state is in memory keeps them there)."""
     out = []
     for line in lines:
         try:

@@ -35,7 +35,7 @@ import websockets
 from station import logsafe
 from station.core.clock import iso
 from station.revocation import check_revocation, issuer_among
-from station.security import ROOT_TYPES, CertificateStore, security_log_text
+from station.security import ROOT_TYPES, CertificateStore, security_log_lines, security_log_text
 from station.security import client_context as tls_client_context
 from station.transfer import client_context
 
@@ -73,9 +73,15 @@ class SecurityEngine:
         self.names = names
         self.critical = critical
         cfg = ad.cfg
-        folder = Path(tempfile.mkdtemp(prefix="station-security-")) if cfg.state_dir == ":memory:" else cfg.state_path() / NS
-        self.certs = CertificateStore(folder)
-        self.log_file = folder / "security-log.jsonl"
+        self.log_file: Path | None = None
+        self._log_lines: list[str] = []  # the security log of a station whose state is in memory
+        if cfg.state_dir == ":memory:":
+            # a temporary folder only if a certificate is ever looked at (a fleet of thousands makes none)
+            self.certs = CertificateStore(lambda: Path(tempfile.mkdtemp(prefix="station-security-")))
+        else:
+            folder = cfg.state_path() / NS
+            self.certs = CertificateStore(folder)
+            self.log_file = folder / "security-log.jsonl"
         self.failure_events: set[str] = set()  # events of the current run of failed connections (raised once)
 
     @property
@@ -147,18 +153,27 @@ class SecurityEngine:
     def _append_log(self, record: dict) -> None:
         limit = self.log_max
         try:
-            with self.log_file.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            lines = self.log_file.read_text().splitlines()
+            if self.log_file is None:
+                lines = self._log_lines
+                lines.append(json.dumps(record))
+            else:
+                with self.log_file.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                lines = self.log_file.read_text().splitlines()
             if len(lines) > limit:
-                self.log_file.write_text("\n".join(lines[-limit // 2:]) + "\n")
-                dropped = len(lines) - limit // 2
+                if self.log_file is None:
+                    del lines[:-limit // 2]
+                else:
+                    self.log_file.write_text("\n".join(lines[-limit // 2:]) + "\n")
+                dropped = len(lines) - limit // 2 if self.log_file is not None else limit // 2 + 1
                 self.event(self.names.log_cleared, f"security log full ({limit} records): the oldest {dropped} dropped")
         except OSError as e:
             self.ad.log.error("security log not written: %s", e)
 
     def security_log(self, oldest: datetime | None, latest: datetime | None) -> str:
         """The security log's records between the timestamps (either may be None), one JSON a line."""
+        if self.log_file is None:
+            return security_log_lines(self._log_lines, oldest, latest)
         return security_log_text(self.log_file, oldest, latest)
 
     # -- revocation ---------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ Bounded: closed transactions beyond ``TX_KEEP_CLOSED`` are pruned, the authoriza
   :class:`StateDirLocked`, naming the directory and the pid holding it; the kernel releases the
   lock when the holder dies, even by ``kill -9``), then opens ``station.sqlite`` in it.
 - ``Store(path)`` opens a file without the lock (tests); ``Store(":memory:")`` or
-  :class:`MemoryStore` is the same interface in memory (tests, fleets): nothing on disk, no lock.
+  :class:`MemoryStore` is the same interface in memory (tests): nothing on disk, no lock.
+- :class:`DictStore` is the same interface on plain dicts, without SQLite (a fleet of thousands of
+  stations in one process: no connection, no page cache per station; values are kept as their
+  JSON text, so what is read is a copy, as from SQLite).
 - The schema is built by numbered migrations (``PRAGMA user_version``): a file written by an
   earlier release is upgraded in place when it is opened; a file from a newer release is refused.
 """
@@ -198,6 +201,7 @@ class Store:
         self.adopted_from: Path | None = None  # see open_state_dir
         self._depth = 0  # atomic() nesting
         memory = self.path == ":memory:"
+        self.persistent = not memory  # whatever is written survives a restart
         try:
             if not memory:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -501,3 +505,149 @@ def adopt_legacy_state(legacy_dir: str | Path, directory: str | Path) -> bool:
     finally:
         lock.release()
     return True
+
+
+class DictStore:
+    """The interface of :class:`Store` on dicts, in memory, without SQLite (fleets). ``atomic()``
+    needs no rollback here: a write that fails half way cannot happen in memory."""
+
+    persistent = False
+    path = ":memory:"
+
+    def __init__(self) -> None:
+        self.lock = None
+        self.on_full: Callable[[BaseException], None] | None = None
+        self.adopted_from: Path | None = None
+        self._kv: dict[tuple[str, str], tuple[str, float]] = {}
+        self._outbox: dict[int, list] = {}  # seq -> [action, payload JSON, tx_local, attempts, unique_id]
+        self._seq = 0
+        self._tx: dict[int, list] = {}  # local_id -> [connector_id, id_tag, data JSON, transaction_id, open]
+        self._auth: dict[str, dict[str, tuple[str, float]]] = {}
+        self._config_file: dict[str, tuple[str, str]] = {}
+        self._last_tick = 0.0
+
+    version = SCHEMA_VERSION
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        yield
+
+    def close(self) -> None:
+        pass
+
+    # -- key/value ---------------------------------------------------------------------------
+    def get(self, ns: str, key: str, default: Any = None) -> Any:
+        v = self._kv.get((ns, key))
+        return json.loads(v[0]) if v is not None else default
+
+    def put(self, ns: str, key: str, value: Any) -> None:
+        self._kv[(ns, key)] = (json.dumps(value), time.time())
+
+    def updated_at(self, ns: str, key: str) -> float | None:
+        v = self._kv.get((ns, key))
+        return v[1] if v is not None else None
+
+    def items(self, ns: str) -> dict[str, Any]:
+        return {k: json.loads(v[0]) for (n, k), v in self._kv.items() if n == ns}
+
+    def delete(self, ns: str, key: str) -> None:
+        self._kv.pop((ns, key), None)
+
+    # -- outbox ------------------------------------------------------------------------------
+    def outbox_add(self, action: str, payload: dict, tx_local: int | None = None) -> int:
+        self._seq += 1
+        self._outbox[self._seq] = [action, json.dumps(payload), tx_local, 0, None]
+        return self._seq
+
+    def outbox_first(self) -> tuple[int, str, dict, int | None, int] | None:
+        for seq, (action, payload, tx_local, attempts, _) in self._outbox.items():
+            return seq, action, json.loads(payload), tx_local, attempts
+        return None
+
+    def outbox_unique_id(self, seq: int, new: Callable[[], str]) -> str:
+        row = self._outbox.get(seq)
+        if row is not None and row[4]:
+            return str(row[4])
+        uid = new()
+        if row is not None:
+            row[4] = uid
+        return uid
+
+    def outbox_all(self) -> list[tuple[int, str, dict, int | None]]:
+        return [(seq, r[0], json.loads(r[1]), r[2]) for seq, r in self._outbox.items()]
+
+    def outbox_attempt(self, seq: int) -> None:
+        row = self._outbox.get(seq)
+        if row is not None:
+            row[3] += 1
+
+    def outbox_remove(self, seq: int) -> None:
+        self._outbox.pop(seq, None)
+
+    def outbox_len(self) -> int:
+        return len(self._outbox)
+
+    # -- transactions ------------------------------------------------------------------------
+    def next_local_tx(self) -> int:
+        n = int(self.get("station", "tx_counter", 0)) + 1
+        self.put("station", "tx_counter", n)
+        return n
+
+    def tx_save(self, local_id: int, connector_id: int, id_tag: str, data: dict, open_: bool = True) -> None:
+        row = self._tx.get(local_id)
+        if row is None:
+            self._tx[local_id] = [connector_id, id_tag, json.dumps(data), None, bool(open_)]
+        else:
+            row[2], row[4] = json.dumps(data), bool(open_)
+
+    def tx_set_id(self, local_id: int, transaction_id: int | None) -> None:
+        row = self._tx.get(local_id)
+        if row is not None:
+            row[3] = transaction_id
+
+    def tx_id(self, local_id: int) -> int | None:
+        row = self._tx.get(local_id)
+        return row[3] if row is not None else None
+
+    def tx_open(self) -> list[tuple[int, int, str, dict, int | None]]:
+        return [(lid, r[0], r[1], json.loads(r[2]), r[3]) for lid, r in sorted(self._tx.items()) if r[4]]
+
+    def tx_prune(self, keep: int | None = None) -> None:
+        keep = TX_KEEP_CLOSED if keep is None else keep
+        recent = set(sorted(self._tx, reverse=True)[:keep])
+        queued = {r[2] for r in self._outbox.values() if r[2] is not None}
+        for lid in [lid for lid, r in self._tx.items() if not r[4] and lid not in recent and lid not in queued]:
+            del self._tx[lid]
+
+    # -- authorization cache / local list ----------------------------------------------------
+    def auth_all(self, kind: str) -> dict[str, dict]:
+        return {tag: json.loads(v[0]) for tag, v in self._auth.get(kind, {}).items()}
+
+    def auth_put(self, kind: str, id_tag: str, info: dict, keep: int | None = None) -> list[str]:
+        entries = self._auth.setdefault(kind, {})
+        entries.pop(id_tag, None)  # re-inserted last: the dict's order is the order of writing
+        entries[id_tag] = (json.dumps(info), self._tick())
+        if keep is None or len(entries) <= max(0, keep):
+            return []
+        evicted = list(entries)[: len(entries) - max(0, keep)]
+        for tag in evicted:
+            del entries[tag]
+        return evicted[::-1]
+
+    def _tick(self) -> float:
+        now = time.time()
+        self._last_tick = now if now > self._last_tick else self._last_tick + 1e-6
+        return self._last_tick
+
+    def auth_remove(self, kind: str, id_tag: str) -> None:
+        self._auth.get(kind, {}).pop(id_tag, None)
+
+    def auth_clear(self, kind: str) -> None:
+        self._auth.pop(kind, None)
+
+    # -- --ocpp-config bookkeeping -----------------------------------------------------------
+    def config_file_get(self, key: str) -> tuple[str, str] | None:
+        return self._config_file.get(key)
+
+    def config_file_put(self, key: str, file_value: str, source: str) -> None:
+        self._config_file[key] = (file_value, source)

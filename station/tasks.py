@@ -1,10 +1,21 @@
-"""A set of background tasks owned by one object: spawned, logged when they fail, cancelled together."""
+"""A set of background tasks owned by one object: spawned, logged when they fail, cancelled
+together; and :class:`Event`, an ``asyncio.Event`` that costs less while nobody waits."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable
+
+
+class Event(asyncio.Event):
+    """``asyncio.Event`` with its waiters in a list instead of a deque: an idle deque takes about
+    600 bytes, an empty list 56, and a station has several events that rarely have a waiter (a
+    fleet of 10,000 stations holds 60,000 of them)."""
+
+    def __init__(self) -> None:  # asyncio.Event's state, without the deque
+        self._waiters = []  # type: ignore[assignment]
+        self._value = False
 
 
 class Tasks:

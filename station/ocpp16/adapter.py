@@ -10,7 +10,8 @@ profile in handlers/ behind one routing table (PROFILES). All time comes from on
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from ocpp.exceptions import NotSupportedError
@@ -53,6 +54,7 @@ TX_ACTIONS = ("StartTransaction", "StopTransaction", "MeterValues")
 # the feature profiles whose requests this station answers (SupportedFeatureProfiles lists them)
 PROFILES: tuple[Routes, ...] = (core.routes, remote_trigger.routes, local_list.routes, reservation.routes,
                                 firmware_handlers.routes, smart_charging_handlers.routes, security_handlers.routes)
+ROUTES: Mapping[str, Handler] = MappingProxyType(routing_table(*PROFILES))
 
 
 class TransactionMessages:
@@ -136,7 +138,7 @@ class Ocpp16Adapter(AdapterBase):
         self.tasks = Tasks(log, "ocpp")
         self.spawn = self.tasks.spawn
         self.security_events = SecurityEventSources(self)  # InvalidMessages, MemoryExhaustion, tamper
-        self.routes: dict[str, Handler] = routing_table(*PROFILES)
+        self.routes: Mapping[str, Handler] = ROUTES  # one table, shared by every station of the process
         self.registrar = self._registration(lambda: self.keys.int("HeartbeatInterval"))
         self.status = StatusReporter(
             station=station, keys=self.keys, scheduler=self.scheduler, log=log, call=self.call,

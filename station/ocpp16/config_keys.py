@@ -21,10 +21,13 @@ count, the list lengths, and SecurityProfile, which is the station config's ``se
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections.abc import Callable
+from collections import ChainMap
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from station.core.metering import invalid_measurands, parse_measurands
 from station.store import Store
@@ -177,14 +180,25 @@ def key_definitions(connectors: int, security_profile: int = 0) -> list[KeyDef]:
     ]
 
 
+@functools.cache
+def shared_definitions(connectors: int, security_profile: int = 0
+                       ) -> tuple[Mapping[str, KeyDef], Mapping[str, str], Mapping[str, str]]:
+    """The key definitions by name, the names by lower-case name and the default values, built
+    once per (connectors, security profile) and shared, read-only, by every station of the
+    process (a fleet)."""
+    defs = {k.name: k for k in key_definitions(connectors, security_profile)}
+    return (MappingProxyType(defs), MappingProxyType({name.lower(): name for name in defs}),
+            MappingProxyType({k.name: k.default for k in defs.values()}))
+
+
 class ConfigurationKeys:
     def __init__(self, store: Store, connectors: int, security_profile: int = 0,
                  log: logging.Logger | None = None) -> None:
         self.store = store
         self.log = log or logging.getLogger(__name__)
-        self.defs = {k.name: k for k in key_definitions(connectors, security_profile)}
-        self._names = {name.lower(): name for name in self.defs}
-        self.values: dict[str, str] = {k.name: k.default for k in self.defs.values()}
+        self.defs, self._names, defaults = shared_definitions(connectors, security_profile)
+        # the values in use: this station's own (set, stored) over the shared defaults
+        self.values: ChainMap[str, str] = ChainMap({}, defaults)  # type: ignore[arg-type]
         self.load_problems: list[str] = []  # stored values not used (out of range, wrong type)
         # keys ChangeConfiguration sets through their owner, not here: name -> change(value) -> (status, why)
         self.writers: dict[str, Callable[[str], tuple[str, str]]] = {}
@@ -205,7 +219,7 @@ class ConfigurationKeys:
         # read-only values describe this build and its config, never an old store
         for k in self.defs.values():
             if k.readonly:
-                self.values[k.name] = k.default
+                self.values.maps[0].pop(k.name, None)
 
     def canonical(self, key: str) -> str | None:
         """The key's name as defined here, found case-insensitively (CiString); None if unknown."""
