@@ -74,7 +74,7 @@ from station.sim.fleet_stats import (  # noqa: F401
 from station.stationlog import StationLog
 from station.store import DictStore
 
-IMPLEMENTED = ("1.6",)  # what this build can run in a fleet (VERSIONS: what --ocpp and [versions] may name)
+IMPLEMENTED = ("1.6", "2.0.1")  # what this build can run in a fleet (VERSIONS: what --ocpp and [versions] may name)
 FLEET_WS_OPTIONS = {"max_size": 256 * 1024, "max_queue": 4, "write_limit": 4096}
 CHECKPOINT_S = 60.0  # transaction checkpoints (for a power cut) of a station whose state is in memory anyway
 
@@ -232,8 +232,25 @@ def _build_1_6(fleet: Fleet, sid: str, clock: StationClock) -> Any:
     return rt
 
 
-# how a station of each OCPP version is built; 2.0.1 joins once station/ocpp201 lands
-BUILDERS: dict[str, Callable[[Fleet, str, StationClock], Any]] = {"1.6": _build_1_6}
+def _build_2_0_1(fleet: Fleet, sid: str, clock: StationClock) -> Any:
+    from station.ocpp201.device_model import NS as DM_NS
+    from station.runtime import Runtime
+
+    cfg = StationConfig(id=sid, ocpp="2.0.1", csms_url=fleet.csms_url, state_dir=":memory:", simulated=True,
+                        evses=[EvseConfig(1)])
+    store = DictStore()
+    for key, value in fleet.profile.ocpp201_variables.items():
+        store.put(DM_NS, key, value)  # as if the CSMS had set them (device-model store keys)
+    rt = Runtime(cfg, clock=clock, log=StationLog(fleet.log, sid), store=store)  # type: ignore[arg-type]
+    rt.events_kept = 0
+    rt.ws_options = FLEET_WS_OPTIONS
+    rt.stop_flush_s = fleet.stop_flush_s
+    rt.checkpoint_interval_s = CHECKPOINT_S
+    return rt
+
+
+# how a station of each OCPP version is built
+BUILDERS: dict[str, Callable[[Fleet, str, StationClock], Any]] = {"1.6": _build_1_6, "2.0.1": _build_2_0_1}
 
 
 class Fleet:

@@ -37,6 +37,8 @@ class FleetProfile:
     versions: dict[str, float] = field(default_factory=lambda: {"1.6": 1.0})
     expected_requests: frozenset[str] | None = None  # None: any CSMS request is expected
     ocpp16_keys: dict[str, str] = field(default_factory=dict)  # configuration keys of every 1.6 station
+    # device-model values of every 2.0.1 station, by their store key (checked like SetVariables)
+    ocpp201_variables: dict[str, str] = field(default_factory=dict)
     seed: int = 1
 
 
@@ -49,6 +51,7 @@ _PROFILE_KEYS = {
     "versions": None,
     "csms": {"expected_requests"},
     "ocpp16": None,
+    "ocpp201": None,
 }
 
 
@@ -147,7 +150,41 @@ def parse_profile(data: dict, source: str = "profile") -> FleetProfile:
             problem = check(v) if check else None
             if problem:
                 raise FleetError(f"ocpp16.{k}: {problem}")
+    variables = data.get("ocpp201", {})
+    if not isinstance(variables, dict):
+        raise FleetError(f"{source}: [ocpp201] must be a table of \"Component.Variable[Instance]\" = value")
+    p.ocpp201_variables = _ocpp201_variables(variables)
     return p
+
+
+def _ocpp201_variables(table: dict) -> dict[str, str]:
+    """``{"Component.Variable[Instance]": value}`` checked by the device model as SetVariables
+    checks them; the store keys and values every 2.0.1 station of the fleet starts with."""
+    import re
+
+    from station.ocpp201.device_model import DeviceModel
+    from station.store import MemoryStore
+
+    if not table:
+        return {}
+    dm = DeviceModel(MemoryStore(), {1: [1]}, {})
+    out: dict[str, str] = {}
+    for name, raw in table.items():
+        m = re.fullmatch(r"([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)(?:\[([A-Za-z0-9_]+)\])?", name)
+        if m is None:
+            raise FleetError(f"ocpp201.{name}: write it Component.Variable or Component.Variable[Instance]")
+        value = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        item = {"component": {"name": m.group(1)}, "variable": {"name": m.group(2),
+                                                                **({"instance": m.group(3)} if m.group(3) else {})},
+                "attributeValue": value}
+        result = dm.set_variables([item], source="fleet profile")[0]
+        if result["attributeStatus"] not in ("Accepted", "RebootRequired"):
+            why = result.get("attributeStatusInfo", {}).get("additionalInfo", result["attributeStatus"])
+            raise FleetError(f"ocpp201.{name}: {why}")
+        key = dm.stored_key(item)
+        if key is not None:
+            out[key] = value
+    return out
 
 
 def load_profile(path: str | None) -> FleetProfile:

@@ -1,4 +1,4 @@
-"""A small, fast OCPP 1.6J CSMS for load tests of the fleet (tests/integration/test_fleet.py,
+"""A small, fast OCPP 1.6J and 2.0.1 CSMS (the version each station asks for) for load tests of the fleet (tests/integration/test_fleet.py,
 bench/fleet.py): it accepts every station and every card, numbers transactions, keeps per-station
 counts of what it received (and duplicated message ids), and can send TriggerMessage to connected
 stations and time their answers (the CSMS -> station round trip of the benchmarks).
@@ -35,7 +35,8 @@ class Seen:
     actions: Counter = field(default_factory=Counter)
     ids: set[str] = field(default_factory=set)
     duplicates: int = 0
-    open_tx: dict[int, int] = field(default_factory=dict)  # transactionId -> meterStart
+    open_tx: dict[int | str, int] = field(default_factory=dict)  # transactionId -> meterStart (2.0.1: seqNo 0)
+    version: str = "1.6"
     stopped_tx: int = 0
     unknown_stops: int = 0
     booted: bool = False
@@ -67,7 +68,7 @@ class LoadCsms:
         self.port = 0
 
     async def start(self, host: str = "127.0.0.1", port: int = 0, backlog: int = 4096) -> int:
-        self._server = await serve(self._session, host, port, subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        self._server = await serve(self._session, host, port, subprotocols=["ocpp1.6", "ocpp2.0.1"],  # type: ignore[list-item]
                                    ping_interval=None, max_size=65536, max_queue=4, write_limit=4096,
                                    compression=None, backlog=backlog)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -85,6 +86,7 @@ class LoadCsms:
         if seen is None:
             seen = self.stations[sid] = Seen()
         seen.connections += 1
+        seen.version = "2.0.1" if ws.subprotocol == "ocpp2.0.1" else "1.6"
         self.connected[sid] = ws
         try:
             async for raw in ws:
@@ -102,7 +104,8 @@ class LoadCsms:
                     if repeat and action == "StartTransaction" and uid in seen.starts:
                         result = seen.starts[uid]  # a resend (the answer was lost): the same transaction
                     else:
-                        result = self.answer(seen, action, payload)
+                        result = (self.answer201(seen, action, payload) if seen.version == "2.0.1"
+                                  else self.answer(seen, action, payload))
                         if action == "StartTransaction" and self.track_ids:
                             seen.starts[uid] = result
                     await ws.send(json.dumps([3, uid, result]))
@@ -135,6 +138,31 @@ class LoadCsms:
             else:
                 seen.stopped_tx += 1
             return {"idTagInfo": {"status": "Accepted"}}
+        if action == "DataTransfer":
+            return {"status": "UnknownVendorId"}
+        return {}
+
+    def answer201(self, seen: Seen, action: str, p: dict) -> dict:
+        """The same in 2.0.1: a TransactionEvent Started opens, Ended closes a transaction."""
+        if action == "BootNotification":
+            seen.booted = True
+            return {"status": "Accepted", "currentTime": _now(), "interval": self.heartbeat_interval}
+        if action == "Heartbeat":
+            return {"currentTime": _now()}
+        if action == "Authorize":
+            return {"idTokenInfo": {"status": "Accepted"}}
+        if action == "TransactionEvent":
+            tx = p["transactionInfo"]["transactionId"]
+            if p["eventType"] == "Started":
+                seen.open_tx[tx] = 0
+                seen.actions["StartTransaction"] += 1  # counted like 1.6 starts and stops
+            elif p["eventType"] == "Ended":
+                seen.actions["StopTransaction"] += 1
+                if seen.open_tx.pop(tx, None) is None:
+                    seen.unknown_stops += 1
+                else:
+                    seen.stopped_tx += 1
+            return {"idTokenInfo": {"status": "Accepted"}} if "idToken" in p else {}
         if action == "DataTransfer":
             return {"status": "UnknownVendorId"}
         return {}

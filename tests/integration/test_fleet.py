@@ -3,6 +3,7 @@
 - A fleet of 300 real stations (in process, on a VirtualTimeLoop: 10 minutes of charging take a
   few real seconds) against the load-test CSMS: every station boots, answers the CSMS's requests as
   a station does, runs sessions, and no transaction message is lost or sent twice.
+- A fleet mixing OCPP 1.6 and 2.0.1 stations: the same, each in its own version.
 - The budget: 1,000 stations built and booted in a fresh process (the CSMS in another one) stay
   within the memory budget per station, and 1,000 idle booted stations wake the loop rarely.
 - Sharding: K local processes with ``--shard I/K`` (one of them ``auto`` from an Indexed Job's
@@ -88,6 +89,41 @@ async def test_fleet_of_300_boots_answers_runs_sessions_and_loses_no_message():
     assert summary["errors"] == {"csms: unexpected request ClearCache": 1}
     assert summary["csms_requests"] == {"TriggerMessage": n, "ClearCache": 1}
     assert summary["csms_response_ms"]["count"] >= seen["received"] - 5 * n  # the stations timed their calls
+
+
+@pytest.mark.virtual_time
+async def test_fleet_of_both_versions_runs_sessions_and_loses_no_message():
+    """A fleet that mixes OCPP 1.6 and 2.0.1 stations against one CSMS: each station speaks its
+    version, runs sessions, and every transaction that began ended, each message once."""
+    csms = LoadCsms(heartbeat_interval=300)
+    port = await csms.start()
+    n = 60
+    ids = station_ids("MIX-", n, range(n))
+    profile = FleetProfile(sessions_per_hour=6, session_minutes=(1, 3), plug_to_card_s=(1, 5), unplug_after_s=(2, 10),
+                           busy_at_start=1.0, versions={"1.6": 0.5, "2.0.1": 0.5},
+                           ocpp16_keys={"MeterValueSampleInterval": "60"}, seed=5)
+    fleet = Fleet(f"ws://127.0.0.1:{port}/ocpp", ids, profile, concurrency=30, status_every=60, tick=VIRTUAL_TICK)
+    run = asyncio.ensure_future(fleet.run(None))
+    try:
+        await _until(lambda: sum(s.booted for s in csms.stations.values()) == n, 120, "every station to boot")
+        versions = {s.version for s in csms.stations.values()}
+        assert versions == {"1.6", "2.0.1"}
+        answers = await asyncio.gather(*(csms.call(sid, "TriggerMessage", {"requestedMessage": "Heartbeat"})
+                                         for sid in ids))
+        assert all(a[0] == 3 and a[2]["status"] == "Accepted" for a in answers)
+        await asyncio.sleep(8 * 60)
+    finally:
+        fleet.stop()
+        summary = await asyncio.wait_for(run, 120)
+        await csms.close()
+    seen = csms.summary()
+    assert seen["booted"] == n
+    by_version = {v: [s for s in csms.stations.values() if s.version == v] for v in ("1.6", "2.0.1")}
+    assert all(sum(s.actions["StartTransaction"] for s in group) > 0 for group in by_version.values())
+    assert seen["actions"]["TransactionEvent"] > 0
+    assert seen["open_transactions"] == 0 and seen["unknown_stops"] == 0 and seen["duplicates"] == 0
+    assert seen["stopped_transactions"] == sum(s.actions["StartTransaction"] for s in csms.stations.values())
+    assert summary["queued_at_end"] == 0
 
 
 def _start_csms(*extra: str) -> tuple[subprocess.Popen, int]:

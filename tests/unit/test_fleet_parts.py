@@ -345,10 +345,13 @@ def _fleet(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_refuses_what_cannot_work_in_one_line(tmp_path):
     profile = tmp_path / "p.toml"
-    profile.write_text('[versions]\n"1.6" = 0.5\n"2.0.1" = 0.5\n')
+    profile.write_text('[versions]\n"1.6" = 0.5\n"2.1" = 0.5\n')
+    bad_variable = tmp_path / "v.toml"
+    bad_variable.write_text('[ocpp201]\n"TxCtrlr.TxStartPoint" = "Sometimes"\n')
     cases = [
-        (["--count", "10", "--csms-url", "ws://127.0.0.1:9/ocpp", "--ocpp", "2.0.1"], "--ocpp 2.0.1: not implemented"),
-        (["--count", "10", "--csms-url", "ws://127.0.0.1:9/ocpp", "--profile", str(profile)], "OCPP 2.0.1 a share"),
+        (["--count", "10", "--csms-url", "ws://127.0.0.1:9/ocpp", "--profile", str(profile)], "unknown OCPP version"),
+        (["--count", "10", "--csms-url", "ws://127.0.0.1:9/ocpp", "--profile", str(bad_variable)],
+         "ocpp201.TxCtrlr.TxStartPoint"),
         (["--count", "0", "--csms-url", "ws://127.0.0.1:9/ocpp"], "--count"),
         (["--count", "5", "--csms-url", "http://x/ocpp"], "--csms-url"),
         (["--count", "5", "--csms-url", "ws://127.0.0.1:9/ocpp", "--shard", "5/5"], "--shard 5/5"),
@@ -433,3 +436,20 @@ def test_more_stations_than_local_ports_is_refused_naming_the_range(monkeypatch)
     ns = _parser().parse_args(["fleet", "--count", "3000", "--csms-url", "ws://127.0.0.1:9/ocpp", "--shard", "2/3"])
     _, parts = fleet_cli._plan(ns)  # a third of them fits
     assert [len(p) for p in parts] == [1000]
+
+
+def test_profile_ocpp201_variables_become_store_values(tmp_path):
+    from station.ocpp201.device_model import NS, DeviceModel
+    from station.sim.fleet_profile import load_profile
+    from station.store import MemoryStore
+
+    path = tmp_path / "p.toml"
+    path.write_text('[ocpp201]\n"SampledDataCtrlr.TxUpdatedInterval" = 45\n'
+                    '"OCPPCommCtrlr.MessageAttempts[TransactionEvent]" = 5\n')
+    profile = load_profile(str(path))
+    store = MemoryStore()
+    for key, value in profile.ocpp201_variables.items():
+        store.put(NS, key, value)
+    dm = DeviceModel(store, {1: [1]}, {})
+    assert dm.value("SampledDataCtrlr", "TxUpdatedInterval") == 45
+    assert dm.value("OCPPCommCtrlr", "MessageAttempts", instance="TransactionEvent") == 5
