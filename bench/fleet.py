@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.impl == "fleet":
             cmd = [sys.executable, "-m", "station", "fleet", "--count", str(args.count), "--csms-url", url,
                    "--profile", str(ROOT / "bench" / "fleet-profile.toml"), "--duration", str(life),
-                   "--json", str(summary_file), "--processes", str(args.processes)]
+                   "--json", str(summary_file), "--processes", str(args.processes), "--ocpp", args.ocpp]
         else:
             cmd = [sys.executable, str(ROOT / "bench" / "baseline_ocpp_fleet.py"), "--count", str(args.count),
                    "--csms-url", url, "--duration", str(life)]
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> dict:
     cpu_pct = 100 * (steady[-1][2] - steady[0][2]) / max(1e-6, steady[-1][0] - steady[0][0]) if len(steady) > 1 else None
     st = seen.get("steady", {})
     result = {
-        "impl": args.impl, "count": args.count, "processes": args.processes,
+        "impl": args.impl, "count": args.count, "processes": args.processes, "ocpp": args.ocpp,
         "connected": seen["connected"], "connected_at_steady_start": st.get("connected_at_start"),
         "booted": seen["booted"],
         "rss_mb": round(rss_max / 2**20, 1), "kb_per_station": round(rss_max / args.count / 1024, 1),
@@ -137,6 +137,7 @@ def main() -> int:
     p.add_argument("--impl", choices=["fleet", "baseline"], required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--processes", type=int, default=1, help="fleet only: --processes")
+    p.add_argument("--ocpp", choices=["1.6", "2.0.1"], default="1.6", help="fleet only: OCPP version of the stations")
     p.add_argument("--ramp", type=float, help="seconds for the ramp-up (default: 20 + count / 250)")
     p.add_argument("--steady", type=float, default=60.0)
     p.add_argument("--trigger-rate", type=float, default=20.0)

@@ -132,10 +132,11 @@ async def csms201():
 
 @pytest.fixture
 async def make_station201(request, tmp_path, csms201):
-    """make_station201(variables=[...], evses=1, ...) -> an OCPP 2.0.1 station not yet started, in process."""
+    """make_station201(variables=[...], evses=2, ...) -> an OCPP 2.0.1 station not yet started, in
+    process; two EVSEs by default (issue 10: the 2.0.1 test station has two)."""
     made: list[InProcessStation] = []
 
-    def make(variables: list[dict] | None = None, evses: int = 1, station_id: str = "CS201",
+    def make(variables: list[dict] | None = None, evses: int = 2, station_id: str = "CS201",
              extra: list[str] | None = None, url: str | None = None, fast: bool = True,
              config: str | None = None) -> InProcessStation:
         cfg = list(FAST201) if fast else []

@@ -66,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--csms-url", required=True)
     p.add_argument("--settle", type=float, default=1.0)
+    p.add_argument("--ocpp", choices=["1.6", "2.0.1"], default="1.6", help="OCPP version of every station")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    print(json.dumps(asyncio.run(measure(args.count, args.csms_url, args.settle))), flush=True)
+    profile = FleetProfile(sessions_per_hour=0, busy_at_start=0, versions={args.ocpp: 1.0})
+    out = asyncio.run(measure(args.count, args.csms_url, args.settle, profile=profile))
+    print(json.dumps({"ocpp": args.ocpp, **out}), flush=True)
     return 0
 
 

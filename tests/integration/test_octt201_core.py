@@ -205,3 +205,33 @@ async def test_TC_B_57_CS_reconnect_after_connection_loss(csms201, booted201):
     assert csms201.connections == before + 1
     assert (await csms201.call("TriggerMessage", {"requestedMessage": "Heartbeat"}))["status"] == "Accepted"
     await csms201.expect("Heartbeat")
+
+
+def _datetimes(value, out: list) -> list:
+    if isinstance(value, dict):
+        for v in value.values():
+            _datetimes(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _datetimes(v, out)
+    elif isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] == "T":
+        out.append(value)
+    return out
+
+
+async def test_every_timestamp_has_at_most_3_fractional_digits_and_z(csms201, booted201):
+    """Interop (issue 10): one independent CSMS rejects 6 fractional digits or an offset."""
+    import re
+
+    sp = await booted201(variables=[var("SampledDataCtrlr", "TxUpdatedInterval", "10"),
+                                    var("AlignedDataCtrlr", "Interval", "30")])
+    await sp.plug()
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", lambda p: p["triggerReason"] == "MeterValuePeriodic", timeout=30)
+    await asyncio.sleep(40)
+    await sp.swipe("TAG1")
+    await csms201.expect("TransactionEvent", lambda p: p["eventType"] == "Ended")
+    stamps = _datetimes([r.payload for r in csms201.received], [])
+    assert len(stamps) > 10
+    bad = [s for s in stamps if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z", s)]
+    assert not bad, bad

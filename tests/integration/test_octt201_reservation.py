@@ -133,7 +133,7 @@ async def test_TC_H_09_CS_reserve_unspecified_evse_occupied_reserved(csms201, bo
 
 
 async def test_TC_H_10_CS_reserve_unspecified_evse_occupied(csms201, booted201):
-    sp = await booted201()
+    sp = await booted201(evses=1)  # every EVSE occupied: this station has one
     await charge(csms201, sp, "TAG9")
     assert await reserve_now(csms201, evse=None) == "Occupied"
 
@@ -258,7 +258,7 @@ async def test_TC_H_23_CS_replace_reservation(csms201, booted201):
 
 
 async def test_TC_H_24_CS_reserve_unspecified_evse_group_id_token(csms201, booted201):
-    sp = await booted201()
+    sp = await booted201(evses=1)  # one EVSE: the reservation without an EVSE holds it (Reserved)
     csms201.responders["Authorize"] = lambda p: {"idTokenInfo": {"status": "Accepted", "groupIdToken": GROUP}}
     assert await reserve_now(csms201, evse=None, groupIdToken=GROUP) == "Accepted"
     await expect_status(csms201, 1, "Reserved")
