@@ -19,7 +19,6 @@ from ocpp.v201 import call_result as result201
 from websockets.asyncio.server import serve
 
 
-
 async def until(check, timeout: float) -> None:
     """Wait (bounded) until ``check()`` is true."""
     loop = asyncio.get_running_loop()
