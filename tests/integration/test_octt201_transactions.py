@@ -126,8 +126,9 @@ async def test_TC_E_06_CS_local_stop_accepted(csms201, booted201):
     seq_ok(csms201, ev["transactionInfo"]["transactionId"])
 
 
-async def test_stop_point_ev_connected_only_ends_at_unplug(csms201, booted201):
-    """TxStopPoint EVConnected: the local stop deauthorizes (Updated), the unplug ends it."""
+async def test_TC_E_14_CS_stop_point_ev_connected_ends_at_unplug(csms201, booted201):
+    """TxStopPoint EVConnected: the local stop deauthorizes (Updated); the connection to the EV is
+    lost (the simulated unplug stands for either side of the cable) and that ends it."""
     sp = await booted201(variables=points("PowerPathClosed", "EVConnected"))
     ev = await start_transaction_201(csms201, sp)
     await sp.swipe("TAG1")
@@ -550,13 +551,42 @@ async def test_TC_J_06_CS_no_clock_aligned_values_during_transaction(csms201, bo
                 or (r.action == "TransactionEvent" and r.payload["triggerReason"] == "MeterValueClock")]
 
 
-async def test_TC_E_17_CS_deauthorized_ev_side_disconnect(csms201, booted201):
+async def test_ev_side_disconnect_with_authorized_stop_point(csms201, booted201):
     sp = await booted201(variables=points("PowerPathClosed", "Authorized"))
     await start_transaction_201(csms201, sp)
     await sp.unplug()
     end = await csms201.expect("TransactionEvent", ended)
     assert end["triggerReason"] == "EVCommunicationLost"
     assert end["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+
+
+async def test_TC_E_17_CS_deauthorized_then_ev_side_disconnect(csms201, booted201):
+    """E06.FR.04: TxStopPoint Authorized and the CSMS answers the transaction's idToken with a
+    non-valid idTokenInfo: the transaction ends (Deauthorized); the EV unplugged afterwards sends
+    no further event."""
+    csms201.responders["TransactionEvent"] = (
+        lambda p: {"idTokenInfo": {"status": "Invalid"}} if "idToken" in p else None)
+    sp = await booted201(variables=points("PowerPathClosed", "Authorized"))
+    await start_transaction_201(csms201, sp)
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["triggerReason"] == "Deauthorized" and end["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+    await sp.unplug()
+    await csms201.no_call("TransactionEvent", within=5)
+
+
+async def test_TC_E_54_CS_ev_side_disconnect_ev_not_able_to_charge(csms201, booted201):
+    """An EV that never asks for energy (stays in state B): the transaction (started when
+    authorized) ends when the EV is disconnected."""
+    sp = await booted201(variables=points("Authorized", "EVConnected,Authorized"))
+    await sp.plug()
+    await sp.ev(True)
+    await sp.swipe("TAG1")
+    ev = await csms201.expect("TransactionEvent", started)
+    await sp.unplug()
+    end = await csms201.expect("TransactionEvent", ended)
+    assert end["transactionInfo"]["transactionId"] == ev["transactionInfo"]["transactionId"]
+    assert end["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    assert not any(p["transactionInfo"].get("chargingState") == "Charging" for p in csms201.calls("TransactionEvent"))
 
 
 async def test_TC_E_52_CS_disable_remote_authorization(csms201, booted201):
