@@ -199,3 +199,12 @@ async def test_TC_O_27_TC_O_28_CS_transaction_message_start_and_end_time(csms201
     assert [m["id"] for m in (await sp.status())["display"]] == [6]
     await asyncio.sleep(60)
     assert (await sp.status())["display"] == []
+
+
+async def test_TC_O_30_CS_transaction_messages_multiple_in_front(csms201, booted201):
+    sp = await booted201()
+    ev = await start_transaction_201(csms201, sp)
+    tx_id = ev["transactionInfo"]["transactionId"]
+    await csms201.call("SetDisplayMessage", message(1, "first", "InFront", transactionId=tx_id))
+    await csms201.call("SetDisplayMessage", message(2, "second", "InFront", transactionId=tx_id))
+    assert [m["id"] for m in (await sp.status())["display"]] == [2, 1]
