@@ -694,3 +694,21 @@ async def test_setting_system_time_when_the_wall_clock_jumps_201(csms201, booted
     await booted201()
     _asyncio.get_running_loop().wall_start += _timedelta(minutes=15)
     await csms201.expect("SecurityEventNotification", lambda p: p["type"] == "SettingSystemTime", timeout=30)
+
+
+async def test_profile_3_client_certificate_rejected_by_the_csms(csms201, make_station201, tmp_path):
+    """The CSMS does not accept the station's client certificate (issued by a CA it does not
+    trust): no session, the link names the TLS failure, and it keeps trying; once the CSMS trusts
+    that CA the station connects and boots."""
+    pki = make_pki(tmp_path / "pki")
+    ca, ca_key = make_ca("CPO Sub CA")
+    other_ca, _ = make_ca("Another CA")
+    provision_client_certificate(tmp_path, ca, ca_key)
+    sp = await tls_station(csms201, make_station201, tmp_path, pki, profile=3,
+                           ctx=profile3_context(pki, other_ca, required=True), boot=False)
+    await asyncio.sleep(20)
+    assert not csms201.calls("BootNotification")
+    status = await sp.status()
+    assert status["connected"] is False and status["last_error"]
+    await restart_tls(csms201, profile3_context(pki, ca, required=True))
+    await csms201.expect("BootNotification", timeout=120, since=0)
