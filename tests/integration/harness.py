@@ -465,3 +465,19 @@ async def start_transaction_201(csms: ScriptedCsms, sp: Any, tag: str = "TAG1", 
     await sp.plug(evse)
     await sp.swipe(tag, evse)
     return await csms.expect("TransactionEvent", lambda p: p["eventType"] == "Started" and p["evse"]["id"] == evse)
+
+
+async def go_offline_201(csms, sp: Any) -> None:
+    """Drop the station's link and wait until the CSMS sees it gone."""
+    await sp.link(False)
+    await asyncio.wait_for(csms.disconnected.wait(), 5)
+
+
+async def restart_201(csms, sp: Any) -> None:
+    """A clean restart of a 2.0.1 station: stopped, started, booted again, EVSE 1 reported."""
+    await sp.stop()
+    csms.mark()
+    sp.start()
+    await csms.expect("BootNotification", timeout=15)
+    await csms.expect("StatusNotification", lambda p: p["evseId"] == 1)
+    await sp.wait_api()

@@ -12,6 +12,7 @@ import asyncio
 import pytest
 
 from tests.conftest import var
+from tests.integration.harness import go_offline_201, restart_201
 
 PRE_AUTHORIZE = var("AuthCtrlr", "LocalPreAuthorize", "true")
 GROUP = {"idToken": "GROUP1", "type": "Central"}
@@ -37,20 +38,6 @@ def answer(csms201, **by_tag: dict) -> None:
 
 def locked(sp, evse: int = 1) -> bool:
     return sp.rt.station.hw[evse].connector(1).lock.locked
-
-
-async def go_offline(csms201, sp) -> None:
-    await sp.link(False)
-    await asyncio.wait_for(csms201.disconnected.wait(), 5)
-
-
-async def restart(csms201, sp) -> None:
-    await sp.stop()
-    csms201.mark()
-    sp.start()
-    await csms201.expect("BootNotification", timeout=15)
-    await csms201.expect("StatusNotification", lambda p: p["evseId"] == 1)
-    await sp.wait_api()
 
 
 async def session(csms201, sp, tag: str = "TAG1", evse: int = 1) -> dict:
@@ -286,7 +273,7 @@ async def test_TC_C_57_CS_cache_disable_post_authorize(csms201, booted201):
 async def test_TC_C_32_CS_cache_persistent_over_reboot(csms201, booted201):
     sp = await booted201(variables=[PRE_AUTHORIZE])
     await cache(csms201, sp)
-    await restart(csms201, sp)
+    await restart_201(csms201, sp)
     await session(csms201, sp)
     assert not csms201.calls("Authorize")[1:]
 
@@ -296,7 +283,7 @@ async def test_TC_C_33_CS_cache_updated_on_authorize_response(csms201, booted201
     sp = await booted201()
     await cache(csms201, sp)
     await cache(csms201, sp, info={"status": "Blocked"})
-    await go_offline(csms201, sp)
+    await go_offline_201(csms201, sp)
     await sp.plug()
     await sp.swipe("TAG1")
     await asyncio.sleep(3)
@@ -383,7 +370,7 @@ async def offline_cached_session(csms201, sp) -> dict:
     await cache(csms201, sp)
     refuse_token(csms201)
     await sp.plug()
-    await go_offline(csms201, sp)
+    await go_offline_201(csms201, sp)
     await sp.swipe("TAG1")
     await asyncio.sleep(3)
     await sp.link(True)
@@ -444,7 +431,7 @@ async def test_max_energy_on_invalid_id_used_up(csms201, booted201):
 
 # -- C15 offline -----------------------------------------------------------------------------------------------
 async def _offline_attempt(csms201, sp, tag: str = "TAG1") -> dict | None:
-    await go_offline(csms201, sp)
+    await go_offline_201(csms201, sp)
     await sp.plug()
     await sp.swipe(tag)
     await asyncio.sleep(3)

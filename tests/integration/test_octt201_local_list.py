@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.conftest import var
+from tests.integration.harness import go_offline_201, restart_201
 
 ACCEPTED = {"status": "Accepted"}
 PRE_AUTHORIZE = var("AuthCtrlr", "LocalPreAuthorize", "true")
@@ -41,20 +42,6 @@ def dm_value(sp, component: str, variable: str) -> object:
 
 async def entries(csms201, sp) -> int:
     return int(dm_value(sp, "LocalAuthListCtrlr", "Entries"))
-
-
-async def go_offline(csms201, sp) -> None:
-    await sp.link(False)
-    await asyncio.wait_for(csms201.disconnected.wait(), 5)
-
-
-async def restart(csms201, sp) -> None:
-    await sp.stop()
-    csms201.mark()
-    sp.start()
-    await csms201.expect("BootNotification", timeout=15)
-    await csms201.expect("StatusNotification", lambda p: p["evseId"] == 1)
-    await sp.wait_api()
 
 
 # -- D01 SendLocalList, D02 GetLocalListVersion --------------------------------------------------------
@@ -112,7 +99,7 @@ async def test_TC_D_06_CS_send_local_list_version_mismatch(csms201, booted201):
 async def test_TC_D_07_CS_send_local_list_persistent_over_reboot(csms201, booted201):
     sp = await booted201(variables=[PRE_AUTHORIZE])
     assert await status(csms201, send(7, "Full", entry("TAG1"))) == "Accepted"
-    await restart(csms201, sp)
+    await restart_201(csms201, sp)
     assert await version(csms201) == 7 and await entries(csms201, sp) == 1
     # and the list is used: accepted without an Authorize
     await sp.plug()
@@ -217,7 +204,7 @@ async def test_TC_C_58_CS_online_local_list_disable_post_authorize(csms201, boot
 
 # -- C15 the list in use offline ---------------------------------------------------------------------
 async def _offline_swipe(csms201, sp, tag: str = "TAG1") -> None:
-    await go_offline(csms201, sp)
+    await go_offline_201(csms201, sp)
     await sp.plug()
     await sp.swipe(tag)
 
