@@ -191,13 +191,14 @@ async def test_a_network_api_with_a_token_needs_it(tmp_path, csms):
 
 async def test_a_second_station_on_the_same_state_directory_is_refused(csms, booted):
     sp = await booted()
-    mark = csms.mark()
     r = await asyncio.to_thread(run_cli, "run", "--sim", "--csms-url", f"ws://127.0.0.1:{csms.port}/ocpp",
                                 "--id", "OTHER", "--state-dir", str(sp.state_dir))
     assert r.returncode == 2
     assert one_line(r) == (f"station: state directory {sp.state_dir} is in use by another station "
                            f"(pid {sp.proc.pid}); give each station its own --state-dir")
-    assert csms.received[mark:] == [] and csms.paths == ["/ocpp/CS001"]
+    # the refused station never connected (the first one may still be sending its startup
+    # security event, queued since issue 9: not a message of the second)
+    assert csms.connections == 1 and csms.paths == ["/ocpp/CS001"]
     assert (await sp.status())["connected"] is True
 
 
