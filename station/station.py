@@ -691,30 +691,35 @@ class Station:
                 return conn.transaction
         return None
 
+    def _free_for(self, c: int, id_tag: str, parent: str | None) -> bool:
+        """Whether a remote start for ``id_tag`` (its parent ``parent``) may use connector ``c``."""
+        conn = self.connectors[c]
+        r = conn.reservation
+        if r is not None:
+            # a reserved connector serves the reserved idTag (or its parent's) only, 5.13 / TC_046_2
+            if not may_use(r.id_tag, r.parent_id_tag, id_tag, parent):
+                return False
+            usable = conn.state() in (ConnectorState.Reserved, ConnectorState.Available, ConnectorState.Preparing)
+            return usable and conn.transaction is None and self._session(c).may_start(c)
+        return conn.available_for_new_session and self._session(c).may_start(c)
+
+    def remote_start_connector(self, id_tag: str, among: list[int] | None = None) -> int | None:
+        """The connector a remote start names none goes to (of ``among``, else any): one reserved
+        for the idTag, then a free one with a cable in first (the EV is there), else the first free."""
+        parent = self._known_parent(id_tag)
+        free = [c for c in (self.connectors if among is None else among)
+                if c in self.connectors and self._free_for(c, id_tag, parent)]
+        return next((c for c in free if self.connectors[c].reservation is not None),
+                    next((c for c in free if self.connectors[c].plugged), next(iter(free), None)))
+
     async def remote_start(self, cid: int | None, id_tag: str, profile: dict | None = None,
                            token_type: str = "Central") -> bool:
-        parent = self._known_parent(id_tag)
-
-        def free(c: int) -> bool:
-            conn = self.connectors[c]
-            r = conn.reservation
-            if r is not None:
-                # a reserved connector serves the reserved idTag (or its parent's) only, 5.13 / TC_046_2
-                if not may_use(r.id_tag, r.parent_id_tag, id_tag, parent):
-                    return False
-                usable = conn.state() in (ConnectorState.Reserved, ConnectorState.Available, ConnectorState.Preparing)
-                return usable and conn.transaction is None and self._session(c).may_start(c)
-            return conn.available_for_new_session and self._session(c).may_start(c)
-
         if cid is None:
-            # no connector named: one reserved for the idTag, then a free one with a cable in first (the
-            # EV is there), else the first free
-            cid = next((c for c in self.connectors if free(c) and self.connectors[c].reservation is not None),
-                       next((c for c in self.connectors if free(c) and self.connectors[c].plugged),
-                            next((c for c in self.connectors if free(c)), None)))
+            cid = self.remote_start_connector(id_tag)
             if cid is None:
                 return False
-        if cid not in self.connectors or not free(cid) or not self.operative:
+        if cid not in self.connectors or not self._free_for(cid, id_tag, self._known_parent(id_tag)) \
+                or not self.operative:
             return False
         self._feed(cid, m.RemoteStartRequested(cid, m.IdToken(id_tag, token_type), next(self._ids), profile))
         return True

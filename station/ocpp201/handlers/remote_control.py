@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from station.core.model import ConnectorState
 from station.logsafe import text as safe
 from station.ocpp201.handlers import Routes
 
@@ -19,21 +18,6 @@ if TYPE_CHECKING:
 routes = Routes("RemoteControl")
 
 REJECTED = {"status": "Rejected"}
-FREE = (ConnectorState.Available, ConnectorState.Preparing, ConnectorState.Reserved)
-
-
-def _free(ad: Ocpp201Adapter, cid: int) -> bool:
-    conn = ad.station.connectors[cid]
-    state, _ = ad.station.status_of(cid)
-    return conn.transaction is None and state in FREE
-
-
-def _choose(ad: Ocpp201Adapter, evse_id: int | None) -> int | None:
-    """The connector a remote start goes to: of the EVSE named, else any; one with a cable in first."""
-    cids = ad.connectors_of(evse_id) if evse_id is not None else sorted(ad._address)
-    free = [c for c in cids if _free(ad, c)]
-    plugged = [c for c in free if ad.station.connectors[c].plugged]
-    return (plugged or free or [None])[0]
 
 
 @routes.on("RequestStartTransaction")
@@ -49,15 +33,12 @@ async def request_start_transaction(ad: Ocpp201Adapter, p: dict) -> dict:
         ad.log.info("RequestStartTransaction Rejected: its chargingProfile is not a TxProfile")
         return REJECTED
     token = p["idToken"]
-    cid = _choose(ad, evse_id)
+    # the station's own choice (a connector reserved for the token, else one with a cable in, e.g.
+    # a transaction started at EVConnected and not yet authorized, else a free one), on the EVSE named
+    cid = ad.station.remote_start_connector(token["idToken"],
+                                            ad.connectors_of(evse_id) if evse_id is not None else sorted(ad._address))
     if cid is None:
-        # a transaction started at EVConnected and not yet authorized takes the remote start
-        cids = ad.connectors_of(evse_id) if evse_id is not None else sorted(ad._address)
-        t = next((ad.transactions.open[c] for c in cids if c in ad.transactions.open
-                  and ad.transactions.core_tx(c) is None), None)
-        if t is None:
-            return REJECTED
-        cid = t.cid
+        return REJECTED
     ok = await ad.station.remote_start(cid, token["idToken"], profile, token_type=token["type"])
     if not ok:
         return REJECTED
