@@ -51,11 +51,11 @@ _RESERVATION_TIMER = ("reservation_expiry", 0)
 
 class Adapter(Protocol):
     settings: Settings
-    version: str
 
     @property
     def online(self) -> bool: ...
-    async def authorize(self, id_tag: str) -> IdTagInfo | None: ...
+    # token_type: the IdToken's type, for a version whose Authorize carries it (2.0.1)
+    async def authorize(self, id_tag: str, token_type: str | None = None) -> IdTagInfo | None: ...
     def status_changed(self, connector_id: int, state: ConnectorState, fault: str | None, info: str) -> None: ...
     def transaction_started(self, tx: Transaction) -> None: ...
     def transaction_stopped(self, tx: Transaction) -> None: ...
@@ -532,10 +532,7 @@ class Station:
         online = self.adapter is not None and self.adapter.online
         d = decide(id_tag, online, self.settings.auth, self.local_list, self.cache, self.clock.now(), token_type)
         if d.verdict is Verdict.ASK_CSMS:
-            info = None
-            if self.adapter is not None:
-                info = await (self.adapter.authorize(id_tag, token_type) if token_type and getattr(self.adapter, "version", "1.6") != "1.6"
-                              else self.adapter.authorize(id_tag))
+            info = await self.adapter.authorize(id_tag, token_type) if self.adapter is not None else None
             if info is not None:
                 self.check_list_conflict(id_tag, info)
                 self.remember(id_tag, info)

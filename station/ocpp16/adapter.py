@@ -302,7 +302,8 @@ class Ocpp16Adapter(AdapterBase):
         self.status.report_error(0, "LocalListConflict", f"{id_tag}: list {listed.status}, CSMS {answer.status}")
 
     # -- authorization -----------------------------------------------------------------------
-    async def authorize(self, id_tag: str) -> IdTagInfo | None:
+    async def authorize(self, id_tag: str, token_type: str | None = None) -> IdTagInfo | None:
+        """Authorize.req (1.6 knows no token type: ``token_type`` is not sent)."""
         if not self.online:
             return None
         try:

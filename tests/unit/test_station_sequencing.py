@@ -39,7 +39,7 @@ class FakeAdapter:
     def online(self) -> bool:
         return self.is_online
 
-    async def authorize(self, id_tag: str) -> IdTagInfo | None:
+    async def authorize(self, id_tag: str, token_type: str | None = None) -> IdTagInfo | None:
         self.authorized.append(id_tag)
         if id_tag in self.held:
             await asyncio.get_running_loop().create_future()  # never answered
@@ -621,7 +621,7 @@ async def test_fault_while_a_remote_start_waits_for_authorize_starts_nothing(tmp
     await r.plug()
     gate = asyncio.get_running_loop().create_future()
 
-    async def slow(id_tag):
+    async def slow(id_tag, token_type=None):
         r.ad.authorized.append(id_tag)
         await gate
         return IdTagInfo("Accepted")
