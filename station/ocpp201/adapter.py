@@ -29,7 +29,7 @@ from station.core.clock import Clock, iso
 from station.core.metering import parse_measurands, samples_for
 from station.core.model import ConnectorState
 from station.core.settings import Settings
-from station.core.transaction import Transaction
+from station.core.transaction import StopReason, Transaction
 from station.link import CallErrorReceived, Link, NotConnected
 from station.metering import AlignedSchedule, SampledSchedule
 from station.ocpp201 import vocabulary
@@ -264,6 +264,10 @@ class Ocpp201Adapter(AdapterBase):
 
     def connector_number(self, evse_id: int, connector_id: int = 1) -> int | None:
         return self._number.get((evse_id, connector_id))
+
+    def connectors(self) -> list[int]:
+        """Every connector number of the station, in order."""
+        return sorted(self._address)
 
     def connectors_of(self, evse_id: int) -> list[int]:
         return [cid for (e, _), cid in sorted(self._number.items()) if e == evse_id]
@@ -520,9 +524,7 @@ class Ocpp201Adapter(AdapterBase):
             return
         if self.flag("AlignedDataCtrlr", "SendDuringIdle") and self.transactions.open:
             return
-        for cid in list(self.station.connectors):
-            if cid not in self._address:
-                continue
+        for cid in self.connectors():
             reading = await self.station.read_meter(cid)
             if reading is None:
                 continue
@@ -555,7 +557,7 @@ class Ocpp201Adapter(AdapterBase):
 
     # -- reset (B11, B12) ---------------------------------------------------------------------
     def busy(self, evse_id: int | None = None) -> bool:
-        cids = self.connectors_of(evse_id) if evse_id else list(self._address)
+        cids = self.connectors_of(evse_id) if evse_id else self.connectors()
         return any(c in self.transactions.open or self.transactions.core_tx(c) is not None for c in cids)
 
     def schedule_reset(self, evse_id: int, kind: str) -> None:
@@ -570,8 +572,6 @@ class Ocpp201Adapter(AdapterBase):
     async def reset(self, evse_id: int, kind: str) -> None:
         """Reset the station (``evse_id`` 0) or one EVSE: transactions end (ImmediateReset), then the
         station restarts, or the EVSE is made available again."""
-        from station.core.transaction import StopReason  # noqa: PLC0415
-
         if evse_id == 0:
             self.store.put(NS, "boot_reason", "RemoteReset")
             await self.station.reset("Hard" if kind == "Immediate" else "Soft")

@@ -59,9 +59,8 @@ class StatusReporter:
 
     def send_all(self) -> None:
         """Every connector's status (the boot was accepted)."""
-        for cid in sorted(self.ad.station.connectors):
-            if cid in self.ad._address:
-                self._send(cid, self.current(cid))
+        for cid in self.ad.connectors():
+            self._send(cid, self.current(cid))
 
     def trigger(self, cids: list[int]) -> None:
         for cid in cids:
@@ -77,9 +76,8 @@ class StatusReporter:
         if since is not None and self.ad.scheduler.monotonic() - since > threshold:
             self.send_all()
             return
-        for cid in sorted(self.ad.station.connectors):
-            if cid in self.ad._address:
-                self.changed(cid)
+        for cid in self.ad.connectors():
+            self.changed(cid)
 
     def stop(self) -> None:
         self._stopped = True

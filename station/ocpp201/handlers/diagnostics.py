@@ -176,7 +176,7 @@ def customer_data(ad: Ocpp201Adapter, p: dict, clear: bool) -> list[str]:
                              f"{t.connector_id} since {t.started_at or 'unknown'}")
         for _, cid, data, running in ad.store.tx_of(value):
             energy = (data.get("meter_last_wh") or 0) - (data.get("meter_start_wh") or 0)
-            evse_id, connector_id = ad.address(cid) if cid in ad._address else (0, cid)
+            evse_id, connector_id = ad.address(cid) if cid in ad.connectors() else (0, cid)
             lines.append(f"{label}: {'running' if running else 'ended'} charging session on EVSE {evse_id} connector "
                          f"{connector_id} started {data.get('started_at')}, {energy:.0f} Wh")
         if clear and st.forget(value):

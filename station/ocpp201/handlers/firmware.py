@@ -212,7 +212,7 @@ class Firmware201:
 
     def running(self) -> int:
         """How many connectors have a transaction."""
-        return sum(self._busy(cid) for cid in self.ad.station.connectors if cid in self.ad._address)
+        return sum(self._busy(cid) for cid in self.ad.connectors())
 
     def _new_sessions_allowed(self) -> bool:
         return self.ad.flag("ChargingStation", "AllowNewSessionsPendingFirmwareUpdate")
@@ -294,7 +294,7 @@ class Firmware201:
             "connectors": {str(cid): {"evse": list(ad.address(cid)), "status": ad.status.current(cid),
                                       "operative": ad.station.connectors[cid].operative,
                                       "transaction": ad.transactions.open[cid].transaction_id if cid in ad.transactions.open else None}
-                           for cid in sorted(ad._address)},
+                           for cid in ad.connectors()},
             "firmware_update": {"status": self.status[0], "requestId": self.status[1]},
             "configuration": config,
         }

@@ -36,7 +36,7 @@ async def request_start_transaction(ad: Ocpp201Adapter, p: dict) -> dict:
     # the station's own choice (a connector reserved for the token, else one with a cable in, e.g.
     # a transaction started at EVConnected and not yet authorized, else a free one), on the EVSE named
     cid = ad.station.remote_start_connector(token["idToken"],
-                                            ad.connectors_of(evse_id) if evse_id is not None else sorted(ad._address))
+                                            ad.connectors_of(evse_id) if evse_id is not None else ad.connectors())
     if cid is None:
         return REJECTED
     ok = await ad.station.remote_start(cid, token["idToken"], profile, token_type=token["type"])
@@ -99,7 +99,7 @@ async def reset(ad: Ocpp201Adapter, p: dict) -> Any:
 async def trigger_message(ad: Ocpp201Adapter, p: dict) -> Any:
     what = p["requestedMessage"]
     evse = p.get("evse")
-    cids = sorted(ad._address)
+    cids = ad.connectors()
     if evse is not None:
         if "connectorId" in evse:
             cid = ad.connector_number(evse["id"], evse["connectorId"])
