@@ -216,37 +216,32 @@ class SimStation:
 
 
 # -- the fleet ----------------------------------------------------------------------------------
-def _build_1_6(fleet: Fleet, sid: str, clock: StationClock) -> Any:
+def _build(fleet: Fleet, sid: str, clock: StationClock, version: str, ns: str, preset: dict[str, str]) -> Any:
+    """One fleet station of ``version``: simulated, its state in a dict store holding ``preset``
+    (store namespace ``ns``: its OCPP settings, as if the CSMS had set them)."""
     from station.runtime import Runtime
 
-    cfg = StationConfig(id=sid, ocpp="1.6", csms_url=fleet.csms_url, state_dir=":memory:", simulated=True,
+    cfg = StationConfig(id=sid, ocpp=version, csms_url=fleet.csms_url, state_dir=":memory:", simulated=True,
                         evses=[EvseConfig(1)])
     store = DictStore()
-    for key, value in fleet.profile.ocpp16_keys.items():
-        store.put(OCPP16_NS, key, value)  # as if the CSMS had set them
+    for key, value in preset.items():
+        store.put(ns, key, value)
     rt = Runtime(cfg, clock=clock, log=StationLog(fleet.log, sid), store=store)  # type: ignore[arg-type]
     rt.events_kept = 0
     rt.ws_options = FLEET_WS_OPTIONS
     rt.stop_flush_s = fleet.stop_flush_s
     rt.checkpoint_interval_s = CHECKPOINT_S
     return rt
+
+
+def _build_1_6(fleet: Fleet, sid: str, clock: StationClock) -> Any:
+    return _build(fleet, sid, clock, "1.6", OCPP16_NS, fleet.profile.ocpp16_keys)
 
 
 def _build_2_0_1(fleet: Fleet, sid: str, clock: StationClock) -> Any:
     from station.ocpp201.device_model import NS as DM_NS
-    from station.runtime import Runtime
 
-    cfg = StationConfig(id=sid, ocpp="2.0.1", csms_url=fleet.csms_url, state_dir=":memory:", simulated=True,
-                        evses=[EvseConfig(1)])
-    store = DictStore()
-    for key, value in fleet.profile.ocpp201_variables.items():
-        store.put(DM_NS, key, value)  # as if the CSMS had set them (device-model store keys)
-    rt = Runtime(cfg, clock=clock, log=StationLog(fleet.log, sid), store=store)  # type: ignore[arg-type]
-    rt.events_kept = 0
-    rt.ws_options = FLEET_WS_OPTIONS
-    rt.stop_flush_s = fleet.stop_flush_s
-    rt.checkpoint_interval_s = CHECKPOINT_S
-    return rt
+    return _build(fleet, sid, clock, "2.0.1", DM_NS, fleet.profile.ocpp201_variables)  # device-model store keys
 
 
 # how a station of each OCPP version is built

@@ -144,11 +144,8 @@ class LoadCsms:
 
     def answer201(self, seen: Seen, action: str, p: dict) -> dict:
         """The same in 2.0.1: a TransactionEvent Started opens, Ended closes a transaction."""
-        if action == "BootNotification":
-            seen.booted = True
-            return {"status": "Accepted", "currentTime": _now(), "interval": self.heartbeat_interval}
-        if action == "Heartbeat":
-            return {"currentTime": _now()}
+        if action in ("BootNotification", "Heartbeat", "DataTransfer"):
+            return self.answer(seen, action, p)  # the same answers in both versions
         if action == "Authorize":
             return {"idTokenInfo": {"status": "Accepted"}}
         if action == "TransactionEvent":
@@ -163,8 +160,6 @@ class LoadCsms:
                 else:
                     seen.stopped_tx += 1
             return {"idTokenInfo": {"status": "Accepted"}} if "idToken" in p else {}
-        if action == "DataTransfer":
-            return {"status": "UnknownVendorId"}
         return {}
 
     # -- CSMS -> station ----------------------------------------------------------------------
