@@ -395,6 +395,22 @@ class Ocpp201Adapter(AdapterBase):
         self.registrar.disconnected()
         self.status.disconnected()
 
+    async def send_parts(self, action: str, key: str, items: list, per: int, fields: dict,
+                         numbered: bool = True) -> None:
+        """A message too long for one: ``items`` in parts of ``per`` under ``key``, each with
+        ``fields``, seqNo from 0 (when ``numbered``) and tbc on all but the last. A part the CSMS
+        does not take ends the series (the CSMS asks again)."""
+        per = max(1, per)
+        parts = [items[i:i + per] for i in range(0, len(items), per)]
+        for n, part in enumerate(parts):
+            payload = {**fields, key: part}
+            if numbered:
+                payload["seqNo"] = n
+            if n < len(parts) - 1:
+                payload["tbc"] = True
+            if await self.send_quietly(action, payload) is None:
+                return
+
     # -- registration (B01-B04) ---------------------------------------------------------------
     def boot_payload(self) -> dict:
         cs: dict = {"model": self.cfg.model[:20], "vendorName": self.cfg.vendor[:50],

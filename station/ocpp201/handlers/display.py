@@ -130,14 +130,8 @@ async def get_display_messages(ad: Ocpp201Adapter, p: dict) -> Any:
         return {"status": "Unknown"}
 
     async def notify() -> None:
-        per = 10
-        parts = [found[i:i + per] for i in range(0, len(found), per)]
-        for n, part in enumerate(parts):
-            payload: dict = {"requestId": p["requestId"], "messageInfo": [_public(m) for m in part]}
-            if n < len(parts) - 1:
-                payload["tbc"] = True
-            if await ad.send_quietly("NotifyDisplayMessages", payload) is None:
-                return
+        await ad.send_parts("NotifyDisplayMessages", "messageInfo", [_public(m) for m in found], 10,
+                            {"requestId": p["requestId"]}, numbered=False)
 
     return {"status": "Accepted"}, notify
 

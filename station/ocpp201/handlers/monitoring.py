@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from station.core.clock import iso
 from station.ocpp201.device_model import ComponentKey, Variable
 from station.ocpp201.handlers import Routes
 from station.scheduler import Timer
@@ -214,15 +213,8 @@ class Monitoring:
             self._queued = (self._queued + [data])[-OFFLINE_QUEUE:]
 
     async def _send(self, events: list[dict]) -> None:
-        per = max(1, self.ad.integer("DeviceDataCtrlr", "ItemsPerMessage", instance="GetReport"))
-        parts = [events[i:i + per] for i in range(0, len(events), per)]
-        generated = self.ad.now_iso()
-        for n, part in enumerate(parts):
-            payload: dict = {"generatedAt": generated, "seqNo": n, "eventData": part}
-            if n < len(parts) - 1:
-                payload["tbc"] = True
-            if await self.ad.send_quietly("NotifyEvent", payload) is None:
-                return
+        per = self.ad.integer("DeviceDataCtrlr", "ItemsPerMessage", instance="GetReport")
+        await self.ad.send_parts("NotifyEvent", "eventData", events, per, {"generatedAt": self.ad.now_iso()})
 
 
 def service(ad: Ocpp201Adapter) -> Monitoring:
@@ -349,15 +341,9 @@ async def get_monitoring_report(ad: Ocpp201Adapter, p: dict) -> Any:
         return {"status": "EmptyResultSet"}
 
     async def report() -> None:
-        per = max(1, ad.integer("DeviceDataCtrlr", "ItemsPerMessage", instance="GetReport"))
-        parts = [monitors[i:i + per] for i in range(0, len(monitors), per)]
-        generated = iso(ad.scheduler.now())
-        for n, part in enumerate(parts):
-            payload: dict = {"requestId": p["requestId"], "seqNo": n, "generatedAt": generated, "monitor": part}
-            if n < len(parts) - 1:
-                payload["tbc"] = True
-            if await ad.send_quietly("NotifyMonitoringReport", payload) is None:
-                return
+        per = ad.integer("DeviceDataCtrlr", "ItemsPerMessage", instance="GetReport")
+        await ad.send_parts("NotifyMonitoringReport", "monitor", monitors, per,
+                            {"requestId": p["requestId"], "generatedAt": ad.now_iso()})
 
     return {"status": "Accepted"}, report
 
