@@ -83,7 +83,6 @@ class _Pending:
     token: dict | None = None
     remote_start_id: int | None = None
     reservation_id: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class TransactionEvents:
@@ -118,7 +117,7 @@ class TransactionEvents:
         self.ad.store.put(NS, t.transaction_id, t.to_store())
 
     def _event(self, t: Tx201, event_type: str, trigger: str, *, meter: list[dict] | None = None,
-               id_token: dict | None = None, info: dict | None = None, extra: dict | None = None) -> None:
+               id_token: dict | None = None, info: dict | None = None) -> None:
         now = self.ad.scheduler.now()
         tx_info: dict[str, Any] = {"transactionId": t.transaction_id}
         state, plugged = self.ad.connector_facts(t.cid)
@@ -149,8 +148,6 @@ class TransactionEvents:
         if t.reservation_id is not None and not t.reservation_sent:
             payload["reservationId"] = t.reservation_id
             t.reservation_sent = True
-        if extra:
-            payload.update(extra)
         t.seq_no += 1
         with self.ad.store.atomic():  # the next seqNo and the event queued: both or neither (no gap)
             if event_type == "Ended":
@@ -187,11 +184,10 @@ class TransactionEvents:
         info = {"remoteStartId": t.remote_start_id} if t.remote_start_id is not None else None
         if t.remote_start_id is not None and trigger in ("Authorized", "ChargingStateChanged", "CablePluggedIn"):
             trigger = "RemoteStart"  # F01/F02: the transaction a RequestStartTransaction started
-        extra: dict = {}
         t.reservation_id = pend.reservation_id if pend.reservation_id is not None else (core.reservation_id if core else None)
         self.ad.log.info("transaction %s started on EVSE %d (%s)", t.transaction_id, evse_id, trigger)
         self._event(t, "Started", trigger, meter=self._meter(cid, "TxStartedMeasurands", "Transaction.Begin"),
-                    info=info, extra=extra)
+                    info=info)
         self.ad.transaction_opened(t)
         return t
 
